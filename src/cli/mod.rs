@@ -1,0 +1,1 @@
+//! The `warmline` subcommands (being filled in).

@@ -1,0 +1,330 @@
+//! The contract's event objects: what `replay` prints, the server streams and logs record.
+//!
+//! Every event carries `event` (its kind), `call_id` and `t_ms` (media time from sample counts).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which side of the call a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Track {
+    /// The caller (provider "inbound").
+    Caller,
+    /// The AI agent or far leg (provider "outbound").
+    Agent,
+}
+
+impl Track {
+    /// Both tracks, caller first.
+    pub const ALL: [Track; 2] = [Track::Caller, Track::Agent];
+
+    /// Index into per-track arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Track::Caller => 0,
+            Track::Agent => 1,
+        }
+    }
+
+    /// `caller` or `agent`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Track::Caller => "caller",
+            Track::Agent => "agent",
+        }
+    }
+}
+
+/// One event of the contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The provider's call id (Twilio `callSid`) or the replay input's name.
+    pub call_id: String,
+    /// Media time since the stream started, in milliseconds.
+    pub t_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The kinds of event, serialised as `"event": "<snake_case name>"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    /// The provider's start message was accepted.
+    CallStarted(CallStarted),
+    /// Periodic per-track prosody (at least once per second of speech).
+    Prosody(Prosody),
+    /// A signal crossed its threshold.
+    Signal(SignalCrossing),
+    /// The policy decided to hand the caller to a human. At most one per call.
+    Handoff(Handoff),
+    /// A handoff reached a target.
+    HandoffDelivered(Delivery),
+    /// A handoff could not be delivered after the configured attempts (kept in the outbox).
+    HandoffFailed(Delivery),
+    /// The stream ended (with or without a provider `stop`).
+    CallEnded(CallEnded),
+}
+
+/// Fields of `call_started`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStarted {
+    /// `twilio`, `telnyx`, `plivo`, `exotel`, `vonage` or `wav`/`jsonl` in replay.
+    pub provider: String,
+    /// `pcmu`, `pcma` or `l16`.
+    pub codec: String,
+    /// The stream's sample rate.
+    pub sample_rate_hz: u32,
+    /// The tracks the provider announced.
+    pub tracks: Vec<Track>,
+    /// Provider stream id where it has one (Twilio `streamSid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
+    /// Custom parameters from the start message.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_parameters: BTreeMap<String, String>,
+}
+
+/// Fields of `prosody`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prosody {
+    /// Which speaker.
+    pub track: Track,
+    /// Median F0 over the last report interval; null when unvoiced.
+    pub f0_hz: Option<f64>,
+    /// Mean energy over the last report interval, dBFS.
+    pub energy_db: f64,
+    /// Speaking rate, syllables per second.
+    pub rate_sps: f64,
+    /// Tone (frustration) score, 0..1.
+    pub tone_score: f64,
+    /// Speech activity in the interval, 0..1.
+    #[serde(default)]
+    pub vad_ratio: f64,
+    /// Semitones above the speaker's baseline F0 (null before the baseline is ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f0_rel_st: Option<f64>,
+    /// dB above the speaker's baseline energy (null before the baseline is ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_rel_db: Option<f64>,
+    /// Whether the speaker's baseline is established.
+    #[serde(default)]
+    pub baseline_ready: bool,
+}
+
+/// The signals the detector knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// Caller tone (frustration from prosody).
+    Tone,
+    /// Explicit request for a human.
+    HumanRequest,
+    /// Negative sentiment in the caller's words.
+    Sentiment,
+    /// A configured high-stakes topic.
+    Topic,
+    /// The caller repeating a question or the agent repeating an answer.
+    Loop,
+    /// The agent reported low confidence.
+    LowConfidence,
+    /// The caller talking over the agent.
+    Overtalk,
+    /// Long dead air.
+    Silence,
+}
+
+impl Signal {
+    /// Every signal, in a fixed order.
+    pub const ALL: [Signal; 8] = [
+        Signal::Tone,
+        Signal::HumanRequest,
+        Signal::Sentiment,
+        Signal::Topic,
+        Signal::Loop,
+        Signal::LowConfidence,
+        Signal::Overtalk,
+        Signal::Silence,
+    ];
+
+    /// The contract's snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Tone => "tone",
+            Signal::HumanRequest => "human_request",
+            Signal::Sentiment => "sentiment",
+            Signal::Topic => "topic",
+            Signal::Loop => "loop",
+            Signal::LowConfidence => "low_confidence",
+            Signal::Overtalk => "overtalk",
+            Signal::Silence => "silence",
+        }
+    }
+}
+
+/// What backs a signal: the time span and, for transcript signals, the words.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Start of the evidence, media ms.
+    pub from_ms: u64,
+    /// End of the evidence, media ms.
+    pub to_ms: u64,
+    /// The words that triggered a transcript signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The matched phrase, topic or earlier utterance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<String>,
+    /// Named numbers behind the value (e.g. `f0_rel_st`, `energy_rel_db`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, f64>,
+}
+
+/// Fields of `signal`, and one entry of a handoff's `reasons`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalCrossing {
+    /// Which signal.
+    pub signal: Signal,
+    /// Its value when it crossed.
+    pub value: f64,
+    /// The configured threshold it crossed.
+    pub threshold: f64,
+    /// What backs it.
+    pub evidence: Evidence,
+}
+
+/// Fields of `handoff`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// Unique, stable id; the `Idempotency-Key` of every delivery.
+    pub handoff_id: String,
+    /// Why, strongest first.
+    pub reasons: Vec<SignalCrossing>,
+    /// Combined evidence score, 0..1.
+    pub score: f64,
+    /// What a human reads in ten seconds.
+    pub summary: Summary,
+    /// Provider the call came from (for transfer targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+/// The handoff summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// What the caller wants, in words.
+    pub caller_intent: String,
+    /// What happened on the call so far.
+    pub what_happened: String,
+    /// Why the handoff is happening now.
+    pub why_now: String,
+    /// The last transcript lines.
+    pub transcript_tail: Vec<TranscriptEntry>,
+    /// How the caller sounds now versus their baseline.
+    pub prosody: ProsodySummary,
+    /// One short sentence to whisper to the human agent.
+    pub whisper: String,
+}
+
+/// One transcript line as it appears in a summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptEntry {
+    /// Media time of the line.
+    pub t_ms: u64,
+    /// Who said it.
+    pub speaker: Track,
+    /// What was said.
+    pub text: String,
+}
+
+/// Caller prosody, baseline versus now, in numbers and words.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProsodySummary {
+    /// The caller's own normal voice.
+    pub baseline: ProsodySnapshot,
+    /// The last few seconds.
+    pub now: ProsodySnapshot,
+    /// e.g. "louder (+7 dB) and higher (+3 semitones) than their normal voice, speaking faster".
+    pub description: String,
+}
+
+/// A prosody summary at one point.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProsodySnapshot {
+    /// Median F0.
+    pub f0_hz: Option<f64>,
+    /// Energy, dBFS.
+    pub energy_db: Option<f64>,
+    /// Syllables per second.
+    pub rate_sps: Option<f64>,
+    /// Tone score.
+    pub tone_score: Option<f64>,
+}
+
+/// Fields of `handoff_delivered` / `handoff_failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Which handoff.
+    pub handoff_id: String,
+    /// `webhook`, `twilio`, `telnyx`, `vonage` or `plivo`.
+    pub target: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Last HTTP status (null when there was no answer).
+    pub status: Option<u16>,
+    /// Last error, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Fields of `call_ended`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallEnded {
+    /// Media duration of the longest track.
+    pub duration_ms: u64,
+    /// Whether a handoff was decided.
+    pub handoff: bool,
+    /// Media frames (chunks) received, all tracks.
+    pub frames: u64,
+    /// Frames lost to gaps, reordering or undecodable payloads.
+    pub dropped_frames: u64,
+    /// Why the stream ended: `stop`, `closed`, `idle_timeout`, `shutdown`, `error`, `end_of_input`.
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_with_the_contract_field_names() {
+        let e = Event {
+            call_id: "CA1".into(),
+            t_ms: 20,
+            kind: EventKind::CallEnded(CallEnded {
+                duration_ms: 20,
+                handoff: false,
+                frames: 1,
+                dropped_frames: 0,
+                reason: "stop".into(),
+            }),
+        };
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "call_ended");
+        assert_eq!(v["call_id"], "CA1");
+        assert_eq!(v["t_ms"], 20);
+        assert_eq!(v["duration_ms"], 20);
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn signal_names_match_serde() {
+        for s in Signal::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! One call, provider-agnostic: audio per track and transcript lines in, contract events out.
+//!
+//! [`CallPipeline`] runs DSP and detection over decoded PCM; [`Call`] puts a provider adapter
+//! and a [`Session`] in front of it, so the server and `replay` of recorded provider streams
+//! drive exactly the same code. WAV replay feeds [`CallPipeline`] directly. Pure and
+//! synchronous: media time comes from sample counts.
+
+use crate::detect::tone::ToneModel;
+use crate::detect::{Detector, DetectorConfig, TranscriptLine};
+use crate::dsp::{DspConfig, DspError, Frame, TrackAnalyzer};
+use crate::event::{CallEnded, CallStarted, Event, EventKind, Handoff, Track};
+use crate::protocol::session::{Session, SessionError, Step};
+use crate::protocol::{Adapter, ProtocolError, Provider, StreamStart};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// What every call's pipeline is built from.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// DSP settings.
+    pub dsp: DspConfig,
+    /// Detector and policy settings.
+    pub detector: DetectorConfig,
+    /// The tone model, shared by all calls.
+    pub model: Arc<ToneModel>,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            dsp: DspConfig::default(),
+            detector: DetectorConfig::default(),
+            model: Arc::new(ToneModel::bundled()),
+        }
+    }
+}
+
+/// Describes a call to start a pipeline for.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    /// Provider call id or replay name.
+    pub call_id: String,
+    /// `twilio`, …, or `wav` in replay.
+    pub provider: String,
+    /// `pcmu`, `pcma`, `l16`.
+    pub codec: String,
+    /// PCM rate.
+    pub sample_rate_hz: u32,
+    /// Tracks present.
+    pub tracks: Vec<Track>,
+    /// Provider stream id.
+    pub stream_id: Option<String>,
+    /// Custom parameters.
+    pub custom_parameters: BTreeMap<String, String>,
+}
+
+/// Counters a call ends with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Media chunks received.
+    pub frames: u64,
+    /// Chunks lost (gaps, late, undecodable).
+    pub dropped_frames: u64,
+}
+
+/// DSP and detection for one call.
+#[derive(Debug)]
+pub struct CallPipeline {
+    call_id: String,
+    sample_rate_hz: u32,
+    analyzers: [Option<TrackAnalyzer>; 2],
+    samples: [u64; 2],
+    frames: Vec<Frame>,
+    detector: Detector,
+    /// Transcript lines waiting for the media clock to reach them, by time.
+    transcript: VecDeque<(u64, TranscriptLine)>,
+    handoff: Option<Handoff>,
+    ended: bool,
+}
+
+impl CallPipeline {
+    /// Starts a pipeline and returns it with its `call_started` event.
+    pub fn new(info: CallInfo, settings: &PipelineSettings) -> Result<(Self, Event), DspError> {
+        let mut analyzers = [None, None];
+        for t in Track::ALL {
+            if info.tracks.contains(&t) || t == Track::Caller {
+                analyzers[t.index()] =
+                    Some(TrackAnalyzer::new(info.sample_rate_hz, &settings.dsp)?);
+            }
+        }
+        let started = Event {
+            call_id: info.call_id.clone(),
+            t_ms: 0,
+            kind: EventKind::CallStarted(CallStarted {
+                provider: info.provider.clone(),
+                codec: info.codec.clone(),
+                sample_rate_hz: info.sample_rate_hz,
+                tracks: info.tracks.clone(),
+                stream_id: info.stream_id.clone(),
+                custom_parameters: info.custom_parameters.clone(),
+            }),
+        };
+        let detector = Detector::new(&info.call_id, &settings.detector, settings.model.clone());
+        Ok((
+            Self {
+                call_id: info.call_id,
+                sample_rate_hz: info.sample_rate_hz,
+                analyzers,
+                samples: [0; 2],
+                frames: Vec::with_capacity(64),
+                detector,
+                transcript: VecDeque::new(),
+                handoff: None,
+                ended: false,
+            },
+            started,
+        ))
+    }
+
+    /// The call id.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// Media time of a track, ms.
+    pub fn media_ms(&self, track: Track) -> u64 {
+        self.samples[track.index()] * 1000 / u64::from(self.sample_rate_hz.max(1))
+    }
+
+    /// Media time of the call: the furthest track.
+    pub fn now_ms(&self) -> u64 {
+        Track::ALL
+            .iter()
+            .map(|t| self.media_ms(*t))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The handoff, once decided.
+    pub fn handoff(&self) -> Option<&Handoff> {
+        self.handoff.as_ref()
+    }
+
+    /// The detector (latest scores).
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Feeds PCM of one track.
+    pub fn push_audio(&mut self, track: Track, samples: &[i16], out: &mut Vec<Event>) {
+        let i = track.index();
+        if self.analyzers[i].is_none() {
+            // A track the start message did not announce: analyse it anyway.
+            match TrackAnalyzer::new(self.sample_rate_hz, &crate::dsp::DspConfig::default()) {
+                Ok(a) => self.analyzers[i] = Some(a),
+                Err(_) => return,
+            }
+        }
+        let Some(analyzer) = self.analyzers[i].as_mut() else {
+            return;
+        };
+        self.frames.clear();
+        analyzer.push(samples, &mut self.frames);
+        self.samples[i] += samples.len() as u64;
+        let baseline = analyzer.baseline();
+        let first = out.len();
+        for k in 0..self.frames.len() {
+            let f = self.frames[k];
+            self.release_transcript(f.t_ms, out);
+            self.detector.on_frame(track, &f, baseline.as_ref(), out);
+        }
+        self.release_transcript(self.now_ms(), out);
+        self.note_handoff(&out[first..]);
+    }
+
+    /// Queues a transcript line; it takes effect when the media clock reaches its `t_ms`
+    /// (immediately when it has none or its time has passed).
+    pub fn push_transcript(&mut self, mut line: TranscriptLine, out: &mut Vec<Event>) {
+        let now = self.now_ms();
+        let t = *line.t_ms.get_or_insert(now);
+        let pos = self.transcript.partition_point(|(lt, _)| *lt <= t);
+        self.transcript.insert(pos, (t, line));
+        let first = out.len();
+        self.release_transcript(now, out);
+        self.note_handoff(&out[first..]);
+    }
+
+    fn release_transcript(&mut self, now_ms: u64, out: &mut Vec<Event>) {
+        while self.transcript.front().is_some_and(|(t, _)| *t <= now_ms) {
+            if let Some((t, line)) = self.transcript.pop_front() {
+                self.detector.on_transcript(t, &line, out);
+            }
+        }
+    }
+
+    fn note_handoff(&mut self, new: &[Event]) {
+        if self.handoff.is_none() {
+            self.handoff = new.iter().find_map(|e| match &e.kind {
+                EventKind::Handoff(h) => Some(h.clone()),
+                _ => None,
+            });
+        }
+    }
+
+    /// Ends the call: releases queued transcript, lets the detector conclude, emits `call_ended`.
+    /// Idempotent.
+    pub fn finish(&mut self, stats: FrameStats, reason: &str, out: &mut Vec<Event>) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let now = self.now_ms();
+        let first = out.len();
+        while let Some((t, line)) = self.transcript.pop_front() {
+            self.detector.on_transcript(t.min(now), &line, out);
+        }
+        self.detector.finish(now, out);
+        self.note_handoff(&out[first..]);
+        out.push(Event {
+            call_id: self.call_id.clone(),
+            t_ms: now,
+            kind: EventKind::CallEnded(CallEnded {
+                duration_ms: now,
+                handoff: self.handoff.is_some(),
+                frames: stats.frames,
+                dropped_frames: stats.dropped_frames,
+                reason: reason.to_owned(),
+            }),
+        });
+    }
+}
+
+/// Why a call's stream was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The provider message could not be read.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The message broke the stream's rules.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The stream's format cannot be analysed.
+    #[error(transparent)]
+    Dsp(#[from] DspError),
+}
+
+impl CallError {
+    /// Whether the stream may continue after this error.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, CallError::Protocol(e) if e.is_recoverable())
+    }
+
+    /// A short stable name for logs and metrics (`malformed`, `bad_base64`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Protocol(e) => match e {
+                ProtocolError::Malformed { .. } => "malformed",
+                ProtocolError::UnknownEvent { .. } => "unknown_event",
+                ProtocolError::UnsupportedCodec { .. } => "unsupported_codec",
+                ProtocolError::UnsupportedRate { .. } => "unsupported_rate",
+                ProtocolError::UnexpectedBinary { .. } => "unexpected_binary",
+                ProtocolError::BinaryBeforeStart { .. } => "binary_before_start",
+                _ => "protocol",
+            },
+            CallError::Session(e) => match e {
+                SessionError::MediaBeforeStart => "media_before_start",
+                SessionError::DuplicateStart { .. } => "duplicate_start",
+                SessionError::NoCodec => "no_codec",
+                SessionError::BadBase64(_) => "bad_base64",
+                SessionError::Codec(_) => "bad_payload",
+                SessionError::ChunkTooLarge { .. } => "chunk_too_large",
+            },
+            CallError::Dsp(_) => "unsupported_format",
+        }
+    }
+
+    /// The WebSocket close code for this error (RFC 6455 §7.4.1).
+    pub fn close_code(&self) -> u16 {
+        match self {
+            CallError::Protocol(ProtocolError::UnsupportedCodec { .. })
+            | CallError::Protocol(ProtocolError::UnsupportedRate { .. })
+            | CallError::Protocol(ProtocolError::UnexpectedBinary { .. })
+            | CallError::Session(SessionError::NoCodec)
+            | CallError::Dsp(_) => 1003,
+            CallError::Session(SessionError::MediaBeforeStart)
+            | CallError::Session(SessionError::DuplicateStart { .. })
+            | CallError::Protocol(ProtocolError::BinaryBeforeStart { .. }) => 1008,
+            CallError::Session(SessionError::ChunkTooLarge { .. }) => 1009,
+            _ => 1007,
+        }
+    }
+}
+
+/// A provider stream in front of a pipeline: the one path live calls and recorded provider
+/// streams both take.
+pub struct Call {
+    adapter: Box<dyn Adapter>,
+    provider: Provider,
+    session: Session,
+    pipeline: Option<CallPipeline>,
+    settings: Arc<PipelineSettings>,
+    /// Lines posted before the start message, applied once the pipeline exists.
+    early_transcript: Vec<TranscriptLine>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("provider", &self.provider)
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    /// A call waiting for its provider's start message.
+    pub fn new(provider: Provider, settings: Arc<PipelineSettings>) -> Self {
+        Self {
+            adapter: provider.adapter(),
+            provider,
+            session: Session::new(),
+            pipeline: None,
+            settings,
+            early_transcript: Vec::new(),
+        }
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The start message, once received.
+    pub fn start(&self) -> Option<&StreamStart> {
+        self.session.start()
+    }
+
+    /// The pipeline, once started.
+    pub fn pipeline(&self) -> Option<&CallPipeline> {
+        self.pipeline.as_ref()
+    }
+
+    /// Whether the provider has sent stop.
+    pub fn is_stopped(&self) -> bool {
+        self.session.is_stopped()
+    }
+
+    /// Frame counters so far.
+    pub fn stats(&self) -> FrameStats {
+        let mut s = FrameStats::default();
+        for t in Track::ALL {
+            let ts = self.session.stats(t);
+            s.frames += ts.chunks;
+            s.dropped_frames += ts.missing_chunks + ts.late_chunks;
+        }
+        s
+    }
+
+    /// Handles a text frame.
+    pub fn on_text(&mut self, text: &str, out: &mut Vec<Event>) -> Result<Step, CallError> {
+        let ev = self.adapter.parse_text(text)?;
+        self.apply(ev, out)
+    }
+
+    /// Handles a binary frame.
+    pub fn on_binary(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<Step, CallError> {
+        let ev = self.adapter.parse_binary(bytes)?;
+        self.apply(ev, out)
+    }
+
+    fn apply(
+        &mut self,
+        ev: crate::protocol::ProviderEvent<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<Step, CallError> {
+        let step = self.session.apply(ev)?;
+        match &step {
+            Step::Started => {
+                let Some(start) = self.session.start() else {
+                    return Ok(step);
+                };
+                let info = CallInfo {
+                    call_id: start.call_id.clone(),
+                    provider: self.provider.name().to_owned(),
+                    codec: start.codec.map_or("unknown", |c| c.name()).to_owned(),
+                    sample_rate_hz: start.sample_rate_hz,
+                    tracks: start.tracks.clone(),
+                    stream_id: start.stream_id.clone(),
+                    custom_parameters: start.custom_parameters.clone(),
+                };
+                let (pipeline, started) = CallPipeline::new(info, &self.settings)?;
+                out.push(started);
+                self.pipeline = Some(pipeline);
+                for line in std::mem::take(&mut self.early_transcript) {
+                    self.push_transcript(line, out);
+                }
+            }
+            Step::Audio | Step::Stopped => self.drain_audio(out),
+            Step::Nothing | Step::Dtmf(_) => {}
+        }
+        Ok(step)
+    }
+
+    fn drain_audio(&mut self, out: &mut Vec<Event>) {
+        let Some(p) = self.pipeline.as_mut() else {
+            return;
+        };
+        for t in Track::ALL {
+            let audio = self.session.take_audio(t);
+            if !audio.is_empty() {
+                p.push_audio(t, &audio, out);
+            }
+        }
+    }
+
+    /// Applies a transcript line (queued until the stream starts).
+    pub fn push_transcript(&mut self, line: TranscriptLine, out: &mut Vec<Event>) {
+        match self.pipeline.as_mut() {
+            Some(p) => p.push_transcript(line, out),
+            None => self.early_transcript.push(line),
+        }
+    }
+
+    /// Ends the call (idempotent); `reason` goes into `call_ended`.
+    pub fn finish(&mut self, reason: &str, out: &mut Vec<Event>) {
+        self.session.flush_pending();
+        self.drain_audio(out);
+        let stats = self.stats();
+        if let Some(p) = self.pipeline.as_mut() {
+            p.finish(stats, reason, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Codec;
+    use crate::protocol::{RenderSpec, WireMessage};
+
+    #[test]
+    fn a_rendered_twilio_call_runs_start_to_end() {
+        let pcm: Vec<i16> = (0..16000)
+            .map(|i| ((i as f32 * 0.1).sin() * 8000.0) as i16)
+            .collect();
+        let msgs = Provider::Twilio.render(&RenderSpec::new("CA9", Codec::Mulaw, 8000), &pcm, None);
+        let mut call = Call::new(Provider::Twilio, Arc::new(PipelineSettings::default()));
+        let mut out = Vec::new();
+        for m in &msgs {
+            let WireMessage::Text(t) = m else { panic!() };
+            call.on_text(t, &mut out).unwrap();
+        }
+        call.finish("stop", &mut out);
+        call.finish("stop", &mut out);
+        assert!(matches!(
+            out.first().map(|e| &e.kind),
+            Some(EventKind::CallStarted(_))
+        ));
+        let ended: Vec<_> = out
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::CallEnded(_)))
+            .collect();
+        assert_eq!(ended.len(), 1);
+        let EventKind::CallEnded(c) = &ended[0].kind else {
+            unreachable!()
+        };
+        assert_eq!((c.duration_ms, c.frames, c.dropped_frames), (2000, 100, 0));
+        assert_eq!(ended[0].call_id, "CA9");
+    }
+}

@@ -1,0 +1,442 @@
+//! Provider wire protocols. Each provider is one file whose [`Adapter`] maps that provider's
+//! WebSocket messages onto the provider-agnostic [`ProviderEvent`]; everything after the adapter
+//! ([`session`], the pipeline) never sees provider JSON. Each file also renders the provider's
+//! messages from PCM ([`render`]), for fixtures, `demo` and the load generator.
+//!
+//! Pure: no sockets, no clock. Parsing borrows from the message where it can (the base64 payload
+//! is not copied).
+
+pub mod exotel;
+pub mod plivo;
+pub mod session;
+pub mod telnyx;
+pub mod twilio;
+pub mod vonage;
+
+use crate::codec::Codec;
+use crate::event::Track;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// The telephony providers warmline speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Twilio Media Streams.
+    Twilio,
+    /// Telnyx Media Streaming.
+    Telnyx,
+    /// Plivo Audio Streaming.
+    Plivo,
+    /// Exotel Voicebot/Stream applet.
+    Exotel,
+    /// Vonage Voice API WebSocket.
+    Vonage,
+}
+
+impl Provider {
+    /// Every provider.
+    pub const ALL: [Provider; 5] = [
+        Provider::Twilio,
+        Provider::Telnyx,
+        Provider::Plivo,
+        Provider::Exotel,
+        Provider::Vonage,
+    ];
+
+    /// The path segment and event name (`twilio`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Twilio => "twilio",
+            Provider::Telnyx => "telnyx",
+            Provider::Plivo => "plivo",
+            Provider::Exotel => "exotel",
+            Provider::Vonage => "vonage",
+        }
+    }
+
+    /// A fresh adapter for one stream.
+    pub fn adapter(self) -> Box<dyn Adapter> {
+        match self {
+            Provider::Twilio => Box::new(twilio::TwilioAdapter::default()),
+            Provider::Telnyx => Box::new(telnyx::TelnyxAdapter::default()),
+            Provider::Plivo => Box::new(plivo::PlivoAdapter::default()),
+            Provider::Exotel => Box::new(exotel::ExotelAdapter::default()),
+            Provider::Vonage => Box::new(vonage::VonageAdapter::default()),
+        }
+    }
+
+    /// Renders a whole call as this provider would send it (see [`render`]).
+    pub fn render(
+        self,
+        spec: &RenderSpec,
+        caller: &[i16],
+        agent: Option<&[i16]>,
+    ) -> Vec<WireMessage> {
+        match self {
+            Provider::Twilio => twilio::render(spec, caller, agent),
+            Provider::Telnyx => telnyx::render(spec, caller, agent),
+            Provider::Plivo => plivo::render(spec, caller, agent),
+            Provider::Exotel => exotel::render(spec, caller, agent),
+            Provider::Vonage => vonage::render(spec, caller, agent),
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Provider {
+    type Err = ProtocolError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| ProtocolError::UnknownProvider(s.to_owned()))
+    }
+}
+
+/// What a provider's start message tells us about the stream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamStart {
+    /// The provider's call id (Twilio `callSid`, Telnyx `call_control_id`, Plivo `callId`,
+    /// Exotel `call_sid`, Vonage a header or generated).
+    pub call_id: String,
+    /// The provider's stream id, where it has one.
+    pub stream_id: Option<String>,
+    /// The provider account, where given.
+    pub account_id: Option<String>,
+    /// Codec of inbound media (never assumed; read from the start message).
+    pub codec: Option<Codec>,
+    /// Sample rate of inbound media.
+    pub sample_rate_hz: u32,
+    /// Channels (1 for every provider here).
+    pub channels: u16,
+    /// Tracks the provider will send.
+    pub tracks: Vec<Track>,
+    /// Custom parameters / extra headers.
+    pub custom_parameters: BTreeMap<String, String>,
+    /// Caller number, where given.
+    pub from: Option<String>,
+    /// Called number, where given.
+    pub to: Option<String>,
+}
+
+/// A media payload as it came off the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload<'a> {
+    /// Base64 text (JSON providers).
+    Base64(Cow<'a, str>),
+    /// Raw bytes (Vonage binary frames).
+    Raw(&'a [u8]),
+}
+
+/// One chunk of audio for one track.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaChunk<'a> {
+    /// Which side.
+    pub track: Track,
+    /// The message's sequence number (counts all messages), where the provider sends one.
+    pub sequence: Option<u64>,
+    /// The per-track chunk counter, where the provider sends one. Used to reorder and spot gaps.
+    pub chunk: Option<u64>,
+    /// The provider's timestamp in ms (semantics differ per provider; informational only).
+    pub timestamp_ms: Option<u64>,
+    /// The audio.
+    pub payload: Payload<'a>,
+}
+
+/// Everything a provider can tell us, provider-agnostic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderEvent<'a> {
+    /// The socket-level hello (`connected`); Telnyx may carry its stream auth token here.
+    Connected {
+        /// In-band auth token, if the provider sends one.
+        auth_token: Option<String>,
+    },
+    /// The stream started.
+    Start(StreamStart),
+    /// Audio.
+    Media(MediaChunk<'a>),
+    /// A DTMF digit.
+    Dtmf {
+        /// The digit.
+        digit: String,
+    },
+    /// A mark / checkpoint echo.
+    Mark {
+        /// Its name.
+        name: String,
+    },
+    /// The provider ended the stream.
+    Stop,
+    /// A known message warmline has no use for (playback acks, provider-side errors).
+    Ignored {
+        /// The provider's event name.
+        kind: &'static str,
+    },
+}
+
+/// Why a provider message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Not valid JSON, or JSON of the wrong shape for its `event`. Fatal: close 1007.
+    #[error("malformed {provider} message: {detail}")]
+    Malformed {
+        /// Provider name.
+        provider: &'static str,
+        /// serde's description, with line and column.
+        detail: String,
+    },
+    /// A well-formed message with an `event` this adapter does not know. Recoverable: logged,
+    /// counted and skipped (providers add events over time).
+    #[error("unknown {provider} event {event:?}")]
+    UnknownEvent {
+        /// Provider name.
+        provider: &'static str,
+        /// The event name as sent (truncated to 64 bytes).
+        event: String,
+    },
+    /// The start message names a codec warmline does not decode. Fatal: close 1003.
+    #[error("unsupported codec {encoding:?} from {provider}")]
+    UnsupportedCodec {
+        /// Provider name.
+        provider: &'static str,
+        /// The encoding as sent.
+        encoding: String,
+    },
+    /// A sample rate outside 8000..=48000. Fatal: close 1003.
+    #[error("unsupported sample rate {rate:?} from {provider}")]
+    UnsupportedRate {
+        /// Provider name.
+        provider: &'static str,
+        /// The rate as sent.
+        rate: String,
+    },
+    /// A binary frame on a JSON-only protocol. Fatal: close 1003.
+    #[error("binary frame on {provider}'s JSON protocol")]
+    UnexpectedBinary {
+        /// Provider name.
+        provider: &'static str,
+    },
+    /// Binary audio before the stream's format is known (Vonage). Fatal: close 1008.
+    #[error("binary audio before websocket:connected on {provider}")]
+    BinaryBeforeStart {
+        /// Provider name.
+        provider: &'static str,
+    },
+    /// `/v1/media/{provider}` with an unknown provider. HTTP 404.
+    #[error("unknown provider {0:?} (expected twilio, telnyx, plivo, exotel or vonage)")]
+    UnknownProvider(String),
+}
+
+impl ProtocolError {
+    /// Whether the stream can go on after this error.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, ProtocolError::UnknownEvent { .. })
+    }
+}
+
+/// A WebSocket message to send (rendering) or as received (replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireMessage {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+/// What to render: ids, codec and chunking, as a provider would send them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderSpec {
+    /// Call id to put in the start message.
+    pub call_id: String,
+    /// Stream id to put in the start message.
+    pub stream_id: String,
+    /// Wire codec.
+    pub codec: Codec,
+    /// Wire sample rate (the PCM passed to render is at this rate).
+    pub sample_rate_hz: u32,
+    /// Chunk length in ms (20 for most providers; Exotel sends ~100).
+    pub chunk_ms: u32,
+    /// Custom parameters to include.
+    pub custom_parameters: BTreeMap<String, String>,
+    /// Whether to end with the provider's stop message (false: the socket just closes).
+    pub send_stop: bool,
+}
+
+impl RenderSpec {
+    /// A 20 ms, stop-terminated spec with the provider's usual codec.
+    pub fn new(call_id: &str, codec: Codec, sample_rate_hz: u32) -> Self {
+        Self {
+            call_id: call_id.to_owned(),
+            stream_id: format!("MZ{call_id}"),
+            codec,
+            sample_rate_hz,
+            chunk_ms: 20,
+            custom_parameters: BTreeMap::new(),
+            send_stop: true,
+        }
+    }
+
+    /// Samples per chunk at the spec's rate.
+    pub fn chunk_samples(&self) -> usize {
+        (self.sample_rate_hz as usize * self.chunk_ms as usize / 1000).max(1)
+    }
+}
+
+/// An adapter for one stream of one provider. Holds whatever per-stream state the provider's
+/// protocol needs (e.g. Vonage's content type from its first text frame).
+pub trait Adapter: Send {
+    /// Which provider.
+    fn provider(&self) -> Provider;
+
+    /// Parses one text frame.
+    fn parse_text<'a>(&mut self, text: &'a str) -> Result<ProviderEvent<'a>, ProtocolError>;
+
+    /// Parses one binary frame. JSON-only providers refuse it.
+    fn parse_binary<'a>(&mut self, _bytes: &'a [u8]) -> Result<ProviderEvent<'a>, ProtocolError> {
+        Err(ProtocolError::UnexpectedBinary {
+            provider: self.provider().name(),
+        })
+    }
+}
+
+// === shared parsing helpers for the adapters ===
+
+/// Providers send numbers as strings or numbers; accept both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct LenientU64(pub Option<u64>);
+
+impl<'de> Deserialize<'de> for LenientU64 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<'a> {
+            N(u64),
+            F(f64),
+            #[serde(borrow)]
+            S(Cow<'a, str>),
+            Null(()),
+        }
+        Ok(LenientU64(match Raw::deserialize(d)? {
+            Raw::N(n) => Some(n),
+            Raw::F(f) if f.is_finite() && f >= 0.0 => Some(f as u64),
+            Raw::F(_) => None,
+            Raw::S(s) => s.trim().parse().ok(),
+            Raw::Null(()) => None,
+        }))
+    }
+}
+
+/// Reads the `event` name without parsing the rest.
+pub(crate) fn event_name<'a>(
+    provider: Provider,
+    text: &'a str,
+) -> Result<Cow<'a, str>, ProtocolError> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        event: Option<Cow<'a, str>>,
+    }
+    let head: Head<'a> = serde_json::from_str(text).map_err(|e| malformed(provider, &e))?;
+    head.event.ok_or_else(|| ProtocolError::Malformed {
+        provider: provider.name(),
+        detail: "no \"event\" field".into(),
+    })
+}
+
+/// Parses the message as `T`, mapping serde errors to [`ProtocolError::Malformed`].
+pub(crate) fn parse_as<'a, T: Deserialize<'a>>(
+    provider: Provider,
+    text: &'a str,
+) -> Result<T, ProtocolError> {
+    serde_json::from_str(text).map_err(|e| malformed(provider, &e))
+}
+
+pub(crate) fn malformed(provider: Provider, e: &serde_json::Error) -> ProtocolError {
+    ProtocolError::Malformed {
+        provider: provider.name(),
+        detail: e.to_string(),
+    }
+}
+
+pub(crate) fn unknown_event(provider: Provider, event: &str) -> ProtocolError {
+    let mut end = event.len().min(64);
+    while !event.is_char_boundary(end) {
+        end -= 1;
+    }
+    ProtocolError::UnknownEvent {
+        provider: provider.name(),
+        event: event[..end].to_owned(),
+    }
+}
+
+/// Maps an encoding name from any provider (`audio/x-mulaw`, `PCMU`, `audio/L16;rate=16000`,
+/// `audio/x-l16`, `base64` …) to a codec. `base64` is Exotel's legacy name for its PCM16 stream.
+pub(crate) fn codec_from_encoding(
+    provider: Provider,
+    encoding: &str,
+) -> Result<Codec, ProtocolError> {
+    let base = encoding
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match base.as_str() {
+        "audio/x-mulaw" | "audio/mulaw" | "audio/pcmu" | "pcmu" | "mulaw" | "ulaw"
+        | "g711_ulaw" => Ok(Codec::Mulaw),
+        "audio/x-alaw" | "audio/alaw" | "audio/pcma" | "pcma" | "alaw" | "g711_alaw" => {
+            Ok(Codec::Alaw)
+        }
+        "audio/l16" | "audio/x-l16" | "l16" | "linear16" | "slin" | "pcm16" | "raw" | "base64" => {
+            Ok(Codec::L16)
+        }
+        _ => Err(ProtocolError::UnsupportedCodec {
+            provider: provider.name(),
+            encoding: encoding.chars().take(64).collect(),
+        }),
+    }
+}
+
+/// Reads `rate=N` from a content type such as `audio/l16;rate=16000`.
+pub(crate) fn rate_from_content_type(content_type: &str) -> Option<u32> {
+    content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("rate="))
+        .find_map(|r| r.trim().parse().ok())
+}
+
+/// Validates a sample rate from a start message.
+pub(crate) fn check_rate(provider: Provider, rate: Option<u64>) -> Result<u32, ProtocolError> {
+    match rate {
+        Some(r @ 8000..=48000) => Ok(r as u32),
+        other => Err(ProtocolError::UnsupportedRate {
+            provider: provider.name(),
+            rate: other.map_or_else(|| "missing".to_owned(), |r| r.to_string()),
+        }),
+    }
+}
+
+/// Maps provider track names (`inbound`, `inbound_track`, `outbound`, …) to a track.
+pub(crate) fn track_from_name(name: &str) -> Option<Track> {
+    match name {
+        "inbound" | "inbound_track" | "caller" | "external" => Some(Track::Caller),
+        "outbound" | "outbound_track" | "agent" | "internal" => Some(Track::Agent),
+        _ => None,
+    }
+}
+
+/// Base64 of `bytes` (standard alphabet, padded), for renderers.
+pub(crate) fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

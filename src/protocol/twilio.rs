@@ -1,0 +1,323 @@
+//! Twilio Media Streams: JSON text frames, base64 mu-law 8 kHz, `inbound`/`outbound` tracks.
+//! Numbers (`sequenceNumber`, `chunk`, `timestamp`) arrive as strings.
+
+use super::{
+    Adapter, LenientU64, MediaChunk, Payload, ProtocolError, Provider, ProviderEvent, RenderSpec,
+    StreamStart, WireMessage, b64, check_rate, codec_from_encoding, event_name, parse_as,
+    track_from_name, unknown_event,
+};
+use crate::event::Track;
+use serde::Deserialize;
+use serde_json::json;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+const P: Provider = Provider::Twilio;
+
+/// Adapter for one Twilio stream. Stateless: every message is self-describing.
+#[derive(Debug, Default)]
+pub struct TwilioAdapter;
+
+#[derive(Deserialize)]
+struct MediaMsg<'a> {
+    #[serde(rename = "sequenceNumber", default)]
+    sequence: LenientU64,
+    #[serde(borrow)]
+    media: MediaBody<'a>,
+}
+
+#[derive(Deserialize)]
+struct MediaBody<'a> {
+    #[serde(borrow, default)]
+    track: Option<Cow<'a, str>>,
+    #[serde(default)]
+    chunk: LenientU64,
+    #[serde(default)]
+    timestamp: LenientU64,
+    #[serde(borrow)]
+    payload: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartMsg {
+    #[serde(default)]
+    stream_sid: Option<String>,
+    start: StartBody,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartBody {
+    #[serde(default)]
+    stream_sid: Option<String>,
+    #[serde(default)]
+    account_sid: Option<String>,
+    call_sid: String,
+    #[serde(default)]
+    tracks: Vec<String>,
+    #[serde(default)]
+    custom_parameters: BTreeMap<String, serde_json::Value>,
+    media_format: MediaFormat,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MediaFormat {
+    encoding: String,
+    #[serde(default)]
+    sample_rate: LenientU64,
+    #[serde(default)]
+    channels: LenientU64,
+}
+
+#[derive(Deserialize)]
+struct DtmfMsg {
+    dtmf: DtmfBody,
+}
+#[derive(Deserialize)]
+struct DtmfBody {
+    digit: String,
+}
+#[derive(Deserialize)]
+struct MarkMsg {
+    mark: MarkBody,
+}
+#[derive(Deserialize)]
+struct MarkBody {
+    name: String,
+}
+
+/// Custom parameter values are strings in practice; keep other JSON values as their text.
+pub(crate) fn stringify_params(
+    params: BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, String> {
+    params
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect()
+}
+
+impl Adapter for TwilioAdapter {
+    fn provider(&self) -> Provider {
+        P
+    }
+
+    fn parse_text<'a>(&mut self, text: &'a str) -> Result<ProviderEvent<'a>, ProtocolError> {
+        // Media is >99 % of traffic: try it first without a separate head parse.
+        if let Ok(m) = serde_json::from_str::<MediaMsg<'a>>(text) {
+            let track = match m.media.track.as_deref() {
+                None => Track::Caller,
+                Some(t) => track_from_name(t).ok_or_else(|| ProtocolError::Malformed {
+                    provider: P.name(),
+                    detail: format!(
+                        "unknown media track {:?}",
+                        t.chars().take(32).collect::<String>()
+                    ),
+                })?,
+            };
+            return Ok(ProviderEvent::Media(MediaChunk {
+                track,
+                sequence: m.sequence.0,
+                chunk: m.media.chunk.0,
+                timestamp_ms: m.media.timestamp.0,
+                payload: Payload::Base64(m.media.payload),
+            }));
+        }
+        let event = event_name(P, text)?;
+        match event.as_ref() {
+            "connected" => Ok(ProviderEvent::Connected { auth_token: None }),
+            "start" => {
+                let m: StartMsg = parse_as(P, text)?;
+                let codec = codec_from_encoding(P, &m.start.media_format.encoding)?;
+                let rate = check_rate(P, m.start.media_format.sample_rate.0)?;
+                let mut tracks: Vec<Track> = m
+                    .start
+                    .tracks
+                    .iter()
+                    .filter_map(|t| track_from_name(t))
+                    .collect();
+                if tracks.is_empty() {
+                    tracks.push(Track::Caller);
+                }
+                Ok(ProviderEvent::Start(StreamStart {
+                    call_id: m.start.call_sid,
+                    stream_id: m.start.stream_sid.or(m.stream_sid),
+                    account_id: m.start.account_sid,
+                    codec: Some(codec),
+                    sample_rate_hz: rate,
+                    channels: m.start.media_format.channels.0.unwrap_or(1) as u16,
+                    tracks,
+                    custom_parameters: stringify_params(m.start.custom_parameters),
+                    from: None,
+                    to: None,
+                }))
+            }
+            "media" => {
+                // It failed the fast path above, so it is malformed; say why.
+                let _: MediaMsg<'_> = parse_as(P, text)?;
+                Err(ProtocolError::Malformed {
+                    provider: P.name(),
+                    detail: "media message could not be read".into(),
+                })
+            }
+            "dtmf" => {
+                let m: DtmfMsg = parse_as(P, text)?;
+                Ok(ProviderEvent::Dtmf {
+                    digit: m.dtmf.digit,
+                })
+            }
+            "mark" => {
+                let m: MarkMsg = parse_as(P, text)?;
+                Ok(ProviderEvent::Mark { name: m.mark.name })
+            }
+            "stop" => Ok(ProviderEvent::Stop),
+            other => Err(unknown_event(P, other)),
+        }
+    }
+}
+
+/// Renders a call as Twilio sends it: `connected`, `start`, interleaved 20 ms `media` per track
+/// (chunk counters per track, timestamps in ms since start), then `stop`.
+pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<WireMessage> {
+    let mut out = Vec::new();
+    let mut seq = 1u64;
+    out.push(WireMessage::Text(
+        json!({"event":"connected","protocol":"Call","version":"1.0.0"}).to_string(),
+    ));
+    let tracks: Vec<&str> = if agent.is_some() {
+        vec!["inbound", "outbound"]
+    } else {
+        vec!["inbound"]
+    };
+    out.push(WireMessage::Text(
+        json!({"event":"start","sequenceNumber":seq.to_string(),"streamSid":spec.stream_id,
+            "start":{"streamSid":spec.stream_id,"accountSid":"AC00000000000000000000000000000000",
+            "callSid":spec.call_id,"tracks":tracks,"customParameters":spec.custom_parameters,
+            "mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":spec.sample_rate_hz,"channels":1}}})
+        .to_string(),
+    ));
+    let n = spec.chunk_samples();
+    let chunks = caller.len().max(agent.map_or(0, <[i16]>::len)).div_ceil(n);
+    let mut wire = Vec::with_capacity(n);
+    for i in 0..chunks {
+        for (name, pcm) in [("inbound", Some(caller)), ("outbound", agent)] {
+            let Some(pcm) = pcm else { continue };
+            let Some(samples) = pcm.get(i * n..((i + 1) * n).min(pcm.len())) else {
+                continue;
+            };
+            if samples.is_empty() {
+                continue;
+            }
+            seq += 1;
+            wire.clear();
+            spec.codec.encode_into(samples, &mut wire);
+            out.push(WireMessage::Text(
+                json!({"event":"media","sequenceNumber":seq.to_string(),"streamSid":spec.stream_id,
+                    "media":{"track":name,"chunk":(i + 1).to_string(),
+                    "timestamp":(i as u64 * u64::from(spec.chunk_ms)).to_string(),"payload":b64(&wire)}})
+                .to_string(),
+            ));
+        }
+    }
+    if spec.send_stop {
+        seq += 1;
+        out.push(WireMessage::Text(
+            json!({"event":"stop","sequenceNumber":seq.to_string(),"streamSid":spec.stream_id,
+                "stop":{"accountSid":"AC00000000000000000000000000000000","callSid":spec.call_id}})
+            .to_string(),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Codec;
+
+    const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","accountSid":"AC00000000000000000000000000000001","callSid":"CA00000000000000000000000000000002","tracks":["inbound"],"customParameters":{"tenant":"acme","handoff_token":"v1.3f9c"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+
+    #[test]
+    fn parses_the_reference_start() {
+        let ev = TwilioAdapter.parse_text(START).unwrap();
+        let ProviderEvent::Start(s) = ev else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(s.call_id, "CA00000000000000000000000000000002");
+        assert_eq!(s.codec, Some(Codec::Mulaw));
+        assert_eq!(s.sample_rate_hz, 8000);
+        assert_eq!(s.tracks, vec![Track::Caller]);
+        assert_eq!(s.custom_parameters["tenant"], "acme");
+    }
+
+    #[test]
+    fn parses_media_dtmf_mark_stop() {
+        let media = r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"outbound","chunk":"7","timestamp":"5","payload":"//8="}}"#;
+        let ProviderEvent::Media(m) = TwilioAdapter.parse_text(media).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (m.track, m.sequence, m.chunk, m.timestamp_ms),
+            (Track::Agent, Some(2), Some(7), Some(5))
+        );
+        assert_eq!(m.payload, Payload::Base64(Cow::Borrowed("//8=")));
+        let dtmf = r#"{"event":"dtmf","streamSid":"MZ1","sequenceNumber":"57","dtmf":{"track":"inbound_track","digit":"0"}}"#;
+        assert_eq!(
+            TwilioAdapter.parse_text(dtmf).unwrap(),
+            ProviderEvent::Dtmf { digit: "0".into() }
+        );
+        let mark = r#"{"event":"mark","sequenceNumber":"88","streamSid":"MZ1","mark":{"name":"tts-utt-3"}}"#;
+        assert_eq!(
+            TwilioAdapter.parse_text(mark).unwrap(),
+            ProviderEvent::Mark {
+                name: "tts-utt-3".into()
+            }
+        );
+        let stop = r#"{"event":"stop","sequenceNumber":"412","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA2"}}"#;
+        assert_eq!(TwilioAdapter.parse_text(stop).unwrap(), ProviderEvent::Stop);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        assert!(matches!(
+            TwilioAdapter.parse_text("{nope"),
+            Err(ProtocolError::Malformed { .. })
+        ));
+        assert!(matches!(
+            TwilioAdapter.parse_text(r#"{"event":"bogus"}"#),
+            Err(ProtocolError::UnknownEvent { .. })
+        ));
+        let opus = START.replace("audio/x-mulaw", "audio/opus");
+        assert!(matches!(
+            TwilioAdapter.parse_text(&opus),
+            Err(ProtocolError::UnsupportedCodec { .. })
+        ));
+        assert!(matches!(
+            TwilioAdapter.parse_binary(&[1, 2]),
+            Err(ProtocolError::UnexpectedBinary { .. })
+        ));
+        let media_no_payload = r#"{"event":"media","media":{"track":"inbound"}}"#;
+        assert!(matches!(
+            TwilioAdapter.parse_text(media_no_payload),
+            Err(ProtocolError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn render_then_parse_round_trips() {
+        let spec = RenderSpec::new("CA1", Codec::Mulaw, 8000);
+        let caller: Vec<i16> = (0..800).map(|i| (i * 37 % 2000) as i16).collect();
+        let msgs = render(&spec, &caller, Some(&caller[..400]));
+        // connected, start, 5 caller + 3 agent chunks (last agent chunk of 80 samples), stop
+        assert_eq!(msgs.len(), 2 + 5 + 3 + 1);
+        let mut a = TwilioAdapter;
+        for m in &msgs {
+            let WireMessage::Text(t) = m else { panic!() };
+            a.parse_text(t).unwrap();
+        }
+    }
+}

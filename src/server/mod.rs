@@ -1,0 +1,1 @@
+//! The gateway shell (being filled in).

@@ -1,0 +1,3 @@
+//! Offline evaluation and calibration of the tone detector (`warmline tune`).
+//!
+//! (Being filled in.)
