@@ -1,0 +1,2 @@
+//! Benchmark (to be filled).
+fn main() {}

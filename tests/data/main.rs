@@ -1,0 +1,7 @@
+//! Checks over the shared data set (`$WARMLINE_DATA`, default `../shared/data`). Without the data
+//! every test fails with a message saying where it looked.
+
+mod calls;
+mod common;
+mod dsp;
+mod tone;
