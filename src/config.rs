@@ -1,1 +1,383 @@
-//! Configuration (being filled in).
+//! Configuration: one TOML file, a default for every key, secrets also from `WARMLINE_*`
+//! environment variables. Unknown keys and invalid values stop start-up with a message that
+//! names the key.
+//!
+//! Environment variables are read through a lookup function handed in by the binary, so tests
+//! never touch the process environment.
+
+use crate::bridge::BridgeConfig;
+use crate::detect::DetectorConfig;
+use crate::dsp::DspConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
+    /// `[dsp]`
+    pub dsp: DspConfig,
+    /// `[detector]`
+    pub detector: DetectorConfig,
+    /// `[bridge]`
+    pub bridge: BridgeConfig,
+}
+
+/// `[server]`: listening, admission and per-connection limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The URL providers dial (e.g. `wss://gw.example.com`), for Twilio signature checks behind
+    /// a proxy. Without it the URL is rebuilt from `X-Forwarded-*`/`Host`.
+    pub public_url: Option<String>,
+    /// Concurrent calls admitted; further upgrades get 503.
+    pub max_calls: usize,
+    /// Largest WebSocket message accepted; larger ones close the stream with 1009.
+    pub max_message_bytes: usize,
+    /// Time allowed from upgrade to the provider's start message.
+    pub first_message_timeout_ms: u64,
+    /// Time allowed between messages once started.
+    pub idle_timeout_ms: u64,
+    /// Interval of server pings.
+    pub ping_interval_ms: u64,
+    /// On shutdown, time open calls get to finish their bookkeeping.
+    pub shutdown_grace_ms: u64,
+    /// Transcript lines queued per call before `POST …/transcript` answers 503.
+    pub transcript_queue: usize,
+    /// Bind `/metrics` on a separate address instead of the main listener.
+    pub metrics_listen: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            max_calls: 2000,
+            max_message_bytes: 64 * 1024,
+            first_message_timeout_ms: 10_000,
+            idle_timeout_ms: 20_000,
+            ping_interval_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+            transcript_queue: 64,
+            metrics_listen: None,
+        }
+    }
+}
+
+/// `[auth]`: who may open streams and use the HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Refuse streams without valid credentials (default true).
+    pub required: bool,
+    /// `[auth.twilio]`
+    pub twilio: Option<TwilioAuth>,
+    /// `[auth.token]`
+    pub token: Option<TokenAuth>,
+    /// Also require the token for the dashboard and `/v1/*` (default: when a token is set).
+    pub protect_api: Option<bool>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            required: true,
+            twilio: None,
+            token: None,
+            protect_api: None,
+        }
+    }
+}
+
+/// `[auth.twilio]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioAuth {
+    /// Validates `X-Twilio-Signature`.
+    pub auth_token: String,
+}
+
+/// `[auth.token]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenAuth {
+    /// Bearer/basic token accepted from the other providers and the HTTP API.
+    pub value: String,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type (serde names the key).
+    #[error("config {path}: {detail}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        detail: String,
+    },
+    /// A value of the right type but outside what works.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `server.max_calls`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Secrets that may come from the environment: (variable, what it sets).
+pub const SECRET_ENV_VARS: [&str; 7] = [
+    "WARMLINE_AUTH_TWILIO_AUTH_TOKEN",
+    "WARMLINE_AUTH_TOKEN_VALUE",
+    "WARMLINE_BRIDGE_WEBHOOK_SECRET",
+    "WARMLINE_BRIDGE_TWILIO_AUTH_TOKEN",
+    "WARMLINE_BRIDGE_TELNYX_API_KEY",
+    "WARMLINE_BRIDGE_VONAGE_JWT",
+    "WARMLINE_BRIDGE_PLIVO_AUTH_TOKEN",
+];
+
+impl Config {
+    /// Reads `path` (or defaults when `None`), applies environment secrets through `env`, and
+    /// validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|detail| ConfigError::Parse {
+                    path: p.to_owned(),
+                    detail,
+                })?
+            }
+        };
+        cfg.apply_env(env);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no environment, no validation).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        if let Some(v) = env("WARMLINE_AUTH_TWILIO_AUTH_TOKEN") {
+            self.auth.twilio = Some(TwilioAuth { auth_token: v });
+        }
+        if let Some(v) = env("WARMLINE_AUTH_TOKEN_VALUE") {
+            self.auth.token = Some(TokenAuth { value: v });
+        }
+        self.bridge.apply_env(env);
+    }
+
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            reason,
+        };
+        let s = &self.server;
+        s.listen.parse::<SocketAddr>().map_err(|e| {
+            bad(
+                "server.listen",
+                format!("{:?} is not a socket address: {e}", s.listen),
+            )
+        })?;
+        if let Some(m) = &s.metrics_listen {
+            m.parse::<SocketAddr>().map_err(|e| {
+                bad(
+                    "server.metrics_listen",
+                    format!("{m:?} is not a socket address: {e}"),
+                )
+            })?;
+        }
+        if let Some(u) = &s.public_url
+            && !(u.starts_with("wss://")
+                || u.starts_with("ws://")
+                || u.starts_with("https://")
+                || u.starts_with("http://"))
+        {
+            return Err(bad(
+                "server.public_url",
+                format!("{u:?} must start with wss://, ws://, https:// or http://"),
+            ));
+        }
+        if s.max_calls == 0 {
+            return Err(bad("server.max_calls", "must be at least 1".into()));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&s.max_message_bytes) {
+            return Err(bad(
+                "server.max_message_bytes",
+                format!("{} is outside 1024..=67108864", s.max_message_bytes),
+            ));
+        }
+        for (key, v) in [
+            (
+                "server.first_message_timeout_ms",
+                s.first_message_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("server.ping_interval_ms", s.ping_interval_ms),
+        ] {
+            if v < 10 {
+                return Err(bad(key, format!("{v} ms is too short (at least 10)")));
+            }
+        }
+        if s.transcript_queue == 0 {
+            return Err(bad("server.transcript_queue", "must be at least 1".into()));
+        }
+        if let Some(t) = &self.auth.twilio
+            && t.auth_token.is_empty()
+        {
+            return Err(bad("auth.twilio.auth_token", "is empty".into()));
+        }
+        if let Some(t) = &self.auth.token
+            && t.value.is_empty()
+        {
+            return Err(bad("auth.token.value", "is empty".into()));
+        }
+        if self.dsp.hop_ms != 10 && self.dsp.hop_ms != 20 {
+            return Err(bad(
+                "dsp.hop_ms",
+                format!("{} must be 10 or 20", self.dsp.hop_ms),
+            ));
+        }
+        self.detector
+            .validate()
+            .map_err(|(key, reason)| bad(&format!("detector.{key}"), reason))?;
+        self.bridge
+            .validate()
+            .map_err(|(key, reason)| bad(&format!("bridge.{key}"), reason))?;
+        Ok(())
+    }
+
+    /// A loud start-up warning about authentication, if one is due.
+    pub fn auth_warning(&self) -> Option<&'static str> {
+        if !self.auth.required {
+            Some(
+                "AUTHENTICATION IS OFF ([auth] required = false): anyone who can reach this port can open media streams",
+            )
+        } else if self.auth.twilio.is_none() && self.auth.token.is_none() {
+            Some(
+                "no credentials configured ([auth.twilio] auth_token / [auth.token] value or WARMLINE_AUTH_*): every media stream will be refused with 401",
+            )
+        } else {
+            None
+        }
+    }
+
+    /// Whether the dashboard and `/v1/*` require the token.
+    pub fn api_protected(&self) -> bool {
+        self.auth.protect_api.unwrap_or(self.auth.token.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg = Config::from_toml(text).map_err(|detail| ConfigError::Parse {
+            path: "test.toml".into(),
+            detail,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn defaults_run_and_warn_about_missing_credentials() {
+        let cfg = Config::load(None, &no_env).unwrap();
+        assert!(cfg.auth.required);
+        assert!(cfg.auth_warning().unwrap().contains("refused"));
+        let cfg = parse("[auth]\nrequired = false\n").unwrap();
+        assert!(cfg.auth_warning().unwrap().contains("OFF"));
+        assert_eq!(cfg.server.max_calls, 2000);
+        assert_eq!(cfg.server.max_message_bytes, 65536);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[server]\nmax_cals = 3\n").unwrap_err().to_string();
+        assert!(err.contains("max_cals"), "{err}");
+        let err = parse("[servr]\n").unwrap_err().to_string();
+        assert!(err.contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = parse("[auth]\nrequired=false\n[server]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = parse("[auth]\nrequired=false\n[server]\nmax_calls = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.max_calls"), "{err}");
+        let err = parse("[auth]\nrequired=false\n[server]\nmax_calls = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_calls"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment() {
+        let env = |k: &str| (k == "WARMLINE_AUTH_TWILIO_AUTH_TOKEN").then(|| "s3cret".to_owned());
+        let cfg = Config::load(None, &env).unwrap();
+        assert_eq!(cfg.auth.twilio.unwrap().auth_token, "s3cret");
+    }
+
+    #[test]
+    fn the_contract_example_parses() {
+        let text = r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "wss://gw.example.com"
+max_calls = 2000
+max_message_bytes = 65536
+[auth]
+required = true
+[auth.twilio]
+auth_token = "abc"
+[auth.token]
+value = "tok"
+[detector]
+model = "models/default.json"
+[bridge]
+outbox_dir = "./warmline-outbox"
+"#;
+        let cfg = parse(text).unwrap();
+        assert_eq!(
+            cfg.server.public_url.as_deref(),
+            Some("wss://gw.example.com")
+        );
+    }
+}

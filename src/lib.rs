@@ -12,7 +12,9 @@
 //!   (`serve`) and offline (`replay`) both drive it.
 //! - [`bridge`]: handoff delivery (signed webhook, provider transfer APIs) with a persisted outbox.
 //! - [`server`]: the axum/WebSocket shell: auth, admission, limits, HTTP API, shutdown.
+//! - [`replay`]: recorded calls (WAV, provider JSONL) through the same pipeline.
 //! - [`tune`]: offline evaluation and calibration of the tone detector.
+//! - [`synth`]: deterministic synthetic speech for fixtures, the demo and tests.
 //! - [`cli`]: the `warmline` subcommands.
 
 pub mod bridge;
@@ -23,6 +25,9 @@ pub mod detect;
 pub mod dsp;
 pub mod event;
 pub mod pipeline;
+pub mod plot;
 pub mod protocol;
+pub mod replay;
 pub mod server;
+pub mod synth;
 pub mod tune;

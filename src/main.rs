@@ -1,1 +1,16 @@
-fn main() {}
+//! The `warmline` binary: parses the command line, sets up logging, dispatches.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = warmline::cli::Cli::parse();
+    warmline::cli::init_tracing(cli.verbose);
+    match warmline::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warmline: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

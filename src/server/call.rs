@@ -1,0 +1,368 @@
+//! One media stream's task: reads the socket, drives the shared [`Call`] pipeline, applies
+//! posted transcript lines, enforces timeouts, hands handoffs to the bridge without blocking,
+//! and always ends with `call_ended` and a close frame that says why.
+
+use super::{AppState, CallView, metrics};
+use crate::bridge::HandoffRequest;
+use crate::event::{Event, EventKind, Track};
+use crate::pipeline::{Call, CallError};
+use crate::protocol::Provider;
+use crate::protocol::session::Step;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use prometheus_client::metrics::counter::Counter;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+/// Close code for a stream that sent nothing (or no start) in time.
+pub const CLOSE_TIMEOUT: u16 = 4408;
+/// Close code for a call id that is already streaming on another connection.
+pub const CLOSE_DUPLICATE_CALL: u16 = 4409;
+
+/// Why the loop ended.
+enum End {
+    Stop,
+    PeerClosed,
+    Shutdown,
+    FirstMessageTimeout,
+    IdleTimeout,
+    TooBig(String),
+    Transport(String),
+    Refused(CallError),
+    DuplicateCall(String),
+}
+
+impl End {
+    fn reason(&self) -> &'static str {
+        match self {
+            End::Stop => "stop",
+            End::PeerClosed => "closed",
+            End::Shutdown => "shutdown",
+            End::FirstMessageTimeout => "first_message_timeout",
+            End::IdleTimeout => "idle_timeout",
+            End::TooBig(_) => "message_too_big",
+            End::Transport(_) => "transport_error",
+            End::Refused(_) => "protocol_error",
+            End::DuplicateCall(_) => "duplicate_call",
+        }
+    }
+
+    /// The close frame to send, if the socket can still take one.
+    fn close_frame(&self, cfg: &crate::config::ServerConfig) -> Option<(u16, String)> {
+        match self {
+            End::Stop => Some((1000, "stop received".into())),
+            End::PeerClosed | End::Transport(_) => None,
+            End::Shutdown => Some((1001, "gateway shutting down".into())),
+            End::FirstMessageTimeout => Some((
+                CLOSE_TIMEOUT,
+                format!(
+                    "no start message within {} ms",
+                    cfg.first_message_timeout_ms
+                ),
+            )),
+            End::IdleTimeout => Some((
+                CLOSE_TIMEOUT,
+                format!("no message for {} ms", cfg.idle_timeout_ms),
+            )),
+            End::TooBig(_) => Some((
+                1009,
+                format!("message larger than {} bytes", cfg.max_message_bytes),
+            )),
+            End::Refused(e) => Some((e.close_code(), e.to_string())),
+            End::DuplicateCall(id) => Some((
+                CLOSE_DUPLICATE_CALL,
+                format!("call {id} is already streaming"),
+            )),
+        }
+    }
+}
+
+/// Close reasons are limited to 123 bytes by RFC 6455.
+fn truncate_reason(mut s: String) -> String {
+    if s.len() > 120 {
+        let mut end = 120;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+struct TrackCounters {
+    frames: [Counter; 2],
+    late: [Counter; 2],
+}
+
+impl TrackCounters {
+    fn new(m: &metrics::Metrics) -> Self {
+        let f = |t: Track| {
+            m.frames
+                .get_or_create(&metrics::TrackLabel {
+                    track: t.name().to_owned(),
+                })
+                .clone()
+        };
+        let l = |t: Track| {
+            m.frames_late
+                .get_or_create(&metrics::TrackLabel {
+                    track: t.name().to_owned(),
+                })
+                .clone()
+        };
+        Self {
+            frames: [f(Track::Caller), f(Track::Agent)],
+            late: [l(Track::Caller), l(Track::Agent)],
+        }
+    }
+}
+
+/// Runs one stream to its end.
+pub(super) async fn run(
+    mut ws: WebSocket,
+    st: AppState,
+    provider: Provider,
+    _permit: OwnedSemaphorePermit,
+) {
+    let cfg = st.config().server.clone();
+    let metrics = st.metrics();
+    metrics.active_calls.inc();
+    let counters = TrackCounters::new(metrics);
+    let mut call = Call::new(provider, st.inner.settings.clone());
+    let (transcript_tx, mut transcript_rx) = mpsc::channel(cfg.transcript_queue);
+    let mut transcript_tx = Some(transcript_tx);
+    let mut call_id: Option<String> = None;
+    let mut out: Vec<Event> = Vec::with_capacity(16);
+    let mut pending_handoff: Option<HandoffRequest> = None;
+    let mut handoff_seen = false;
+    let mut last_frames = [0u64; 2];
+    let token = st.shutdown_token();
+    let first_timeout = Duration::from_millis(cfg.first_message_timeout_ms);
+    let idle_timeout = Duration::from_millis(cfg.idle_timeout_ms);
+    let deadline = tokio::time::sleep(first_timeout);
+    tokio::pin!(deadline);
+    let mut ping = tokio::time::interval(Duration::from_millis(cfg.ping_interval_ms));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.reset();
+
+    let end = loop {
+        let started = call.start().is_some();
+        tokio::select! {
+            () = token.cancelled() => break End::Shutdown,
+            () = &mut deadline => break if started { End::IdleTimeout } else { End::FirstMessageTimeout },
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    break End::PeerClosed;
+                }
+            }
+            Some(line) = transcript_rx.recv() => call.push_transcript(line, &mut out),
+            msg = ws.recv() => {
+                let arrived = Instant::now();
+                let res = match msg {
+                    None => break End::PeerClosed,
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("too long") || text.contains("Space limit") {
+                            break End::TooBig(text);
+                        }
+                        break End::Transport(text);
+                    }
+                    Some(Ok(Message::Text(t))) => call.on_text(t.as_str(), &mut out),
+                    Some(Ok(Message::Binary(b))) => call.on_binary(&b, &mut out),
+                    Some(Ok(Message::Close(_))) => break End::PeerClosed,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Step::Nothing),
+                };
+                deadline.as_mut().reset(tokio::time::Instant::now() + if call.start().is_some() { idle_timeout } else { first_timeout });
+                match res {
+                    Ok(Step::Audio) => {
+                        let elapsed = arrived.elapsed();
+                        metrics.frame_latency.observe(elapsed.as_secs_f64());
+                        for t in Track::ALL {
+                            let n = call.stats_track_chunks(t);
+                            let new = n - last_frames[t.index()];
+                            if new > 0 {
+                                counters.frames[t.index()].inc_by(new);
+                                if elapsed > Duration::from_millis(20) {
+                                    counters.late[t.index()].inc();
+                                }
+                                last_frames[t.index()] = n;
+                            }
+                        }
+                    }
+                    Ok(Step::Started) => {
+                        let Some(start) = call.start() else { continue };
+                        let id = start.call_id.clone();
+                        let view = CallView {
+                            provider: provider.name().to_owned(),
+                            started_at: SystemTime::now(),
+                            scores: Default::default(),
+                            handoff: None,
+                            t_ms: 0,
+                        };
+                        let Some(tx) = transcript_tx.take() else { continue };
+                        if !st.register(&id, view, tx) {
+                            break End::DuplicateCall(id);
+                        }
+                        metrics.calls_started.get_or_create(&metrics::ProviderLabel { provider: provider.name().to_owned() }).inc();
+                        tracing::info!(call_id = %id, %provider, "call started");
+                        call_id = Some(id);
+                    }
+                    Ok(Step::Stopped) => {}
+                    Ok(Step::Nothing | Step::Dtmf(_)) => {}
+                    Err(e) if e.is_recoverable() => {
+                        metrics.stream_errors.get_or_create(&metrics::KindLabel { kind: e.kind().to_owned() }).inc();
+                        tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, kind = e.kind(), "skipped message: {e}");
+                    }
+                    Err(e) => break End::Refused(e),
+                }
+            }
+        }
+        after_step(
+            &st,
+            &call,
+            call_id.as_deref(),
+            &mut out,
+            &mut pending_handoff,
+            &mut handoff_seen,
+        );
+        if call.is_stopped() {
+            break End::Stop;
+        }
+    };
+
+    // Bookkeeping, whatever the end.
+    let reason = end.reason();
+    call.finish(reason, &mut out);
+    after_step(
+        &st,
+        &call,
+        call_id.as_deref(),
+        &mut out,
+        &mut pending_handoff,
+        &mut handoff_seen,
+    );
+    if let Some(req) = pending_handoff.take() {
+        // The call is over: waiting for room in the bridge queue no longer delays audio.
+        let wait = tokio::time::timeout(Duration::from_secs(10), st.inner.bridge.submit(req)).await;
+        if !matches!(wait, Ok(Ok(()))) {
+            tracing::error!(
+                call_id = call_id.as_deref().unwrap_or("-"),
+                "could not queue the handoff for delivery; it is in the event log"
+            );
+        }
+    }
+    match &end {
+        End::Refused(e) => {
+            metrics
+                .stream_errors
+                .get_or_create(&metrics::KindLabel {
+                    kind: e.kind().to_owned(),
+                })
+                .inc();
+            tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, kind = e.kind(), close_code = e.close_code(), "closing stream: {e}");
+        }
+        End::TooBig(d) | End::Transport(d) => {
+            metrics
+                .stream_errors
+                .get_or_create(&metrics::KindLabel {
+                    kind: reason.to_owned(),
+                })
+                .inc();
+            tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, "closing stream: {reason}: {d}");
+        }
+        End::FirstMessageTimeout | End::IdleTimeout | End::DuplicateCall(_) => {
+            metrics
+                .stream_errors
+                .get_or_create(&metrics::KindLabel {
+                    kind: reason.to_owned(),
+                })
+                .inc();
+            tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, "closing stream: {reason}");
+        }
+        End::Stop | End::PeerClosed | End::Shutdown => {}
+    }
+    if let Some((code, text)) = end.close_frame(&cfg) {
+        let frame = CloseFrame {
+            code,
+            reason: truncate_reason(text).into(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
+            .await;
+    }
+    let stats = call.stats();
+    for t in Track::ALL {
+        let s = call.track_stats(t);
+        for (kind, n) in [("missing", s.missing_chunks), ("late", s.late_chunks)] {
+            if n > 0 {
+                metrics
+                    .frames_dropped
+                    .get_or_create(&metrics::TrackKindLabels {
+                        track: t.name().to_owned(),
+                        kind: kind.to_owned(),
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+    if let Some(id) = &call_id {
+        metrics
+            .calls_ended
+            .get_or_create(&metrics::EndedLabels {
+                provider: provider.name().to_owned(),
+                reason: reason.to_owned(),
+                handoff: handoff_seen.to_string(),
+            })
+            .inc();
+        tracing::info!(call_id = %id, %provider, reason, frames = stats.frames, dropped = stats.dropped_frames, "call ended");
+        st.unregister(id);
+    }
+    metrics.active_calls.dec();
+}
+
+/// Publishes new events, mirrors them into the registry, and hands a new handoff to the bridge.
+fn after_step(
+    st: &AppState,
+    call: &Call,
+    call_id: Option<&str>,
+    out: &mut Vec<Event>,
+    pending: &mut Option<HandoffRequest>,
+    handoff_seen: &mut bool,
+) {
+    if let Some(req) = pending.take()
+        && let Err(req) = st.submit_handoff(req)
+    {
+        *pending = Some(req);
+    }
+    if out.is_empty() {
+        return;
+    }
+    if let Some(id) = call_id {
+        let scores = call.pipeline().map(|p| p.detector().scores().clone());
+        let t_ms = call.pipeline().map_or(0, |p| p.now_ms());
+        let handoff = out
+            .iter()
+            .find(|e| matches!(e.kind, EventKind::Handoff(_)))
+            .cloned();
+        st.update(id, |v| {
+            if let Some(s) = scores {
+                v.scores = s;
+            }
+            v.t_ms = t_ms;
+            if handoff.is_some() {
+                v.handoff = handoff.clone();
+            }
+        });
+    }
+    for e in out.iter() {
+        if matches!(e.kind, EventKind::Handoff(_)) && !*handoff_seen {
+            *handoff_seen = true;
+            let req = HandoffRequest {
+                event: e.clone(),
+                provider: call.provider().name().to_owned(),
+            };
+            if let Err(req) = st.submit_handoff(req) {
+                *pending = Some(req);
+            }
+        }
+    }
+    st.publish(out);
+}

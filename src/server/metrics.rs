@@ -1,0 +1,261 @@
+//! Prometheus metrics: typed handles registered once at start-up, resolved per call so the
+//! per-message path touches only atomics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// `provider` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    /// Provider name.
+    pub provider: String,
+}
+
+/// Labels of ended calls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndedLabels {
+    /// Provider name.
+    pub provider: String,
+    /// `stop`, `closed`, `idle_timeout`, …
+    pub reason: String,
+    /// `true` when the call was handed off (containment = ended without).
+    pub handoff: String,
+}
+
+/// `track` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrackLabel {
+    /// `caller` or `agent`.
+    pub track: String,
+}
+
+/// `track` and `kind` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrackKindLabels {
+    /// `caller` or `agent`.
+    pub track: String,
+    /// `missing` or `late`.
+    pub kind: String,
+}
+
+/// `kind` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Error kind.
+    pub kind: String,
+}
+
+/// Auth rejection labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// Provider name.
+    pub provider: String,
+    /// `missing` or `invalid`.
+    pub reason: String,
+}
+
+/// `signal` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalLabel {
+    /// Signal name.
+    pub signal: String,
+}
+
+/// `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Primary reason (signal name).
+    pub reason: String,
+}
+
+/// Delivery labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// `webhook`, `twilio`, …
+    pub target: String,
+    /// `delivered` or `failed`.
+    pub outcome: String,
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Calls with an open media stream.
+    pub active_calls: Gauge,
+    /// Calls started, by provider.
+    pub calls_started: Family<ProviderLabel, Counter>,
+    /// Calls ended, by provider, reason and handoff.
+    pub calls_ended: Family<EndedLabels, Counter>,
+    /// Media frames (chunks) processed, by track.
+    pub frames: Family<TrackLabel, Counter>,
+    /// Media frames lost, by track and kind.
+    pub frames_dropped: Family<TrackKindLabels, Counter>,
+    /// Messages whose processing exceeded the late threshold, by track.
+    pub frames_late: Family<TrackLabel, Counter>,
+    /// Time from a message's arrival to its features and decision being ready.
+    pub frame_latency: Histogram,
+    /// Stream errors and protocol violations, by kind.
+    pub stream_errors: Family<KindLabel, Counter>,
+    /// Refused upgrades, by provider and reason.
+    pub auth_rejections: Family<AuthLabels, Counter>,
+    /// Upgrades refused because the gateway was at `max_calls`.
+    pub admission_rejections: Counter,
+    /// Signal threshold crossings, by signal.
+    pub signal_crossings: Family<SignalLabel, Counter>,
+    /// Handoffs decided, by primary reason.
+    pub handoffs: Family<ReasonLabel, Counter>,
+    /// Media time from call start to handoff.
+    pub handoff_after_start: Histogram,
+    /// Media time from the first signal crossing to handoff.
+    pub handoff_after_first_crossing: Histogram,
+    /// Handoff deliveries finished, by target and outcome.
+    pub deliveries: Family<TargetLabels, Counter>,
+    /// Delivery attempts made, by target.
+    pub delivery_attempts: Family<TargetLabels, Counter>,
+    /// Handoffs that found the bridge queue full (kept by the call and retried).
+    pub bridge_queue_full: Counter,
+    /// Transcript lines accepted.
+    pub transcript_lines: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("warmline");
+        let m = Self {
+            active_calls: Gauge::default(),
+            calls_started: Family::default(),
+            calls_ended: Family::default(),
+            frames: Family::default(),
+            frames_dropped: Family::default(),
+            frames_late: Family::default(),
+            frame_latency: Histogram::new(exponential_buckets(0.000_025, 2.0, 14)),
+            stream_errors: Family::default(),
+            auth_rejections: Family::default(),
+            admission_rejections: Counter::default(),
+            signal_crossings: Family::default(),
+            handoffs: Family::default(),
+            handoff_after_start: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            handoff_after_first_crossing: Histogram::new(exponential_buckets(0.125, 2.0, 12)),
+            deliveries: Family::default(),
+            delivery_attempts: Family::default(),
+            bridge_queue_full: Counter::default(),
+            transcript_lines: Counter::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "active_calls",
+            "Calls with an open media stream",
+            m.active_calls.clone(),
+        );
+        r.register(
+            "calls_started",
+            "Media streams started, by provider",
+            m.calls_started.clone(),
+        );
+        r.register(
+            "calls_ended",
+            "Media streams ended, by provider, end reason and whether the call was handed off",
+            m.calls_ended.clone(),
+        );
+        r.register(
+            "frames",
+            "Media frames (chunks) received, by track",
+            m.frames.clone(),
+        );
+        r.register(
+            "frames_dropped",
+            "Media frames lost (missing = never arrived, late = arrived after its slot), by track",
+            m.frames_dropped.clone(),
+        );
+        r.register(
+            "frames_late",
+            "Media messages whose processing took longer than 20 ms, by track",
+            m.frames_late.clone(),
+        );
+        r.register_with_unit(
+            "frame_processing",
+            "Time from a media message's arrival to its features and decision being ready",
+            Unit::Seconds,
+            m.frame_latency.clone(),
+        );
+        r.register(
+            "stream_errors",
+            "Stream errors and protocol violations, by kind",
+            m.stream_errors.clone(),
+        );
+        r.register(
+            "auth_rejections",
+            "Refused media upgrades, by provider and reason",
+            m.auth_rejections.clone(),
+        );
+        r.register(
+            "admission_rejections",
+            "Media upgrades refused with 503 because max_calls were open",
+            m.admission_rejections.clone(),
+        );
+        r.register(
+            "signal_crossings",
+            "Signal threshold crossings, by signal",
+            m.signal_crossings.clone(),
+        );
+        r.register(
+            "handoffs",
+            "Handoffs decided, by primary reason",
+            m.handoffs.clone(),
+        );
+        r.register_with_unit(
+            "handoff_after_call_start",
+            "Media time from call start to the handoff decision",
+            Unit::Seconds,
+            m.handoff_after_start.clone(),
+        );
+        r.register_with_unit(
+            "handoff_after_first_crossing",
+            "Media time from the call's first signal crossing to the handoff decision",
+            Unit::Seconds,
+            m.handoff_after_first_crossing.clone(),
+        );
+        r.register(
+            "handoff_deliveries",
+            "Handoff deliveries finished, by target and outcome",
+            m.deliveries.clone(),
+        );
+        r.register(
+            "handoff_delivery_attempts",
+            "Handoff delivery attempts made, by target and final outcome",
+            m.delivery_attempts.clone(),
+        );
+        r.register(
+            "bridge_queue_full",
+            "Handoffs that found the delivery queue full (kept by the call and retried)",
+            m.bridge_queue_full.clone(),
+        );
+        r.register(
+            "transcript_lines",
+            "Transcript lines accepted over HTTP",
+            m.transcript_lines.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut s = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}

@@ -1,0 +1,264 @@
+//! HTTP routes: health, metrics, the media upgrade (auth and admission before any per-call
+//! work), transcript posts and the active-call list.
+
+use super::{AppState, auth, call, metrics};
+use crate::detect::TranscriptLine;
+use crate::protocol::Provider;
+use axum::Json;
+use axum::Router;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+pub(super) fn router(state: AppState) -> Router {
+    let mut r = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/media/{provider}", get(media))
+        .route("/v1/calls", get(list_calls))
+        .route("/v1/calls/{call_id}/transcript", post(transcript));
+    if state.config().server.metrics_listen.is_none() {
+        r = r.route("/metrics", get(metrics_text));
+    }
+    r.with_state(state)
+}
+
+pub(super) fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    if st.shutdown_token().is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn metrics_text(State(st): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics().encode(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": code, "message": message.into()})),
+    )
+        .into_response()
+}
+
+enum AuthOutcome {
+    Ok,
+    Missing(&'static str),
+    Invalid(&'static str),
+}
+
+fn authenticate(
+    st: &AppState,
+    provider: Provider,
+    headers: &HeaderMap,
+    path_and_query: &str,
+) -> AuthOutcome {
+    let a = &st.config().auth;
+    if !a.required {
+        return AuthOutcome::Ok;
+    }
+    if provider == Provider::Twilio
+        && let Some(tw) = &a.twilio
+    {
+        let Some(sig) = headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return AuthOutcome::Missing("missing X-Twilio-Signature");
+        };
+        let urls = auth::twilio_candidate_urls(
+            st.config().server.public_url.as_deref(),
+            headers,
+            path_and_query,
+        );
+        return if auth::verify_twilio(&tw.auth_token, sig, &urls) {
+            AuthOutcome::Ok
+        } else {
+            AuthOutcome::Invalid("X-Twilio-Signature does not match")
+        };
+    }
+    match &a.token {
+        Some(t) => {
+            let has_creds = headers.contains_key(header::AUTHORIZATION)
+                || headers.contains_key("x-telnyx-streaming-auth-token");
+            if auth::token_matches(&t.value, headers) {
+                AuthOutcome::Ok
+            } else if has_creds {
+                AuthOutcome::Invalid("credentials do not match [auth.token]")
+            } else {
+                AuthOutcome::Missing("missing Authorization")
+            }
+        }
+        None => AuthOutcome::Missing("no credentials are configured for this provider"),
+    }
+}
+
+async fn media(
+    State(st): State<AppState>,
+    Path(provider): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let provider: Provider = match provider.parse() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::NOT_FOUND, "unknown_provider", e.to_string()),
+    };
+    if st.shutdown_token().is_cancelled() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the gateway is shutting down",
+        );
+    }
+    let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let (status, reason, message) = match authenticate(&st, provider, &headers, pq) {
+        AuthOutcome::Ok => (None, "", ""),
+        AuthOutcome::Missing(m) => (Some(StatusCode::UNAUTHORIZED), "missing", m),
+        AuthOutcome::Invalid(m) => (Some(StatusCode::FORBIDDEN), "invalid", m),
+    };
+    if let Some(status) = status {
+        st.metrics()
+            .auth_rejections
+            .get_or_create(&metrics::AuthLabels {
+                provider: provider.name().to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+        tracing::warn!(%provider, status = status.as_u16(), "refused media upgrade: {message}");
+        return error(status, "unauthorized", message);
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rej) => return rej.into_response(),
+    };
+    let Ok(permit) = st.inner.admission.clone().try_acquire_owned() else {
+        st.metrics().admission_rejections.inc();
+        tracing::warn!(%provider, max_calls = st.config().server.max_calls, "refused media upgrade: at capacity");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "at_capacity",
+            format!(
+                "max_calls ({}) calls are open",
+                st.config().server.max_calls
+            ),
+        );
+    };
+    let max = st.config().server.max_message_bytes;
+    let tracker = st.inner.tracker.clone();
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| tracker.track_future(call::run(socket, st, provider, permit)))
+}
+
+fn api_authorized(st: &AppState, headers: &HeaderMap) -> bool {
+    match (&st.config().auth.token, st.config().api_protected()) {
+        (Some(t), true) => auth::token_matches(&t.value, headers),
+        _ => true,
+    }
+}
+
+async fn transcript(
+    State(st): State<AppState>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !api_authorized(&st, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        );
+    }
+    let line: TranscriptLine = match serde_json::from_slice(&body) {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_transcript", e.to_string()),
+    };
+    if line.text.len() > 16 * 1024 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_transcript",
+            "text longer than 16 KiB",
+        );
+    }
+    if let Some(c) = line.confidence
+        && !(0.0..=1.0).contains(&c)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_transcript",
+            "confidence must be within 0..1",
+        );
+    }
+    let Some(tx) = st.transcript_sender(&call_id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_call",
+            format!("no active call {call_id:?}"),
+        );
+    };
+    match tx.try_send(line) {
+        Ok(()) => {
+            st.metrics().transcript_lines.inc();
+            (StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response()
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transcript_queue_full",
+            "the call is not keeping up; retry",
+        ),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_call",
+            format!("call {call_id:?} has ended"),
+        ),
+    }
+}
+
+async fn list_calls(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if !api_authorized(&st, &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        );
+    }
+    let calls: Vec<serde_json::Value> = st
+        .calls()
+        .into_iter()
+        .map(|(id, v)| {
+            let scores: serde_json::Map<String, serde_json::Value> = v
+                .scores
+                .iter()
+                .map(|(k, x)| (k.name().to_owned(), json!(x)))
+                .collect();
+            json!({
+                "call_id": id,
+                "provider": v.provider,
+                "started_at": humantime::format_rfc3339_millis(v.started_at).to_string(),
+                "t_ms": v.t_ms,
+                "scores": scores,
+                "handoff": v.handoff,
+            })
+        })
+        .collect();
+    Json(calls).into_response()
+}
