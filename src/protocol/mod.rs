@@ -552,23 +552,6 @@ pub(crate) fn for_each_chunk(
     }
 }
 
-/// Reads the `event` name without parsing the rest.
-pub(crate) fn event_name<'a>(
-    provider: Provider,
-    text: &'a str,
-) -> Result<Cow<'a, str>, ProtocolError> {
-    #[derive(Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        event: Option<Cow<'a, str>>,
-    }
-    let head: Head<'a> = serde_json::from_str(text).map_err(|e| malformed(provider, &e))?;
-    head.event.ok_or_else(|| ProtocolError::Malformed {
-        provider: provider.name(),
-        detail: "no \"event\" field".into(),
-    })
-}
-
 /// Parses the message as `T`, mapping serde errors to [`ProtocolError::Malformed`].
 pub(crate) fn parse_as<'a, T: Deserialize<'a>>(
     provider: Provider,
