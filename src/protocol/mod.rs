@@ -311,46 +311,245 @@ pub trait Adapter: Send {
 
 // === shared parsing helpers for the adapters ===
 
-/// Providers send numbers as strings or numbers; accept both.
+/// Providers send numbers as strings or numbers; accept both. Values that are not a
+/// non-negative integer (negative, `"abc"`, `1e400`) read as absent rather than failing the
+/// message: counters are advisory. Objects, arrays and booleans are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct LenientU64(pub Option<u64>);
 
 impl<'de> Deserialize<'de> for LenientU64 {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw<'a> {
-            N(u64),
-            F(f64),
-            #[serde(borrow)]
-            S(Cow<'a, str>),
-            Null(()),
+        // A hand-written visitor: `untagged` would buffer every value first, and this runs
+        // three times per media message.
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LenientU64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a numeric string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LenientU64, E> {
+                Ok(LenientU64(Some(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LenientU64, E> {
+                Ok(LenientU64(u64::try_from(v).ok()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<LenientU64, E> {
+                // `as` saturates; a fraction of a counter is still that counter.
+                Ok(LenientU64((v.is_finite() && v >= 0.0).then_some(v as u64)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LenientU64, E> {
+                Ok(LenientU64(v.trim().parse().ok()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<LenientU64, E> {
+                Ok(LenientU64(None))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<LenientU64, E> {
+                Ok(LenientU64(None))
+            }
+            fn visit_some<D2: serde::Deserializer<'de>>(
+                self,
+                d: D2,
+            ) -> Result<LenientU64, D2::Error> {
+                d.deserialize_any(V)
+            }
         }
-        Ok(LenientU64(match Raw::deserialize(d)? {
-            Raw::N(n) => Some(n),
-            Raw::F(f) if f.is_finite() && f >= 0.0 => Some(f as u64),
-            Raw::F(_) => None,
-            Raw::S(s) => s.trim().parse().ok(),
-            Raw::Null(()) => None,
+        d.deserialize_any(V)
+    }
+}
+
+/// An id or name that should be a string but may arrive as a number. Anything else reads as
+/// absent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct LenientString(pub Option<String>);
+
+impl<'de> Deserialize<'de> for LenientString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(LenientString(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Some(s),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
         }))
     }
 }
 
-/// Reads the `event` name without parsing the rest.
-pub(crate) fn event_name<'a>(
+/// Custom parameters in every shape providers use: a JSON object (values that are not strings
+/// keep their JSON text, so numbers stay numbers), a list of `{"name","value"}` pairs (Telnyx's
+/// request shape), or a `"k=v;k2=v2"` string (Plivo `extra_headers`). Never fails: parameters
+/// are informational.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct LenientParams(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for LenientParams {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde_json::Value;
+        let text = |v: Value| match v {
+            Value::String(s) => Some(s),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        let mut out = BTreeMap::new();
+        match Value::deserialize(d)? {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if let Some(v) = text(v) {
+                        out.insert(k, v);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    let Value::Object(mut pair) = item else {
+                        continue;
+                    };
+                    let name = pair.remove("name").and_then(text);
+                    let value = pair.remove("value").and_then(text);
+                    if let (Some(k), Some(v)) = (name, value) {
+                        out.insert(k, v);
+                    }
+                }
+            }
+            Value::String(s) => out = parse_kv_pairs(&s),
+            _ => {}
+        }
+        Ok(LenientParams(out))
+    }
+}
+
+/// Parses `"k=v;k2=v2"`; pieces without `=` are kept with an empty value.
+pub(crate) fn parse_kv_pairs(s: &str) -> BTreeMap<String, String> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.trim().to_owned(), v.trim().to_owned()),
+            None => (p.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// The part of a JSON provider message that media needs, read in one pass: media is >99 % of
+/// traffic, so it must not be parsed twice. Other events are parsed again as their own type.
+#[derive(Deserialize)]
+pub(crate) struct Envelope<'a> {
+    #[serde(borrow, default)]
+    pub event: Option<Cow<'a, str>>,
+    #[serde(rename = "sequenceNumber", alias = "sequence_number", default)]
+    pub sequence: LenientU64,
+    #[serde(borrow, default)]
+    pub media: Option<MediaBody<'a>>,
+}
+
+/// `media{track, chunk, timestamp, payload}`: the same shape at Twilio, Telnyx, Plivo and Exotel.
+#[derive(Deserialize)]
+pub(crate) struct MediaBody<'a> {
+    #[serde(borrow, default)]
+    pub track: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub chunk: LenientU64,
+    #[serde(default)]
+    pub timestamp: LenientU64,
+    #[serde(borrow, default)]
+    pub payload: Option<Cow<'a, str>>,
+}
+
+/// Parses the envelope and takes out its event name.
+pub(crate) fn parse_envelope<'a>(
     provider: Provider,
     text: &'a str,
-) -> Result<Cow<'a, str>, ProtocolError> {
-    #[derive(Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        event: Option<Cow<'a, str>>,
-    }
-    let head: Head<'a> = serde_json::from_str(text).map_err(|e| malformed(provider, &e))?;
-    head.event.ok_or_else(|| ProtocolError::Malformed {
+) -> Result<(Cow<'a, str>, Envelope<'a>), ProtocolError> {
+    let mut env: Envelope<'a> = parse_as(provider, text)?;
+    let event = env.event.take().ok_or_else(|| ProtocolError::Malformed {
         provider: provider.name(),
         detail: "no \"event\" field".into(),
-    })
+    })?;
+    Ok((event, env))
+}
+
+/// Turns an envelope whose event is `media` into a media chunk. `untracked` is the track of
+/// media without a `track` field (providers that stream the caller only).
+pub(crate) fn media_event<'a>(
+    provider: Provider,
+    env: Envelope<'a>,
+    untracked: Track,
+) -> Result<ProviderEvent<'a>, ProtocolError> {
+    let malformed = |detail: String| ProtocolError::Malformed {
+        provider: provider.name(),
+        detail,
+    };
+    let media = env
+        .media
+        .ok_or_else(|| malformed("media message without a \"media\" object".into()))?;
+    let payload = media
+        .payload
+        .ok_or_else(|| malformed("media message without a payload".into()))?;
+    let track = match media.track.as_deref() {
+        None => untracked,
+        Some(t) => track_from_name(t).ok_or_else(|| {
+            malformed(format!(
+                "unknown media track {:?}",
+                t.chars().take(32).collect::<String>()
+            ))
+        })?,
+    };
+    Ok(ProviderEvent::Media(MediaChunk {
+        track,
+        sequence: env.sequence.0,
+        chunk: media.chunk.0,
+        timestamp_ms: media.timestamp.0,
+        payload: Payload::Base64(payload),
+    }))
+}
+
+/// Tracks named in a start message; the caller alone when none are named.
+pub(crate) fn tracks_from_names(names: &[String]) -> Vec<Track> {
+    let mut tracks: Vec<Track> = Vec::with_capacity(2);
+    for name in names {
+        let found: &[Track] = match name.as_str() {
+            "both" | "both_tracks" => &Track::ALL,
+            other => match track_from_name(other) {
+                Some(Track::Caller) => &[Track::Caller],
+                Some(Track::Agent) => &[Track::Agent],
+                None => &[],
+            },
+        };
+        for t in found {
+            if !tracks.contains(t) {
+                tracks.push(*t);
+            }
+        }
+    }
+    if tracks.is_empty() {
+        tracks.push(Track::Caller);
+    }
+    tracks
+}
+
+/// Splits `caller` (and `agent`) into chunks of `spec.chunk_samples()` and calls `emit` for each
+/// non-empty one, interleaved chunk by chunk as a provider sends both tracks: `(track, index
+/// from 0, wire bytes in spec.codec)`. Shared by the JSON renderers.
+pub(crate) fn for_each_chunk(
+    spec: &RenderSpec,
+    caller: &[i16],
+    agent: Option<&[i16]>,
+    mut emit: impl FnMut(Track, u64, &[u8]),
+) {
+    let n = spec.chunk_samples();
+    let chunks = caller.len().max(agent.map_or(0, <[i16]>::len)).div_ceil(n);
+    let mut wire = Vec::with_capacity(n * spec.codec.bytes_per_sample());
+    for i in 0..chunks {
+        for (track, pcm) in [(Track::Caller, Some(caller)), (Track::Agent, agent)] {
+            let Some(pcm) = pcm else { continue };
+            let Some(samples) = pcm.get(i * n..((i + 1) * n).min(pcm.len())) else {
+                continue;
+            };
+            if samples.is_empty() {
+                continue;
+            }
+            wire.clear();
+            spec.codec.encode_into(samples, &mut wire);
+            emit(track, i as u64, &wire);
+        }
+    }
 }
 
 /// Parses the message as `T`, mapping serde errors to [`ProtocolError::Malformed`].
@@ -439,4 +638,20 @@ pub(crate) fn track_from_name(name: &str) -> Option<Track> {
 pub(crate) fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `channels` from a start message; mono when absent or absurd.
+pub(crate) fn channels(n: Option<u64>) -> u16 {
+    n.and_then(|n| u16::try_from(n).ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+/// Decodes standard base64 (tests).
+#[cfg(test)]
+pub(crate) fn unb64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }

@@ -2,41 +2,20 @@
 //! Numbers (`sequenceNumber`, `chunk`, `timestamp`) arrive as strings.
 
 use super::{
-    Adapter, LenientU64, MediaChunk, Payload, ProtocolError, Provider, ProviderEvent, RenderSpec,
-    StreamStart, WireMessage, b64, check_rate, codec_from_encoding, event_name, parse_as,
-    track_from_name, unknown_event,
+    Adapter, LenientParams, LenientU64, ProtocolError, Provider, ProviderEvent, RenderSpec,
+    StreamStart, WireMessage, b64, channels, check_rate, codec_from_encoding, for_each_chunk,
+    media_event, parse_as, parse_envelope, tracks_from_names, unknown_event,
 };
+use crate::codec::Codec;
 use crate::event::Track;
 use serde::Deserialize;
 use serde_json::json;
-use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 const P: Provider = Provider::Twilio;
 
 /// Adapter for one Twilio stream. Stateless: every message is self-describing.
 #[derive(Debug, Default)]
 pub struct TwilioAdapter;
-
-#[derive(Deserialize)]
-struct MediaMsg<'a> {
-    #[serde(rename = "sequenceNumber", default)]
-    sequence: LenientU64,
-    #[serde(borrow)]
-    media: MediaBody<'a>,
-}
-
-#[derive(Deserialize)]
-struct MediaBody<'a> {
-    #[serde(borrow, default)]
-    track: Option<Cow<'a, str>>,
-    #[serde(default)]
-    chunk: LenientU64,
-    #[serde(default)]
-    timestamp: LenientU64,
-    #[serde(borrow)]
-    payload: Cow<'a, str>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,7 +36,7 @@ struct StartBody {
     #[serde(default)]
     tracks: Vec<String>,
     #[serde(default)]
-    custom_parameters: BTreeMap<String, serde_json::Value>,
+    custom_parameters: LenientParams,
     media_format: MediaFormat,
 }
 
@@ -88,81 +67,32 @@ struct MarkBody {
     name: String,
 }
 
-/// Custom parameter values are strings in practice; keep other JSON values as their text.
-pub(crate) fn stringify_params(
-    params: BTreeMap<String, serde_json::Value>,
-) -> BTreeMap<String, String> {
-    params
-        .into_iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => (k, s),
-            other => (k, other.to_string()),
-        })
-        .collect()
-}
-
 impl Adapter for TwilioAdapter {
     fn provider(&self) -> Provider {
         P
     }
 
     fn parse_text<'a>(&mut self, text: &'a str) -> Result<ProviderEvent<'a>, ProtocolError> {
-        // Media is >99 % of traffic: try it first without a separate head parse.
-        if let Ok(m) = serde_json::from_str::<MediaMsg<'a>>(text) {
-            let track = match m.media.track.as_deref() {
-                None => Track::Caller,
-                Some(t) => track_from_name(t).ok_or_else(|| ProtocolError::Malformed {
-                    provider: P.name(),
-                    detail: format!(
-                        "unknown media track {:?}",
-                        t.chars().take(32).collect::<String>()
-                    ),
-                })?,
-            };
-            return Ok(ProviderEvent::Media(MediaChunk {
-                track,
-                sequence: m.sequence.0,
-                chunk: m.media.chunk.0,
-                timestamp_ms: m.media.timestamp.0,
-                payload: Payload::Base64(m.media.payload),
-            }));
-        }
-        let event = event_name(P, text)?;
+        let (event, env) = parse_envelope(P, text)?;
         match event.as_ref() {
+            "media" => media_event(P, env, Track::Caller),
             "connected" => Ok(ProviderEvent::Connected { auth_token: None }),
             "start" => {
                 let m: StartMsg = parse_as(P, text)?;
                 let codec = codec_from_encoding(P, &m.start.media_format.encoding)?;
                 let rate = check_rate(P, m.start.media_format.sample_rate.0)?;
-                let mut tracks: Vec<Track> = m
-                    .start
-                    .tracks
-                    .iter()
-                    .filter_map(|t| track_from_name(t))
-                    .collect();
-                if tracks.is_empty() {
-                    tracks.push(Track::Caller);
-                }
                 Ok(ProviderEvent::Start(StreamStart {
                     call_id: m.start.call_sid,
                     stream_id: m.start.stream_sid.or(m.stream_sid),
                     account_id: m.start.account_sid,
                     codec: Some(codec),
                     sample_rate_hz: rate,
-                    channels: m.start.media_format.channels.0.unwrap_or(1) as u16,
-                    tracks,
-                    custom_parameters: stringify_params(m.start.custom_parameters),
+                    channels: channels(m.start.media_format.channels.0),
+                    tracks: tracks_from_names(&m.start.tracks),
+                    custom_parameters: m.start.custom_parameters.0,
                     from: None,
                     to: None,
                 }))
-            }
-            "media" => {
-                // It failed the fast path above, so it is malformed; say why.
-                let _: MediaMsg<'_> = parse_as(P, text)?;
-                Err(ProtocolError::Malformed {
-                    provider: P.name(),
-                    detail: "media message could not be read".into(),
-                })
             }
             "dtmf" => {
                 let m: DtmfMsg = parse_as(P, text)?;
@@ -180,6 +110,16 @@ impl Adapter for TwilioAdapter {
     }
 }
 
+/// The encoding name Twilio would use for `codec`. Twilio only ever sends mu-law; the others are
+/// named in the same style so a render with another codec still round-trips.
+fn encoding_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Mulaw => "audio/x-mulaw",
+        Codec::Alaw => "audio/x-alaw",
+        Codec::L16 => "audio/x-l16",
+    }
+}
+
 /// Renders a call as Twilio sends it: `connected`, `start`, interleaved 20 ms `media` per track
 /// (chunk counters per track, timestamps in ms since start), then `stop`.
 pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<WireMessage> {
@@ -188,41 +128,35 @@ pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<W
     out.push(WireMessage::Text(
         json!({"event":"connected","protocol":"Call","version":"1.0.0"}).to_string(),
     ));
-    let tracks: Vec<&str> = if agent.is_some() {
-        vec!["inbound", "outbound"]
+    let tracks: &[&str] = if agent.is_some() {
+        &["inbound", "outbound"]
     } else {
-        vec!["inbound"]
+        &["inbound"]
     };
     out.push(WireMessage::Text(
         json!({"event":"start","sequenceNumber":seq.to_string(),"streamSid":spec.stream_id,
             "start":{"streamSid":spec.stream_id,"accountSid":"AC00000000000000000000000000000000",
             "callSid":spec.call_id,"tracks":tracks,"customParameters":spec.custom_parameters,
-            "mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":spec.sample_rate_hz,"channels":1}}})
+            "mediaFormat":{"encoding":encoding_name(spec.codec),"sampleRate":spec.sample_rate_hz,"channels":1}}})
         .to_string(),
     ));
-    let n = spec.chunk_samples();
-    let chunks = caller.len().max(agent.map_or(0, <[i16]>::len)).div_ceil(n);
-    let mut wire = Vec::with_capacity(n);
-    for i in 0..chunks {
-        for (name, pcm) in [("inbound", Some(caller)), ("outbound", agent)] {
-            let Some(pcm) = pcm else { continue };
-            let Some(samples) = pcm.get(i * n..((i + 1) * n).min(pcm.len())) else {
-                continue;
-            };
-            if samples.is_empty() {
-                continue;
-            }
-            seq += 1;
-            wire.clear();
-            spec.codec.encode_into(samples, &mut wire);
-            out.push(WireMessage::Text(
-                json!({"event":"media","sequenceNumber":seq.to_string(),"streamSid":spec.stream_id,
-                    "media":{"track":name,"chunk":(i + 1).to_string(),
-                    "timestamp":(i as u64 * u64::from(spec.chunk_ms)).to_string(),"payload":b64(&wire)}})
-                .to_string(),
-            ));
-        }
-    }
+    let mut chunk_no = [0u64; 2];
+    for_each_chunk(spec, caller, agent, |track, i, wire| {
+        seq += 1;
+        let c = &mut chunk_no[track.index()];
+        *c += 1;
+        let name = if track == Track::Caller {
+            "inbound"
+        } else {
+            "outbound"
+        };
+        out.push(WireMessage::Text(
+            json!({"event":"media","sequenceNumber":seq.to_string(),"streamSid":spec.stream_id,
+                "media":{"track":name,"chunk":c.to_string(),
+                "timestamp":(i * u64::from(spec.chunk_ms)).to_string(),"payload":b64(wire)}})
+            .to_string(),
+        ));
+    });
     if spec.send_stop {
         seq += 1;
         out.push(WireMessage::Text(
@@ -237,7 +171,8 @@ pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<W
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Codec;
+    use crate::protocol::Payload;
+    use std::borrow::Cow;
 
     const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","accountSid":"AC00000000000000000000000000000001","callSid":"CA00000000000000000000000000000002","tracks":["inbound"],"customParameters":{"tenant":"acme","handoff_token":"v1.3f9c"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
 
