@@ -14,8 +14,12 @@ use crate::protocol::{Adapter, ProtocolError, Provider, StreamStart};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+/// Receives every call's decoded, in-order PCM (call id, track, samples): a recording or
+/// debugging tap. Called on the call's task; keep it cheap.
+pub type AudioTap = Arc<dyn Fn(&str, Track, &[i16]) + Send + Sync>;
+
 /// What every call's pipeline is built from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PipelineSettings {
     /// DSP settings.
     pub dsp: DspConfig,
@@ -23,6 +27,19 @@ pub struct PipelineSettings {
     pub detector: DetectorConfig,
     /// The tone model, shared by all calls.
     pub model: Arc<ToneModel>,
+    /// Optional tap on decoded audio.
+    pub audio_tap: Option<AudioTap>,
+}
+
+impl std::fmt::Debug for PipelineSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineSettings")
+            .field("dsp", &self.dsp)
+            .field("detector", &self.detector)
+            .field("model", &self.model)
+            .field("audio_tap", &self.audio_tap.is_some())
+            .finish()
+    }
 }
 
 impl Default for PipelineSettings {
@@ -31,6 +48,7 @@ impl Default for PipelineSettings {
             dsp: DspConfig::default(),
             detector: DetectorConfig::default(),
             model: Arc::new(ToneModel::bundled()),
+            audio_tap: None,
         }
     }
 }
@@ -479,6 +497,9 @@ impl Call {
         for t in Track::ALL {
             let audio = self.session.take_audio(t);
             if !audio.is_empty() {
+                if let Some(tap) = &self.settings.audio_tap {
+                    tap(p.call_id(), t, &audio);
+                }
                 p.push_audio(t, &audio, out);
             }
         }

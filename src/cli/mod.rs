@@ -76,5 +76,6 @@ pub(crate) fn pipeline_settings(
         dsp: cfg.dsp.clone(),
         detector: cfg.detector.clone(),
         model: std::sync::Arc::new(model),
+        audio_tap: None,
     })
 }

@@ -1,3 +1,5 @@
-//! Integration tests: the real binary's pieces over real sockets, fixtures generated in-process.
+//! Integration tests: the real gateway on a loopback port, real WebSocket and HTTP clients,
+//! fixtures generated in-process (nothing outside the repo is read).
 
 mod common;
+mod gateway;
