@@ -8,6 +8,8 @@
 
 pub mod exotel;
 pub mod plivo;
+#[cfg(test)]
+mod proptests;
 pub mod session;
 pub mod telnyx;
 pub mod twilio;
@@ -748,7 +750,7 @@ mod tests {
                 assert_eq!(&got[..expect.len()], &expect[..], "{what}");
             } else {
                 assert_eq!(got, &expect, "{what}");
-                assert_eq!(stopped, true, "{what}");
+                assert!(stopped, "{what}");
             }
             if two_tracks {
                 assert_eq!(start.tracks, Track::ALL.to_vec(), "{what}");
