@@ -1,1 +1,3 @@
 //! The gateway shell (being filled in).
+
+pub mod auth;
