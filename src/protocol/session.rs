@@ -13,6 +13,12 @@ use base64::Engine as _;
 /// How many chunks may arrive ahead of a missing one before it is given up as lost.
 pub const REORDER_WINDOW_CHUNKS: usize = 8;
 
+/// The longest run of lost chunks filled with silence (5 s of 20 ms chunks). A longer jump in
+/// the chunk counter is a discontinuity (a counter reset, or a hostile peer), not loss: the
+/// track resynchronises on it without filling, so a forged counter cannot allocate unbounded
+/// silence.
+pub const MAX_GAP_FILL_CHUNKS: u64 = 250;
+
 /// Why a message broke the stream's rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -256,15 +262,16 @@ impl TrackState {
     /// Delivers chunk `n`, filling any gap before it with silence so the media clock keeps time.
     fn deliver(&mut self, n: u64, pcm: &[i16]) {
         let expected = self.next_chunk.unwrap_or(n);
-        if n > expected {
+        if n > expected && n - expected <= MAX_GAP_FILL_CHUNKS {
             let missing = n - expected;
             self.stats.missing_chunks += missing;
+            // invariant: missing <= MAX_GAP_FILL_CHUNKS, so this fits in usize.
             let fill = (missing as usize).saturating_mul(self.last_chunk_samples.max(pcm.len()));
             self.ready.resize(self.ready.len() + fill, 0);
             self.stats.samples += fill as u64;
         }
         self.append(pcm);
-        self.next_chunk = Some(n + 1);
+        self.next_chunk = Some(n.saturating_add(1));
     }
 }
 
