@@ -9,14 +9,14 @@ use base64::Engine as _;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use warmline::bridge::outbox::OutboxEntry;
 use warmline::bridge::{
-    Bridge, BridgeConfig, HandoffRequest, SubmitError, TelnyxConfig, TwilioConfig, WebhookConfig,
-    verify,
+    Bridge, BridgeConfig, HandoffRequest, PlivoConfig, SubmitError, TelnyxConfig, TwilioConfig,
+    VonageConfig, WebhookConfig, verify,
 };
 use warmline::event::{Delivery, Event, EventKind, Handoff, Summary};
 
@@ -37,6 +37,8 @@ struct Seen {
 struct Fake {
     seen: Arc<Mutex<Vec<Seen>>>,
     status: Arc<AtomicU16>,
+    /// How long each answer takes.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Fake {
@@ -44,6 +46,7 @@ impl Fake {
         Self {
             seen: Arc::new(Mutex::new(Vec::new())),
             status: Arc::new(AtomicU16::new(status)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -90,6 +93,10 @@ async fn record(
         headers,
         body,
     });
+    let delay_ms = fake.delay_ms.load(Ordering::SeqCst);
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
     StatusCode::from_u16(fake.status.load(Ordering::SeqCst)).unwrap()
 }
 
@@ -561,4 +568,122 @@ async fn invalid_config_names_the_key() {
     let (events_tx, _events) = mpsc::channel(1);
     let err = Bridge::start(cfg, events_tx).await.unwrap_err();
     assert!(err.to_string().contains("bridge.webhook.url"), "{err}");
+}
+
+#[tokio::test]
+async fn vonage_and_plivo_transfers_hit_their_apis() {
+    let api = Fake::new(204);
+    let addr = api.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        vonage: Some(VonageConfig {
+            jwt: "JWT1".into(),
+            api_base: format!("http://{addr}"),
+            agent: "+15550001111".into(),
+            say: String::new(),
+        }),
+        plivo: Some(PlivoConfig {
+            auth_id: "MA1".into(),
+            auth_token: "ptok".into(),
+            api_base: format!("http://{addr}"),
+            aleg_url: "https://xml.example/agent".into(),
+        }),
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge
+        .try_submit(handoff("h-vo", "uuid-1", "vonage"))
+        .unwrap();
+    assert!(delivery_event(&mut events, "vonage").await.0);
+    bridge
+        .try_submit(handoff("h-pl", "uuid-2", "plivo"))
+        .unwrap();
+    assert!(delivery_event(&mut events, "plivo").await.0);
+    task.shutdown(Duration::from_secs(1)).await;
+
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let vo = &seen[0];
+    assert_eq!(vo.method, Method::PUT);
+    assert_eq!(vo.path, "/v1/calls/uuid-1");
+    assert_eq!(vo.headers["authorization"], "Bearer JWT1");
+    let body: serde_json::Value = serde_json::from_slice(&vo.body).unwrap();
+    assert_eq!(body["action"], "transfer");
+    let connect = &body["destination"]["ncco"][0];
+    assert_eq!(connect["action"], "connect");
+    assert_eq!(connect["endpoint"][0]["number"], "15550001111");
+
+    let pl = &seen[1];
+    assert_eq!(pl.method, Method::POST);
+    assert_eq!(pl.path, "/v1/Account/MA1/Call/uuid-2/");
+    let expected_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("MA1:ptok")
+    );
+    assert_eq!(pl.headers["authorization"], expected_auth.as_str());
+    let form = reqwest::Url::parse(&format!(
+        "http://x/?{}",
+        std::str::from_utf8(&pl.body).unwrap()
+    ))
+    .unwrap();
+    let fields: BTreeMap<String, String> = form.query_pairs().into_owned().collect();
+    assert_eq!(fields["legs"], "aleg");
+    assert_eq!(fields["aleg_method"], "POST");
+    assert_eq!(
+        fields["aleg_url"],
+        "https://xml.example/agent?handoff_id=h-pl"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_delivery_finish_within_grace() {
+    let receiver = Fake::new(200);
+    receiver.delay_ms.store(200, Ordering::SeqCst);
+    let addr = receiver.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: webhook(addr),
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge
+        .try_submit(handoff("h-slow", "CA8", "twilio"))
+        .unwrap();
+    while receiver.seen().is_empty() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The answer is still 200 ms away; the grace covers it.
+    task.shutdown(Duration::from_secs(2)).await;
+    let (ok, d) = delivery_event(&mut events, "webhook").await;
+    assert!(ok, "{d:?}");
+    assert!(json_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_past_grace_keeps_the_handoff_pending() {
+    let receiver = Fake::new(200);
+    receiver.delay_ms.store(2_000, Ordering::SeqCst);
+    let addr = receiver.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: webhook(addr),
+        request_timeout_ms: 5_000,
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, _events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge
+        .try_submit(handoff("h-cut", "CA8", "twilio"))
+        .unwrap();
+    while receiver.seen().is_empty() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let t0 = std::time::Instant::now();
+    task.shutdown(Duration::from_millis(100)).await;
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    let kept: OutboxEntry =
+        serde_json::from_slice(&std::fs::read(dir.path().join("h-cut.json")).unwrap()).unwrap();
+    assert!(kept.targets["webhook"].is_pending());
 }
