@@ -46,8 +46,9 @@ pub fn xml_escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            // XML 1.0 forbids most control characters even escaped; drop them.
+            // XML 1.0 forbids most control characters and two noncharacters even escaped.
             c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+            '\u{FFFE}' | '\u{FFFF}' => {}
             c => out.push(c),
         }
     }
@@ -426,7 +427,7 @@ mod tests {
     #[test]
     fn control_characters_cannot_break_the_xml() {
         let mut cfg = twilio("+1555");
-        cfg.say = "a\u{0}b\u{1b}c".into();
+        cfg.say = "a\u{0}b\u{1b}c\u{FFFE}".into();
         parse(&twiml(&cfg, "h").unwrap());
     }
 
@@ -486,5 +487,22 @@ mod tests {
                 "https://x.example/agent.xml?handoff_id=h1".to_owned()
             )
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn twiml_is_always_well_formed_and_keeps_the_values(
+            say in ".{0,40}", target in "[^\u{0}-\u{1f}]{1,30}", id in ".{1,30}",
+        ) {
+            for agent in [target.clone(), format!("sip:{target}"), format!("client:{target}")] {
+                let mut cfg = twilio(&agent);
+                cfg.say = say.clone();
+                let x = twiml(&cfg, &id).unwrap();
+                let doc = roxmltree::Document::parse(&x)
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}: {x}")))?;
+                proptest::prop_assert_eq!(doc.root_element().tag_name().name(), "Response");
+                proptest::prop_assert!(doc.descendants().any(|n| n.has_tag_name("Dial")));
+            }
+        }
     }
 }

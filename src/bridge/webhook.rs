@@ -133,4 +133,23 @@ mod tests {
         let header = format!("t=10,v1={},v1={tag}", "00".repeat(32));
         assert!(verify("new", &header, body, 10, 0));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn sign_verify_round_trip(
+            secret in ".{1,40}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            t in 0u64..4_000_000_000,
+            flip in 0usize..300,
+        ) {
+            let h = sign(&secret, t, &body);
+            proptest::prop_assert!(verify(&secret, &h, &body, t, 0));
+            if !body.is_empty() {
+                let mut other = body.clone();
+                let i = flip % other.len();
+                other[i] ^= 0x01;
+                proptest::prop_assert!(!verify(&secret, &h, &other, t, 0));
+            }
+        }
+    }
 }
