@@ -25,6 +25,7 @@ const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Everything the delivery tasks share.
 #[derive(Debug)]
 pub(super) struct Shared {
+    pub(super) counters: Arc<super::Counters>,
     pub(super) cfg: BridgeConfig,
     pub(super) client: reqwest::Client,
     pub(super) outbox: Outbox,
@@ -302,6 +303,10 @@ async fn deliver_target(
                     return;
                 }
                 update_state(&shared, &state, &name, update).await;
+                shared
+                    .counters
+                    .retried
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 *retry_after_s
             }
         };
@@ -345,6 +350,12 @@ async fn finish(
     f: impl FnOnce(&mut TargetState),
 ) {
     let after = update_state(shared, state, name, f).await;
+    let counter = if after.delivered {
+        &shared.counters.delivered
+    } else {
+        &shared.counters.failed
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let delivery = Delivery {
         handoff_id: p.handoff_id.clone(),
         target: name.to_owned(),

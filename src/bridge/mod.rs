@@ -91,11 +91,37 @@ pub enum BridgeError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// Running totals of the bridge, for metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// `try_submit` found the queue full.
+    pub queue_full: AtomicU64,
+    /// Targets delivered (one handoff to two targets counts two).
+    pub delivered: AtomicU64,
+    /// Targets failed for good.
+    pub failed: AtomicU64,
+    /// Attempts that did not succeed but will be retried.
+    pub retried: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeStats {
+    /// `try_submit` found the queue full.
+    pub queue_full: u64,
+    /// Targets delivered.
+    pub delivered: u64,
+    /// Targets failed for good.
+    pub failed: u64,
+    /// Attempts that will be retried.
+    pub retried: u64,
+}
+
 /// Handle to the delivery task; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Bridge {
     tx: mpsc::Sender<HandoffRequest>,
-    queue_full: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 /// The running delivery task; [`BridgeTask::shutdown`] stops it.
@@ -146,7 +172,9 @@ impl Bridge {
         let stop = CancellationToken::new();
         let abort = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
+            counters: Arc::clone(&counters),
             http_permits: Semaphore::new(cfg.max_concurrent_requests.max(1)),
             cfg,
             client,
@@ -157,10 +185,7 @@ impl Bridge {
             in_flight: StdMutex::new(HashSet::new()),
         });
         let worker = tokio::spawn(run_worker(shared, rx, pending, stop.clone()));
-        let bridge = Bridge {
-            tx,
-            queue_full: Arc::new(AtomicU64::new(0)),
-        };
+        let bridge = Bridge { tx, counters };
         Ok((
             bridge,
             BridgeTask {
@@ -178,7 +203,7 @@ impl Bridge {
         (
             Self {
                 tx,
-                queue_full: Arc::new(AtomicU64::new(0)),
+                counters: Arc::default(),
             },
             rx,
         )
@@ -189,7 +214,7 @@ impl Bridge {
     pub fn try_submit(&self, req: HandoffRequest) -> Result<(), SubmitError> {
         self.tx.try_send(req).map_err(|e| match e {
             mpsc::error::TrySendError::Full(r) => {
-                let n = self.queue_full.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self.counters.queue_full.fetch_add(1, Ordering::Relaxed) + 1;
                 // A caller retrying every audio frame would flood the log; the counter keeps
                 // the exact number, the log keeps the 1st, 2nd, 4th, 8th, … occurrence.
                 if n.is_power_of_two() {
@@ -216,7 +241,18 @@ impl Bridge {
 
     /// How many times [`Self::try_submit`] found the queue full.
     pub fn queue_full_count(&self) -> u64 {
-        self.queue_full.load(Ordering::Relaxed)
+        self.counters.queue_full.load(Ordering::Relaxed)
+    }
+
+    /// Current totals.
+    pub fn stats(&self) -> BridgeStats {
+        let c = &self.counters;
+        BridgeStats {
+            queue_full: c.queue_full.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+        }
     }
 }
 

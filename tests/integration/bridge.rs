@@ -483,6 +483,8 @@ async fn receiver_failing_forever_ends_in_failed_after_max_attempts() {
     assert_eq!(d.attempts, 3);
     assert_eq!(d.status, Some(500));
     assert_eq!(receiver.seen().len(), 3);
+    let stats = bridge.stats();
+    assert_eq!((stats.delivered, stats.failed, stats.retried), (0, 1, 2));
     task.shutdown(Duration::from_secs(1)).await;
 
     assert!(json_files(dir.path()).is_empty());
@@ -532,6 +534,7 @@ async fn full_queue_hands_the_request_back_and_counts() {
         Err(SubmitError::Full(_))
     ));
     assert_eq!(bridge.queue_full_count(), 2);
+    assert_eq!(bridge.stats().queue_full, 2);
     // Clones share the counter.
     assert_eq!(bridge.clone().queue_full_count(), 2);
     // Room again: the kept request goes through.
