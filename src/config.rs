@@ -269,9 +269,9 @@ impl Config {
         self.detector
             .validate()
             .map_err(|(key, reason)| bad(&format!("detector.{key}"), reason))?;
-        self.bridge
-            .validate()
-            .map_err(|(key, reason)| bad(&format!("bridge.{key}"), reason))?;
+        self.bridge.validate().map_err(|e| match e {
+            crate::bridge::ConfigError::Invalid { key, reason } => bad(key, reason),
+        })?;
         Ok(())
     }
 

@@ -247,6 +247,9 @@ pub enum ServerError {
     /// Binding or serving failed.
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The handoff bridge could not start (outbox not writable, bad `[bridge]` settings).
+    #[error(transparent)]
+    Bridge(#[from] crate::bridge::BridgeError),
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets open calls
@@ -294,26 +297,23 @@ pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerE
 #[derive(Debug)]
 pub struct Gateway {
     state: AppState,
-    bridge_task: tokio::task::JoinHandle<()>,
+    bridge_task: crate::bridge::BridgeTask,
     forward_task: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
     /// Starts the bridge (resuming any pending outbox) and builds the state.
     pub async fn start(cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
-        let (bridge, mut rx) = Bridge::disconnected(cfg.bridge.queue_capacity);
         let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
-        let bridge_task = tokio::spawn(async move {
-            while let Some(req) = rx.recv().await {
-                tracing::info!(handoff_id = %handoff_id(&req.event), "handoff queued (no delivery targets configured)");
-            }
-            drop(events_tx);
-        });
+        let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx).await?;
         let state = AppState::new(cfg, settings, bridge);
         let st = state.clone();
+        // Delivery outcomes join the same event stream as the calls' own events.
         let forward_task = tokio::spawn(async move {
+            let mut one = Vec::with_capacity(1);
             while let Some(e) = events_rx.recv().await {
-                st.publish(&mut vec![e]);
+                one.push(e);
+                st.publish(&mut one);
             }
         });
         Ok(Self {
@@ -328,12 +328,13 @@ impl Gateway {
         &self.state
     }
 
-    /// Serves until the shutdown token is cancelled, then drains calls and the bridge.
+    /// Serves until the shutdown token is cancelled, then lets calls finish, then gives the
+    /// bridge the same grace to deliver; whatever is still pending stays in the outbox.
     pub async fn serve(self, listener: TcpListener) -> Result<(), ServerError> {
         serve(listener, self.state.clone()).await?;
-        drop(self.state);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.bridge_task).await;
-        self.forward_task.abort();
+        let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
+        self.bridge_task.shutdown(grace).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.forward_task).await;
         Ok(())
     }
 }

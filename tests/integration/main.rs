@@ -1,5 +1,6 @@
 //! Integration tests: the real gateway on a loopback port, real WebSocket and HTTP clients,
 //! fixtures generated in-process (nothing outside the repo is read).
 
+mod bridge;
 mod common;
 mod gateway;

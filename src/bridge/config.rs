@@ -1,0 +1,363 @@
+//! `[bridge]` settings: where the outbox lives, how hard to retry, and which targets to deliver to.
+//!
+//! Owns parsing defaults and validation only; nothing here does I/O.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A `[bridge]` value that cannot work, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The key holds a value outside what the bridge accepts.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// Full TOML key, e.g. `bridge.webhook.url`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// `[bridge]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Pending handoffs survive restarts here.
+    pub outbox_dir: PathBuf,
+    /// Handoffs queued between the calls and the delivery task.
+    pub queue_capacity: usize,
+    /// Attempts per target before a delivery is declared failed (the first try counts).
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubles after each failure.
+    pub initial_backoff_ms: u64,
+    /// Upper bound of the wait between attempts.
+    pub max_backoff_ms: u64,
+    /// Whole-request timeout of one HTTP attempt (connect included).
+    pub request_timeout_ms: u64,
+    /// HTTP requests in flight at once across all handoffs and targets.
+    pub max_concurrent_requests: usize,
+    /// Signed JSON webhook.
+    pub webhook: Option<WebhookConfig>,
+    /// Twilio call update (used for calls that came from Twilio).
+    pub twilio: Option<TwilioConfig>,
+    /// Telnyx `actions/transfer` (used for calls that came from Telnyx).
+    pub telnyx: Option<TelnyxConfig>,
+    /// Vonage call transfer (used for calls that came from Vonage).
+    pub vonage: Option<VonageConfig>,
+    /// Plivo call transfer (used for calls that came from Plivo).
+    pub plivo: Option<PlivoConfig>,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            outbox_dir: PathBuf::from("./warmline-outbox"),
+            queue_capacity: 1024,
+            max_attempts: 8,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            request_timeout_ms: 5_000,
+            max_concurrent_requests: 64,
+            webhook: None,
+            twilio: None,
+            telnyx: None,
+            vonage: None,
+            plivo: None,
+        }
+    }
+}
+
+/// `[bridge.webhook]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where the handoff event is POSTed.
+    pub url: String,
+    /// HMAC-SHA256 key of `X-Warmline-Signature`.
+    #[serde(default)]
+    pub secret: String,
+}
+
+fn default_twilio_base() -> String {
+    "https://api.twilio.com".into()
+}
+fn default_telnyx_base() -> String {
+    "https://api.telnyx.com".into()
+}
+fn default_vonage_base() -> String {
+    "https://api.nexmo.com".into()
+}
+fn default_plivo_base() -> String {
+    "https://api.plivo.com".into()
+}
+fn default_say() -> String {
+    "Please hold while I connect you with a colleague.".into()
+}
+
+/// `[bridge.twilio]`: replace the live call's TwiML with a `<Dial>` to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// `AC…`; also the Basic-auth user.
+    pub account_sid: String,
+    /// Basic-auth password.
+    #[serde(default)]
+    pub auth_token: String,
+    /// REST base; tests point it at a local server.
+    #[serde(default = "default_twilio_base")]
+    pub api_base: String,
+    /// `+E164` number, `sip:` URI, `client:IDENTITY` or `queue:NAME` the caller is moved to.
+    pub agent: String,
+    /// Said to the caller before the dial; empty for none. Never the agent whisper.
+    #[serde(default = "default_say")]
+    pub say: String,
+    /// Optional URL Twilio calls as the agent leg progresses, with `?handoff_id=…` appended, so
+    /// the agent's desktop can fetch the handoff for plain numbers too.
+    #[serde(default)]
+    pub status_callback: Option<String>,
+    /// TaskRouter workflow for `queue:` agents; lets the handoff id ride in the task attributes.
+    #[serde(default)]
+    pub workflow_sid: Option<String>,
+}
+
+/// `[bridge.telnyx]`: Call Control `actions/transfer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelnyxConfig {
+    /// Bearer API key.
+    #[serde(default)]
+    pub api_key: String,
+    /// REST base; tests point it at a local server.
+    #[serde(default = "default_telnyx_base")]
+    pub api_base: String,
+    /// `+E164` number or `sip:` URI to transfer to.
+    pub to: String,
+}
+
+/// `[bridge.vonage]`: `PUT /v1/calls/{uuid}` with an NCCO that connects to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VonageConfig {
+    /// Application JWT sent as bearer token (warmline does not mint JWTs; give a long-lived one).
+    #[serde(default)]
+    pub jwt: String,
+    /// REST base; tests point it at a local server.
+    #[serde(default = "default_vonage_base")]
+    pub api_base: String,
+    /// `+E164` number or `sip:` URI the caller is connected to.
+    pub agent: String,
+    /// Said to the caller before connecting; empty for none.
+    #[serde(default = "default_say")]
+    pub say: String,
+}
+
+/// `[bridge.plivo]`: transfer the A leg to an XML URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlivoConfig {
+    /// Basic-auth user and account path segment.
+    pub auth_id: String,
+    /// Basic-auth password.
+    #[serde(default)]
+    pub auth_token: String,
+    /// REST base; tests point it at a local server.
+    #[serde(default = "default_plivo_base")]
+    pub api_base: String,
+    /// Plivo XML that dials the agent; `handoff_id=…` is appended to its query.
+    pub aleg_url: String,
+}
+
+fn check_http_url(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(value) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
+        Ok(u) => Err(invalid(
+            key,
+            format!(
+                "`{value}` must be an http(s) URL with a host, not `{}`",
+                u.scheme()
+            ),
+        )),
+        Err(e) => Err(invalid(key, format!("`{value}` is not a URL: {e}"))),
+    }
+}
+
+fn check_non_empty(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+impl BridgeConfig {
+    /// Fills secrets from `WARMLINE_BRIDGE_*` environment variables (looked up through `env`)
+    /// into the sections the file configures, so secrets need not live in the file.
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        if let (Some(w), Some(v)) = (self.webhook.as_mut(), env("WARMLINE_BRIDGE_WEBHOOK_SECRET")) {
+            w.secret = v;
+        }
+        if let (Some(t), Some(v)) = (self.twilio.as_mut(), env("WARMLINE_BRIDGE_TWILIO_AUTH_TOKEN")) {
+            t.auth_token = v;
+        }
+        if let (Some(t), Some(v)) = (self.telnyx.as_mut(), env("WARMLINE_BRIDGE_TELNYX_API_KEY")) {
+            t.api_key = v;
+        }
+        if let (Some(t), Some(v)) = (self.vonage.as_mut(), env("WARMLINE_BRIDGE_VONAGE_JWT")) {
+            t.jwt = v;
+        }
+        if let (Some(t), Some(v)) = (self.plivo.as_mut(), env("WARMLINE_BRIDGE_PLIVO_AUTH_TOKEN")) {
+            t.auth_token = v;
+        }
+    }
+
+    /// Checks every value, naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.outbox_dir.as_os_str().is_empty() {
+            return Err(invalid("bridge.outbox_dir", "must not be empty"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(invalid("bridge.queue_capacity", "must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(invalid("bridge.max_attempts", "must be at least 1"));
+        }
+        if self.initial_backoff_ms == 0 {
+            return Err(invalid("bridge.initial_backoff_ms", "must be at least 1"));
+        }
+        if self.max_backoff_ms < self.initial_backoff_ms {
+            return Err(invalid(
+                "bridge.max_backoff_ms",
+                format!(
+                    "{} is below initial_backoff_ms {}",
+                    self.max_backoff_ms, self.initial_backoff_ms
+                ),
+            ));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(invalid("bridge.request_timeout_ms", "must be at least 1"));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "bridge.max_concurrent_requests",
+                "must be at least 1",
+            ));
+        }
+        if let Some(w) = &self.webhook {
+            check_http_url("bridge.webhook.url", &w.url)?;
+            check_non_empty("bridge.webhook.secret", &w.secret)?;
+        }
+        if let Some(t) = &self.twilio {
+            check_non_empty("bridge.twilio.account_sid", &t.account_sid)?;
+            check_non_empty("bridge.twilio.auth_token", &t.auth_token)?;
+            check_http_url("bridge.twilio.api_base", &t.api_base)?;
+            check_non_empty("bridge.twilio.agent", &t.agent)?;
+            if let Some(name) = t.agent.strip_prefix("queue:") {
+                check_non_empty("bridge.twilio.agent", name)?;
+            }
+            if let Some(cb) = &t.status_callback {
+                check_http_url("bridge.twilio.status_callback", cb)?;
+            }
+        }
+        if let Some(t) = &self.telnyx {
+            check_non_empty("bridge.telnyx.api_key", &t.api_key)?;
+            check_http_url("bridge.telnyx.api_base", &t.api_base)?;
+            check_non_empty("bridge.telnyx.to", &t.to)?;
+        }
+        if let Some(v) = &self.vonage {
+            check_non_empty("bridge.vonage.jwt", &v.jwt)?;
+            check_http_url("bridge.vonage.api_base", &v.api_base)?;
+            check_non_empty("bridge.vonage.agent", &v.agent)?;
+        }
+        if let Some(p) = &self.plivo {
+            check_non_empty("bridge.plivo.auth_id", &p.auth_id)?;
+            check_non_empty("bridge.plivo.auth_token", &p.auth_token)?;
+            check_http_url("bridge.plivo.api_base", &p.api_base)?;
+            check_http_url("bridge.plivo.aleg_url", &p.aleg_url)?;
+        }
+        Ok(())
+    }
+
+    /// Timeout of one HTTP attempt.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_table_gives_defaults() {
+        let cfg: BridgeConfig = toml::from_str("").unwrap();
+        assert_eq!(cfg, BridgeConfig::default());
+        assert_eq!(cfg.max_attempts, 8);
+        assert_eq!(cfg.initial_backoff_ms, 500);
+        assert_eq!(cfg.max_backoff_ms, 30_000);
+        assert_eq!(cfg.request_timeout_ms, 5_000);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn contract_keys_parse_and_api_base_defaults() {
+        let cfg: BridgeConfig = toml::from_str(
+            r#"
+            outbox_dir = "/tmp/x"
+            [webhook]
+            url = "http://127.0.0.1:9000/handoff"
+            secret = "s3cret"
+            [twilio]
+            account_sid = "AC1"
+            auth_token = "tok"
+            agent = "+15551234567"
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let t = cfg.twilio.unwrap();
+        assert_eq!(t.api_base, "https://api.twilio.com");
+        assert_eq!(cfg.webhook.unwrap().secret, "s3cret");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let err =
+            toml::from_str::<BridgeConfig>("[webhook]\nurl='http://a'\nsecret='s'\nsecrte='x'")
+                .unwrap_err();
+        assert!(err.to_string().contains("secrte"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut cfg = BridgeConfig {
+            webhook: Some(WebhookConfig {
+                url: "ftp://example.com/x".into(),
+                secret: "s".into(),
+            }),
+            ..BridgeConfig::default()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("bridge.webhook.url"), "{e}");
+
+        cfg.webhook = Some(WebhookConfig {
+            url: "https://example.com/x".into(),
+            secret: " ".into(),
+        });
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("bridge.webhook.secret"), "{e}");
+
+        cfg.webhook = None;
+        cfg.max_backoff_ms = 10;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("bridge.max_backoff_ms"), "{e}");
+    }
+}

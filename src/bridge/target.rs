@@ -1,0 +1,261 @@
+//! Delivery targets: which ones a handoff goes to, and one HTTP attempt against one of them.
+
+use super::config::BridgeConfig;
+use super::retry::{StatusClass, classify_status};
+use super::{transfer, webhook};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Longest piece of a refusing answer's body kept in the outbox state and events.
+const ERROR_BODY_CHARS: usize = 200;
+
+/// Where a handoff is delivered; the name is the `target` of delivery events and outbox state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// The signed JSON webhook.
+    Webhook,
+    /// Twilio call update.
+    Twilio,
+    /// Telnyx `actions/transfer`.
+    Telnyx,
+    /// Vonage call transfer.
+    Vonage,
+    /// Plivo call transfer.
+    Plivo,
+}
+
+impl Target {
+    /// Every target.
+    pub const ALL: [Target; 5] = [
+        Target::Webhook,
+        Target::Twilio,
+        Target::Telnyx,
+        Target::Vonage,
+        Target::Plivo,
+    ];
+
+    /// `webhook`, `twilio`, `telnyx`, `vonage` or `plivo`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Webhook => "webhook",
+            Target::Twilio => "twilio",
+            Target::Telnyx => "telnyx",
+            Target::Vonage => "vonage",
+            Target::Plivo => "plivo",
+        }
+    }
+
+    /// The inverse of [`Self::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether `cfg` has settings for this target.
+    pub fn is_configured(self, cfg: &BridgeConfig) -> bool {
+        match self {
+            Target::Webhook => cfg.webhook.is_some(),
+            Target::Twilio => cfg.twilio.is_some(),
+            Target::Telnyx => cfg.telnyx.is_some(),
+            Target::Vonage => cfg.vonage.is_some(),
+            Target::Plivo => cfg.plivo.is_some(),
+        }
+    }
+
+    /// The targets a handoff from `provider` goes to: the webhook when configured, plus that
+    /// provider's transfer API when configured (a Twilio call can only be moved by Twilio).
+    pub fn for_provider(cfg: &BridgeConfig, provider: &str) -> Vec<Target> {
+        Self::ALL
+            .into_iter()
+            .filter(|t| t.is_configured(cfg))
+            .filter(|t| *t == Target::Webhook || t.name().eq_ignore_ascii_case(provider))
+            .collect()
+    }
+}
+
+/// What one delivery needs, computed once per handoff.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The handoff's id.
+    pub handoff_id: String,
+    /// The provider's call id (Twilio CallSid, Telnyx call_control_id, Vonage/Plivo call uuid).
+    pub call_id: String,
+    /// The handoff event as JSON: the webhook body, signed byte for byte.
+    pub body: Vec<u8>,
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// 2xx.
+    Delivered {
+        /// The status.
+        status: u16,
+    },
+    /// Worth another attempt.
+    Retry {
+        /// The status, if there was an answer.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// A server's `Retry-After`, in seconds.
+        retry_after_s: Option<u64>,
+    },
+    /// Never going to work with these bytes.
+    Permanent {
+        /// The status, if there was an answer.
+        status: Option<u16>,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Unix seconds for the signature (the wall clock is right here: receivers compare it to theirs).
+fn unix_now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `{e}: {source}: {source}…`, since reqwest's own text hides the cause (refused, DNS, …).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Makes one attempt at `target`.
+pub async fn attempt(
+    client: &reqwest::Client,
+    cfg: &BridgeConfig,
+    target: Target,
+    p: &Prepared,
+) -> AttemptOutcome {
+    let built = match target {
+        Target::Webhook => cfg.webhook.as_ref().map(|w| {
+            Ok(webhook::request(
+                client,
+                w,
+                &p.handoff_id,
+                &p.body,
+                unix_now_s(),
+            ))
+        }),
+        Target::Twilio => cfg
+            .twilio
+            .as_ref()
+            .map(|c| transfer::twilio_request(client, c, &p.call_id, &p.handoff_id)),
+        Target::Telnyx => cfg
+            .telnyx
+            .as_ref()
+            .map(|c| transfer::telnyx_request(client, c, &p.call_id, &p.handoff_id)),
+        Target::Vonage => cfg
+            .vonage
+            .as_ref()
+            .map(|c| transfer::vonage_request(client, c, &p.call_id, &p.handoff_id)),
+        Target::Plivo => cfg
+            .plivo
+            .as_ref()
+            .map(|c| transfer::plivo_request(client, c, &p.call_id, &p.handoff_id)),
+    };
+    let request = match built {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            return AttemptOutcome::Permanent {
+                status: None,
+                error: e.to_string(),
+            };
+        }
+        None => {
+            return AttemptOutcome::Permanent {
+                status: None,
+                error: format!("target `{}` is not configured", target.name()),
+            };
+        }
+    };
+    let resp = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let error = if e.is_timeout() {
+                format!("no answer within {} ms", cfg.request_timeout_ms)
+            } else {
+                error_chain(&e)
+            };
+            return AttemptOutcome::Retry {
+                status: None,
+                error,
+                retry_after_s: None,
+            };
+        }
+    };
+    let status = resp.status().as_u16();
+    let retry_after_s = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let class = classify_status(status);
+    if class == StatusClass::Delivered {
+        return AttemptOutcome::Delivered { status };
+    }
+    // The body of a refusal usually says why (Twilio 20404, Telnyx 90018); keep its start.
+    let text = resp.text().await.unwrap_or_default();
+    let snippet: String = text.chars().take(ERROR_BODY_CHARS).collect();
+    let error = if snippet.trim().is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {}", snippet.trim())
+    };
+    match class {
+        StatusClass::Permanent => AttemptOutcome::Permanent {
+            status: Some(status),
+            error,
+        },
+        _ => AttemptOutcome::Retry {
+            status: Some(status),
+            error,
+            retry_after_s,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::config::{TwilioConfig, WebhookConfig};
+
+    #[test]
+    fn webhook_always_transfer_only_for_its_own_provider() {
+        let mut cfg = BridgeConfig {
+            webhook: Some(WebhookConfig {
+                url: "http://x".into(),
+                secret: "s".into(),
+            }),
+            ..BridgeConfig::default()
+        };
+        assert_eq!(Target::for_provider(&cfg, "twilio"), [Target::Webhook]);
+        cfg.twilio = Some(TwilioConfig {
+            account_sid: "AC".into(),
+            auth_token: "t".into(),
+            api_base: "http://x".into(),
+            agent: "+1".into(),
+            say: String::new(),
+            status_callback: None,
+            workflow_sid: None,
+        });
+        assert_eq!(
+            Target::for_provider(&cfg, "twilio"),
+            [Target::Webhook, Target::Twilio]
+        );
+        assert_eq!(Target::for_provider(&cfg, "telnyx"), [Target::Webhook]);
+        cfg.webhook = None;
+        assert!(Target::for_provider(&cfg, "exotel").is_empty());
+        for t in Target::ALL {
+            assert_eq!(Target::from_name(t.name()), Some(t));
+        }
+    }
+}
