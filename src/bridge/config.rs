@@ -205,7 +205,10 @@ impl BridgeConfig {
         if let (Some(w), Some(v)) = (self.webhook.as_mut(), env("WARMLINE_BRIDGE_WEBHOOK_SECRET")) {
             w.secret = v;
         }
-        if let (Some(t), Some(v)) = (self.twilio.as_mut(), env("WARMLINE_BRIDGE_TWILIO_AUTH_TOKEN")) {
+        if let (Some(t), Some(v)) = (
+            self.twilio.as_mut(),
+            env("WARMLINE_BRIDGE_TWILIO_AUTH_TOKEN"),
+        ) {
             t.auth_token = v;
         }
         if let (Some(t), Some(v)) = (self.telnyx.as_mut(), env("WARMLINE_BRIDGE_TELNYX_API_KEY")) {

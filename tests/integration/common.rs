@@ -39,7 +39,9 @@ pub fn test_config() -> Config {
     cfg.auth.twilio = Some(warmline::config::TwilioAuth {
         auth_token: TWILIO_TOKEN.into(),
     });
-    cfg.auth.token = Some(warmline::config::TokenAuth { value: TOKEN.into() });
+    cfg.auth.token = Some(warmline::config::TokenAuth {
+        value: TOKEN.into(),
+    });
     cfg.auth.protect_api = Some(false);
     cfg.bridge.outbox_dir = tempfile::tempdir().expect("tempdir").keep();
     cfg
@@ -56,12 +58,16 @@ impl TestServer {
         let settings = PipelineSettings {
             audio_tap: Some(Arc::new(move |call: &str, track: Track, pcm: &[i16]| {
                 if let Ok(mut m) = t.lock() {
-                    m.entry((call.to_owned(), track)).or_default().extend_from_slice(pcm);
+                    m.entry((call.to_owned(), track))
+                        .or_default()
+                        .extend_from_slice(pcm);
                 }
             })),
             ..Default::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let gw = Gateway::start(cfg, settings).await.expect("gateway");
         let state = gw.state().clone();
@@ -91,23 +97,40 @@ impl TestServer {
     }
 
     pub fn audio(&self, call: &str, track: Track) -> Vec<i16> {
-        self.tap.lock().expect("lock").get(&(call.to_owned(), track)).cloned().unwrap_or_default()
+        self.tap
+            .lock()
+            .expect("lock")
+            .get(&(call.to_owned(), track))
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn events_for(&self, call: &str) -> Vec<Event> {
-        self.events.lock().expect("lock").iter().filter(|e| e.call_id == call).cloned().collect()
+        self.events
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|e| e.call_id == call)
+            .cloned()
+            .collect()
     }
 
     /// Waits until `call` has ended (its `call_ended` event), up to 10 s.
     pub async fn wait_ended(&self, call: &str) -> Vec<Event> {
         for _ in 0..500 {
             let ev = self.events_for(call);
-            if ev.iter().any(|e| matches!(e.kind, warmline::event::EventKind::CallEnded(_))) {
+            if ev
+                .iter()
+                .any(|e| matches!(e.kind, warmline::event::EventKind::CallEnded(_)))
+            {
                 return ev;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("call {call} did not end; events: {:?}", self.events_for(call).len());
+        panic!(
+            "call {call} did not end; events: {:?}",
+            self.events_for(call).len()
+        );
     }
 
     pub async fn stop(self) {
@@ -117,7 +140,8 @@ impl TestServer {
     }
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects with the credentials a provider would send.
 pub async fn connect(server: &TestServer, provider: &str) -> Ws {
@@ -125,12 +149,17 @@ pub async fn connect(server: &TestServer, provider: &str) -> Ws {
     let mut req = url.as_str().into_client_request().expect("request");
     if provider == "twilio" {
         let sig = warmline::server::auth::twilio_signature(TWILIO_TOKEN, &url, &[]);
-        req.headers_mut().insert("x-twilio-signature", sig.parse().expect("header"));
-    } else {
         req.headers_mut()
-            .insert("authorization", format!("Bearer {TOKEN}").parse().expect("header"));
+            .insert("x-twilio-signature", sig.parse().expect("header"));
+    } else {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {TOKEN}").parse().expect("header"),
+        );
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("connect");
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
     ws
 }
 
@@ -159,13 +188,17 @@ pub async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
                 Ok(Message::Close(Some(f))) => return Some(f.code),
                 Ok(Message::Close(None)) => return None,
                 Ok(_) => {}
-                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return None,
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return None;
+                }
                 Err(_) => return None,
             }
         }
         None
     };
-    tokio::time::timeout(Duration::from_secs(10), fut).await.unwrap_or(None)
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or(None)
 }
 
 /// Expected PCM after a codec round trip.

@@ -51,17 +51,38 @@ async fn every_provider_streams_decode_sample_for_sample() {
         let msgs = provider.render(&spec, &pcm, None);
         assert!(!msgs.is_empty(), "{provider} renders nothing");
         let mut ws = connect(&server, provider.name()).await;
-        let code = send_all(&mut ws, &msgs).await;
+        for m in &msgs {
+            ws.send(to_ws(m)).await.unwrap();
+        }
+        if provider == Provider::Vonage {
+            // Vonage has no stop message: the call ends when the socket closes.
+            ws.close(None).await.unwrap();
+        }
+        let code = close_code(&mut ws).await;
         let events = server.wait_ended(&call_id).await;
         let got = server.audio(&call_id, Track::Caller);
         let want = round_trip(codec, &pcm);
-        assert_eq!(got.len(), want.len(), "{provider} {codec:?} {rate}: sample count");
-        assert!(got == want, "{provider} {codec:?} {rate}: decoded audio differs from the source");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{provider} {codec:?} {rate}: sample count"
+        );
+        assert!(
+            got == want,
+            "{provider} {codec:?} {rate}: decoded audio differs from the source"
+        );
         let c = ended(&events);
-        assert_eq!(c.duration_ms, 2000, "{provider} {codec:?} {rate}: media clock");
+        assert_eq!(
+            c.duration_ms, 2000,
+            "{provider} {codec:?} {rate}: media clock"
+        );
         assert_eq!(c.dropped_frames, 0);
         if spec.send_stop && provider != Provider::Vonage {
-            assert_eq!(code, Some(CloseCode::Normal), "{provider}: close after stop");
+            assert_eq!(
+                code,
+                Some(CloseCode::Normal),
+                "{provider}: close after stop"
+            );
         }
     }
     server.stop().await;
@@ -72,12 +93,22 @@ async fn both_tracks_stay_apart() {
     let server = TestServer::start().await;
     let caller = voice(1.0, 8000, 1);
     let agent = speech(&[Segment::calm(1.0, 220.0)], 8000, 2);
-    let msgs = Provider::Twilio.render(&RenderSpec::new("CAboth", Codec::Mulaw, 8000), &caller, Some(&agent));
+    let msgs = Provider::Twilio.render(
+        &RenderSpec::new("CAboth", Codec::Mulaw, 8000),
+        &caller,
+        Some(&agent),
+    );
     let mut ws = connect(&server, "twilio").await;
     send_all(&mut ws, &msgs).await;
     server.wait_ended("CAboth").await;
-    assert_eq!(server.audio("CAboth", Track::Caller), round_trip(Codec::Mulaw, &caller));
-    assert_eq!(server.audio("CAboth", Track::Agent), round_trip(Codec::Mulaw, &agent));
+    assert_eq!(
+        server.audio("CAboth", Track::Caller),
+        round_trip(Codec::Mulaw, &caller)
+    );
+    assert_eq!(
+        server.audio("CAboth", Track::Agent),
+        round_trip(Codec::Mulaw, &agent)
+    );
     server.stop().await;
 }
 
@@ -108,11 +139,14 @@ async fn twenty_concurrent_streams_one_sends_garbage() {
         let mut ws = connect(url_server, "twilio").await;
         let call_id = format!("CAconc{i:02}");
         let pcm = voice(3.0, 8000, 100 + i);
-        let mut msgs = Provider::Twilio.render(&RenderSpec::new(&call_id, Codec::Mulaw, 8000), &pcm, None);
+        let mut msgs =
+            Provider::Twilio.render(&RenderSpec::new(&call_id, Codec::Mulaw, 8000), &pcm, None);
         if i == 7 {
             let half = msgs.len() / 2;
             msgs.truncate(half);
-            msgs.push(WireMessage::Text("{\"event\":\"media\",\"media\":{garbage".into()));
+            msgs.push(WireMessage::Text(
+                "{\"event\":\"media\",\"media\":{garbage".into(),
+            ));
         }
         tasks.push(tokio::spawn(async move {
             for m in &msgs {
@@ -134,7 +168,11 @@ async fn twenty_concurrent_streams_one_sends_garbage() {
             assert_eq!(c.reason, "protocol_error");
         } else {
             assert_eq!(code, Some(CloseCode::Normal), "{call_id}");
-            assert_eq!(server.audio(&call_id, Track::Caller), round_trip(Codec::Mulaw, &pcm), "{call_id}");
+            assert_eq!(
+                server.audio(&call_id, Track::Caller),
+                round_trip(Codec::Mulaw, &pcm),
+                "{call_id}"
+            );
             assert_eq!(c.duration_ms, 3000, "{call_id}");
         }
     }
@@ -163,7 +201,9 @@ fn twilio_start(call: &str) -> String {
 }
 
 fn twilio_media(payload: &str) -> String {
-    format!(r#"{{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{{"track":"inbound","chunk":"1","timestamp":"0","payload":"{payload}"}}}}"#)
+    format!(
+        r#"{{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{{"track":"inbound","chunk":"1","timestamp":"0","payload":"{payload}"}}}}"#
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,69 +217,166 @@ async fn bad_input_matrix() {
     // Malformed JSON.
     expect_close(&server, "twilio", vec![t("{not json")], CloseCode::Invalid).await;
     // Media before start.
-    expect_close(&server, "twilio", vec![t(&twilio_media("//8="))], CloseCode::Policy).await;
+    expect_close(
+        &server,
+        "twilio",
+        vec![t(&twilio_media("//8="))],
+        CloseCode::Policy,
+    )
+    .await;
     // Duplicate start.
-    expect_close(&server, "twilio", vec![t(&twilio_start("CAdup1")), t(&twilio_start("CAdup1"))], CloseCode::Policy).await;
+    expect_close(
+        &server,
+        "twilio",
+        vec![t(&twilio_start("CAdup1")), t(&twilio_start("CAdup1"))],
+        CloseCode::Policy,
+    )
+    .await;
     // Bad base64.
-    expect_close(&server, "twilio", vec![t(&twilio_start("CAb64")), t(&twilio_media("@@@@"))], CloseCode::Invalid).await;
+    expect_close(
+        &server,
+        "twilio",
+        vec![t(&twilio_start("CAb64")), t(&twilio_media("@@@@"))],
+        CloseCode::Invalid,
+    )
+    .await;
     // Unknown codec.
     expect_close(
         &server,
         "twilio",
-        vec![t(&twilio_start("CAopus").replace("audio/x-mulaw", "audio/opus"))],
+        vec![t(
+            &twilio_start("CAopus").replace("audio/x-mulaw", "audio/opus")
+        )],
         CloseCode::Unsupported,
     )
     .await;
     // Binary frame on a JSON protocol.
-    expect_close(&server, "twilio", vec![Message::binary(vec![1u8, 2, 3])], CloseCode::Unsupported).await;
+    expect_close(
+        &server,
+        "twilio",
+        vec![Message::binary(vec![1u8, 2, 3])],
+        CloseCode::Unsupported,
+    )
+    .await;
     // A 10 MB message.
-    expect_close(&server, "twilio", vec![t(&"x".repeat(10 * 1024 * 1024))], CloseCode::Size).await;
+    expect_close(
+        &server,
+        "twilio",
+        vec![t(&"x".repeat(10 * 1024 * 1024))],
+        CloseCode::Size,
+    )
+    .await;
     // Odd-length L16 (Plivo streams L16 by default).
-    let plivo = Provider::Plivo.render(&RenderSpec::new("plivo-odd", Codec::L16, 8000), &[0i16; 160], None);
-    let WireMessage::Text(plivo_start) = &plivo[0] else { panic!() };
+    let plivo = Provider::Plivo.render(
+        &RenderSpec::new("plivo-odd", Codec::L16, 8000),
+        &[0i16; 160],
+        None,
+    );
+    let WireMessage::Text(plivo_start) = &plivo[0] else {
+        panic!()
+    };
     let odd = warmline::protocol::WireMessage::Text(
         r#"{"event":"media","sequenceNumber":2,"streamId":"s","media":{"track":"inbound","timestamp":"1","chunk":1,"payload":"AAEC"}}"#.into(),
     );
-    let WireMessage::Text(odd) = odd else { panic!() };
-    expect_close(&server, "plivo", vec![t(plivo_start), t(&odd)], CloseCode::Invalid).await;
+    let WireMessage::Text(odd) = odd else {
+        panic!()
+    };
+    expect_close(
+        &server,
+        "plivo",
+        vec![t(plivo_start), t(&odd)],
+        CloseCode::Invalid,
+    )
+    .await;
     // Text that is not Vonage JSON on Vonage's binary audio protocol.
-    expect_close(&server, "vonage", vec![t("this is not json")], CloseCode::Invalid).await;
+    expect_close(
+        &server,
+        "vonage",
+        vec![t("this is not json")],
+        CloseCode::Invalid,
+    )
+    .await;
     // A sender that stalls after start: idle timeout.
-    expect_close(&server, "twilio", vec![t(&twilio_start("CAstall"))], CloseCode::from(4408)).await;
+    expect_close(
+        &server,
+        "twilio",
+        vec![t(&twilio_start("CAstall"))],
+        CloseCode::from(4408),
+    )
+    .await;
     // A sender that never says anything: first-message timeout.
     expect_close(&server, "twilio", vec![], CloseCode::from(4408)).await;
 
     // Unknown event: skipped, the call carries on to a normal stop.
     let pcm = voice(1.0, 8000, 9);
-    let mut msgs = Provider::Twilio.render(&RenderSpec::new("CAunknown", Codec::Mulaw, 8000), &pcm, None);
-    msgs.insert(3, WireMessage::Text(r#"{"event":"somethingNew","x":1}"#.into()));
+    let mut msgs = Provider::Twilio.render(
+        &RenderSpec::new("CAunknown", Codec::Mulaw, 8000),
+        &pcm,
+        None,
+    );
+    msgs.insert(
+        3,
+        WireMessage::Text(r#"{"event":"somethingNew","x":1}"#.into()),
+    );
     let mut ws = connect(&server, "twilio").await;
     assert_eq!(send_all(&mut ws, &msgs).await, Some(CloseCode::Normal));
-    assert_eq!(server.audio("CAunknown", Track::Caller), round_trip(Codec::Mulaw, &pcm));
+    assert_eq!(
+        server.audio("CAunknown", Track::Caller),
+        round_trip(Codec::Mulaw, &pcm)
+    );
 
     // Abrupt TCP close mid-message: write half a frame on a raw socket and drop it.
     {
         use tokio::io::AsyncWriteExt as _;
         let mut ws = connect(&server, "twilio").await;
-        ws.send(Message::text(twilio_start("CAabrupt"))).await.unwrap();
+        ws.send(Message::text(twilio_start("CAabrupt")))
+            .await
+            .unwrap();
         let tcp = match ws.get_mut() {
             tokio_tungstenite::MaybeTlsStream::Plain(s) => s,
             _ => unreachable!(),
         };
         // A masked text frame header announcing 1000 bytes, then only 10.
-        tcp.write_all(&[0x81, 0xFE, 0x03, 0xE8, 1, 2, 3, 4]).await.unwrap();
+        tcp.write_all(&[0x81, 0xFE, 0x03, 0xE8, 1, 2, 3, 4])
+            .await
+            .unwrap();
         tcp.write_all(&[0u8; 10]).await.unwrap();
         drop(ws);
         let events = server.wait_ended("CAabrupt").await;
-        assert!(matches!(ended(&events).reason.as_str(), "transport_error" | "closed"));
+        assert!(matches!(
+            ended(&events).reason.as_str(),
+            "transport_error" | "closed"
+        ));
     }
 
     // The server still serves after all of that.
-    let resp = reqwest::get(format!("http://{}/healthz", server.addr)).await.unwrap();
+    let resp = reqwest::get(format!("http://{}/healthz", server.addr))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let metrics = reqwest::get(format!("http://{}/metrics", server.addr)).await.unwrap().text().await.unwrap();
-    for kind in ["malformed", "media_before_start", "duplicate_start", "bad_base64", "unsupported_codec", "unexpected_binary", "message_too_big", "bad_payload", "idle_timeout", "first_message_timeout", "unknown_event"] {
-        assert!(metrics.contains(&format!("kind=\"{kind}\"")), "metrics lack {kind}:\n{metrics}");
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for kind in [
+        "malformed",
+        "media_before_start",
+        "duplicate_start",
+        "bad_base64",
+        "unsupported_codec",
+        "unexpected_binary",
+        "message_too_big",
+        "bad_payload",
+        "idle_timeout",
+        "first_message_timeout",
+        "unknown_event",
+    ] {
+        assert!(
+            metrics.contains(&format!("kind=\"{kind}\"")),
+            "metrics lack {kind}:\n{metrics}"
+        );
     }
     server.stop().await;
 }
@@ -257,25 +394,43 @@ async fn upgrades_without_valid_credentials_are_refused() {
     let req = url.as_str().into_client_request().unwrap();
     assert_eq!(status(tokio_tungstenite::connect_async(req).await), 401);
     let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert("x-twilio-signature", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=".parse().unwrap());
+    req.headers_mut().insert(
+        "x-twilio-signature",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAA=".parse().unwrap(),
+    );
     assert_eq!(status(tokio_tungstenite::connect_async(req).await), 403);
     // Signed for another URL.
     let mut req = url.as_str().into_client_request().unwrap();
-    let sig = warmline::server::auth::twilio_signature(TWILIO_TOKEN, "wss://elsewhere.example/v1/media/twilio", &[]);
-    req.headers_mut().insert("x-twilio-signature", sig.parse().unwrap());
+    let sig = warmline::server::auth::twilio_signature(
+        TWILIO_TOKEN,
+        "wss://elsewhere.example/v1/media/twilio",
+        &[],
+    );
+    req.headers_mut()
+        .insert("x-twilio-signature", sig.parse().unwrap());
     assert_eq!(status(tokio_tungstenite::connect_async(req).await), 403);
     // Token providers.
     let url = server.url("telnyx");
     let req = url.as_str().into_client_request().unwrap();
     assert_eq!(status(tokio_tungstenite::connect_async(req).await), 401);
     let mut req = url.as_str().into_client_request().unwrap();
-    req.headers_mut().insert("authorization", "Bearer wrong".parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", "Bearer wrong".parse().unwrap());
     assert_eq!(status(tokio_tungstenite::connect_async(req).await), 403);
     // Unknown provider.
     let req = server.url("skype").into_client_request().unwrap();
     assert_eq!(status(tokio_tungstenite::connect_async(req).await), 404);
-    let metrics = reqwest::get(format!("http://{}/metrics", server.addr)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("warmline_auth_rejections_total{provider=\"twilio\",reason=\"invalid\"} 2"), "{metrics}");
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("warmline_auth_rejections_total{provider=\"twilio\",reason=\"invalid\"} 2"),
+        "{metrics}"
+    );
     server.stop().await;
 }
 
@@ -287,7 +442,8 @@ async fn admission_refuses_past_max_calls() {
     let _a = connect(&server, "telnyx").await;
     let _b = connect(&server, "telnyx").await;
     let mut req = server.url("telnyx").into_client_request().unwrap();
-    req.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     match tokio_tungstenite::connect_async(req).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 503),
         other => panic!("expected 503, got {:?}", other.map(|_| ())),
@@ -297,7 +453,8 @@ async fn admission_refuses_past_max_calls() {
     let mut ok = false;
     for _ in 0..100 {
         let mut req = server.url("telnyx").into_client_request().unwrap();
-        req.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
         if tokio_tungstenite::connect_async(req).await.is_ok() {
             ok = true;
             break;
@@ -322,7 +479,14 @@ async fn transcript_api_and_call_list() {
     let base = format!("http://{}", server.addr);
     let mut listed = serde_json::Value::Null;
     for _ in 0..100 {
-        listed = http.get(format!("{base}/v1/calls")).send().await.unwrap().json().await.unwrap();
+        listed = http
+            .get(format!("{base}/v1/calls"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if listed.as_array().is_some_and(|a| !a.is_empty()) {
             break;
         }
@@ -347,7 +511,12 @@ async fn transcript_api_and_call_list() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    let bad = http.post(format!("{base}/v1/calls/CAlist/transcript")).body("{\"speaker\":\"bob\"}").send().await.unwrap();
+    let bad = http
+        .post(format!("{base}/v1/calls/CAlist/transcript"))
+        .body("{\"speaker\":\"bob\"}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["error"], "invalid_transcript");
