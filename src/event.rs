@@ -49,6 +49,9 @@ pub struct Event {
 }
 
 /// The kinds of event, serialised as `"event": "<snake_case name>"`.
+// A handoff is far larger than the rest, but there is at most one per call; boxing it would
+// only complicate every producer and consumer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {

@@ -40,18 +40,13 @@ fn yes() -> bool {
 }
 
 /// Detector and policy settings (`[detector]` in the config file).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectorConfig {
     /// Tone model file produced by `warmline tune`; the bundled default when unset.
     pub model: Option<PathBuf>,
 }
 
-impl Default for DetectorConfig {
-    fn default() -> Self {
-        Self { model: None }
-    }
-}
 
 /// One call's detector.
 #[derive(Debug)]

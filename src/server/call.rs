@@ -132,7 +132,7 @@ pub(super) async fn run(
     let mut transcript_tx = Some(transcript_tx);
     let mut call_id: Option<String> = None;
     let mut out: Vec<Event> = Vec::with_capacity(16);
-    let mut pending_handoff: Option<HandoffRequest> = None;
+    let mut pending_handoff: Option<Box<HandoffRequest>> = None;
     let mut handoff_seen = false;
     let mut last_frames = [0u64; 2];
     let token = st.shutdown_token();
@@ -242,7 +242,7 @@ pub(super) async fn run(
     );
     if let Some(req) = pending_handoff.take() {
         // The call is over: waiting for room in the bridge queue no longer delays audio.
-        let wait = tokio::time::timeout(Duration::from_secs(10), st.inner.bridge.submit(req)).await;
+        let wait = tokio::time::timeout(Duration::from_secs(10), st.inner.bridge.submit(*req)).await;
         if !matches!(wait, Ok(Ok(()))) {
             tracing::error!(
                 call_id = call_id.as_deref().unwrap_or("-"),
@@ -324,11 +324,11 @@ fn after_step(
     call: &Call,
     call_id: Option<&str>,
     out: &mut Vec<Event>,
-    pending: &mut Option<HandoffRequest>,
+    pending: &mut Option<Box<HandoffRequest>>,
     handoff_seen: &mut bool,
 ) {
     if let Some(req) = pending.take()
-        && let Err(req) = st.submit_handoff(req)
+        && let Err(req) = st.submit_handoff(*req)
     {
         *pending = Some(req);
     }

@@ -213,15 +213,15 @@ impl AppState {
         }
     }
 
-    fn submit_handoff(&self, req: HandoffRequest) -> Result<(), HandoffRequest> {
+    fn submit_handoff(&self, req: HandoffRequest) -> Result<(), Box<HandoffRequest>> {
         match self.inner.bridge.try_submit(req) {
             Ok(()) => Ok(()),
             Err(crate::bridge::SubmitError::Full(r)) => {
                 self.inner.metrics.bridge_queue_full.inc();
                 tracing::warn!(handoff_id = %handoff_id(&r.event), "bridge queue full; the call keeps the handoff and retries");
-                Err(*r)
+                Err(r)
             }
-            Err(crate::bridge::SubmitError::Closed(r)) => Err(*r),
+            Err(crate::bridge::SubmitError::Closed(r)) => Err(r),
         }
     }
 }
