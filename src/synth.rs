@@ -234,3 +234,36 @@ mod tests {
         }
     }
 }
+
+/// The bundled example's files, in memory: (file name, bytes). `examples/make_fixtures.rs`
+/// writes them under `fixtures/demo/`; a test checks the committed copies are current.
+pub fn example_files() -> Vec<(&'static str, Vec<u8>)> {
+    let pcm = example_escalating_call();
+    let mut wav = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    // Writing to memory cannot fail for a valid spec.
+    if let Ok(mut w) = hound::WavWriter::new(&mut wav, spec) {
+        for s in &pcm {
+            let _ = w.write_sample(*s);
+        }
+        let _ = w.finalize();
+    }
+    let mut jsonl = String::new();
+    let spec = crate::protocol::RenderSpec::new("CAexample000000000000000000000001", crate::codec::Codec::Mulaw, 8000);
+    for m in crate::protocol::Provider::Twilio.render(&spec, &pcm, None) {
+        if let crate::protocol::WireMessage::Text(t) = m {
+            jsonl.push_str(&t);
+            jsonl.push('\n');
+        }
+    }
+    vec![
+        ("escalating.wav", wav.into_inner()),
+        ("escalating.transcript.jsonl", example_transcript().as_bytes().to_vec()),
+        ("escalating.twilio.jsonl", jsonl.into_bytes()),
+    ]
+}

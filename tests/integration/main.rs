@@ -3,4 +3,5 @@
 
 mod bridge;
 mod common;
+mod fixtures;
 mod gateway;
