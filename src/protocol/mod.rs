@@ -435,8 +435,12 @@ pub(crate) fn parse_kv_pairs(s: &str) -> BTreeMap<String, String> {
 pub(crate) struct Envelope<'a> {
     #[serde(borrow, default)]
     pub event: Option<Cow<'a, str>>,
-    #[serde(rename = "sequenceNumber", alias = "sequence_number", default)]
-    pub sequence: LenientU64,
+    // Two fields rather than an alias: an alias makes a message carrying both spellings a
+    // duplicate-field error.
+    #[serde(rename = "sequenceNumber", default)]
+    pub sequence_camel: LenientU64,
+    #[serde(rename = "sequence_number", default)]
+    pub sequence_snake: LenientU64,
     #[serde(borrow, default)]
     pub media: Option<MediaBody<'a>>,
 }
@@ -495,7 +499,7 @@ pub(crate) fn media_event<'a>(
     };
     Ok(ProviderEvent::Media(MediaChunk {
         track,
-        sequence: env.sequence.0,
+        sequence: env.sequence_camel.0.or(env.sequence_snake.0),
         chunk: media.chunk.0,
         timestamp_ms: media.timestamp.0,
         payload: Payload::Base64(payload),
