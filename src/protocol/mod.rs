@@ -1,10 +1,12 @@
 //! Provider wire protocols. Each provider is one file whose [`Adapter`] maps that provider's
 //! WebSocket messages onto the provider-agnostic [`ProviderEvent`]; everything after the adapter
 //! ([`session`], the pipeline) never sees provider JSON. Each file also renders the provider's
-//! messages from PCM ([`render`]), for fixtures, `demo` and the load generator.
+//! messages from PCM ([`twilio::render`] and its siblings), for fixtures, `demo` and the load
+//! generator; a render parses back, through a [`session::Session`], to the same PCM after the
+//! codec round trip.
 //!
 //! Pure: no sockets, no clock. Parsing borrows from the message where it can (the base64 payload
-//! is not copied).
+//! is not copied), and a media message is parsed once.
 
 pub mod exotel;
 pub mod plivo;
@@ -71,7 +73,8 @@ impl Provider {
         }
     }
 
-    /// Renders a whole call as this provider would send it (see [`render`]).
+    /// Renders a whole call as this provider would send it (see [`twilio::render`] and its
+    /// siblings).
     pub fn render(
         self,
         spec: &RenderSpec,
