@@ -1,10 +1,12 @@
 //! Provider wire protocols. Each provider is one file whose [`Adapter`] maps that provider's
 //! WebSocket messages onto the provider-agnostic [`ProviderEvent`]; everything after the adapter
 //! ([`session`], the pipeline) never sees provider JSON. Each file also renders the provider's
-//! messages from PCM ([`render`]), for fixtures, `demo` and the load generator.
+//! messages from PCM ([`twilio::render`] and its siblings), for fixtures, `demo` and the load
+//! generator; a render parses back, through a [`session::Session`], to the same PCM after the
+//! codec round trip.
 //!
 //! Pure: no sockets, no clock. Parsing borrows from the message where it can (the base64 payload
-//! is not copied).
+//! is not copied), and a media message is parsed once.
 
 pub mod exotel;
 pub mod plivo;
@@ -71,7 +73,8 @@ impl Provider {
         }
     }
 
-    /// Renders a whole call as this provider would send it (see [`render`]).
+    /// Renders a whole call as this provider would send it (see [`twilio::render`] and its
+    /// siblings).
     pub fn render(
         self,
         spec: &RenderSpec,
@@ -435,8 +438,12 @@ pub(crate) fn parse_kv_pairs(s: &str) -> BTreeMap<String, String> {
 pub(crate) struct Envelope<'a> {
     #[serde(borrow, default)]
     pub event: Option<Cow<'a, str>>,
-    #[serde(rename = "sequenceNumber", alias = "sequence_number", default)]
-    pub sequence: LenientU64,
+    // Two fields rather than an alias: an alias makes a message carrying both spellings a
+    // duplicate-field error.
+    #[serde(rename = "sequenceNumber", default)]
+    pub sequence_camel: LenientU64,
+    #[serde(rename = "sequence_number", default)]
+    pub sequence_snake: LenientU64,
     #[serde(borrow, default)]
     pub media: Option<MediaBody<'a>>,
 }
@@ -495,7 +502,7 @@ pub(crate) fn media_event<'a>(
     };
     Ok(ProviderEvent::Media(MediaChunk {
         track,
-        sequence: env.sequence.0,
+        sequence: env.sequence_camel.0.or(env.sequence_snake.0),
         chunk: media.chunk.0,
         timestamp_ms: media.timestamp.0,
         payload: Payload::Base64(payload),

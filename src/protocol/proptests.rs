@@ -199,7 +199,7 @@ fn hostile_media() -> impl Strategy<Value = Value> {
         1 => scalar(),
     ];
     (track, counter.clone(), counter, payload).prop_map(|(track, chunk, timestamp, payload)| {
-        json!({"event":"media","sequenceNumber":chunk.clone(),"sequence_number":"1",
+        json!({"event":"media","sequenceNumber":chunk.clone(),
             "media":{"track":track,"chunk":chunk,"timestamp":timestamp,"payload":payload}})
     })
 }
@@ -331,6 +331,21 @@ fn a_huge_chunk_jump_does_not_allocate_a_huge_gap() {
                 .to_string(),
             ));
         }
-        feed(provider, &wire);
+        // The first chunk (160 samples) got through; the forged ones did not add 2^64 chunks.
+        let audio = feed(provider, &wire);
+        assert!((160..=13 * 160).contains(&audio), "{provider}: {audio}");
     }
+}
+
+#[test]
+fn hostile_media_reaches_the_session() {
+    // Guards the generators: media of the hostile shape must decode, or the properties above
+    // would only ever exercise the error paths.
+    let mut wire = valid_start(Provider::Twilio, Codec::Mulaw, 8000);
+    wire.push(WireMessage::Text(
+        json!({"event":"media","sequenceNumber":"3","sequence_number":"1",
+            "media":{"track":"inbound","chunk":1,"timestamp":"x","payload":b64(&[0xff; 160])}})
+        .to_string(),
+    ));
+    assert_eq!(feed(Provider::Twilio, &wire), 160);
 }

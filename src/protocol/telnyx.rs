@@ -21,14 +21,9 @@ pub struct TelnyxAdapter;
 
 #[derive(Deserialize)]
 struct ConnectedMsg {
+    // Any shape: a hello with an odd body is still a hello (without a token).
     #[serde(default)]
-    connected: Option<ConnectedBody>,
-}
-
-#[derive(Deserialize)]
-struct ConnectedBody {
-    #[serde(rename = "x-telnyx-streaming-auth-token", default)]
-    auth_token: LenientString,
+    connected: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -104,9 +99,13 @@ impl Adapter for TelnyxAdapter {
             "media" => media_event(P, env, Track::Caller),
             "connected" => {
                 let m: ConnectedMsg = parse_as(P, text)?;
-                Ok(ProviderEvent::Connected {
-                    auth_token: m.connected.and_then(|c| c.auth_token.0),
-                })
+                let auth_token = m
+                    .connected
+                    .as_ref()
+                    .and_then(|c| c.get("x-telnyx-streaming-auth-token"))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned);
+                Ok(ProviderEvent::Connected { auth_token })
             }
             "start" => {
                 let m: StartMsg = parse_as(P, text)?;
@@ -249,6 +248,12 @@ mod tests {
         assert_eq!(
             TelnyxAdapter
                 .parse_text(r#"{"event":"connected","version":"1.0.0"}"#)
+                .unwrap(),
+            ProviderEvent::Connected { auth_token: None }
+        );
+        assert_eq!(
+            TelnyxAdapter
+                .parse_text(r#"{"event":"connected","connected":"yes"}"#)
                 .unwrap(),
             ProviderEvent::Connected { auth_token: None }
         );
