@@ -303,10 +303,9 @@ impl Lexicon {
                         .zip(&t[i..i + n])
                         .all(|(p, tok)| *p == tok.word)
                     && t[i..i + n].iter().all(|tok| tok.clause == t[i].clause)
+                    && matched.is_none_or(|(m, _): (usize, f64)| n > m)
                 {
-                    if matched.is_none_or(|(m, _): (usize, f64)| n > m) {
-                        matched = Some((n, *v));
-                    }
+                    matched = Some((n, *v));
                 }
             }
             if let Some((n, v)) = matched {

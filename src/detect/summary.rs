@@ -61,7 +61,7 @@ fn times(n: u32) -> String {
     }
 }
 
-fn reason<'a>(d: &'a Decision, s: Signal) -> Option<&'a SignalCrossing> {
+fn reason(d: &Decision, s: Signal) -> Option<&SignalCrossing> {
     d.reasons.iter().find(|r| r.signal == s)
 }
 

@@ -137,7 +137,7 @@ impl Topics {
             }
         }
         // Longer phrases first, so "close my account" wins over a shorter overlap.
-        patterns.sort_by(|a, b| b.stems.len().cmp(&a.stems.len()));
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.stems.len()));
         Self { patterns }
     }
 
