@@ -1161,12 +1161,11 @@ mod tests {
             s.what_happened
         );
         // The events serialise with the contract's names.
-        let v = serde_json::to_value(
-            &out.iter()
-                .find(|e| matches!(e.kind, EventKind::Handoff(_)))
-                .unwrap(),
-        )
-        .unwrap();
+        let event = out
+            .iter()
+            .find(|e| matches!(e.kind, EventKind::Handoff(_)))
+            .unwrap();
+        let v = serde_json::to_value(event).unwrap();
         assert_eq!(v["event"], "handoff");
         assert_eq!(v["reasons"][0]["signal"], "human_request");
         assert!(v["summary"]["transcript_tail"].is_array());
