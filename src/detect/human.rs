@@ -8,6 +8,10 @@
 
 use super::text::{Token, Tokens, negated_at};
 
+/// How many words before the person-word the request verb may be ("want to speak with your
+/// supervisor").
+const VERB_REACH: usize = 6;
+
 /// Words that name a human on their own.
 fn strong_target(w: &str) -> bool {
     matches!(
@@ -200,19 +204,29 @@ fn clause_request(t: &[Token], start: usize, end: usize) -> Option<String> {
         if negated_at(t, j, 8) {
             continue;
         }
-        // A request verb earlier in the clause.
-        let verb = (start..j).rev().find(|&k| {
-            let v = t[k].word.as_str();
-            if pronoun_target(w) && !strong {
-                speaking_verb(v)
-            } else if !strong {
-                // "I have an agent", "I see the person" are not requests.
-                request_verb(v) && !matches!(v, "have" | "see" | "find")
-            } else {
-                request_verb(v)
-            }
-        });
-        if let Some(k) = verb {
+        // "people like you", "my agent": a plain weak word needs an article in front to be
+        // asked for by a verb.
+        let article = j > start
+            && matches!(
+                t[j - 1].word.as_str(),
+                "a" | "an" | "the" | "some" | "your" | "another" | "any" | "one"
+            );
+        let plain_weak = !strong && !pronoun_target(w) && !article;
+        // A request verb shortly before, in the same clause.
+        let verb = (start.max(j.saturating_sub(VERB_REACH))..j)
+            .rev()
+            .find(|&k| {
+                let v = t[k].word.as_str();
+                if pronoun_target(w) && !strong {
+                    speaking_verb(v)
+                } else if !strong {
+                    // "I have an agent", "I see the person" are not requests.
+                    request_verb(v) && !matches!(v, "have" | "see" | "find")
+                } else {
+                    request_verb(v)
+                }
+            });
+        if let Some(k) = verb.filter(|_| !plain_weak) {
             if !negated_at(t, k, 8) {
                 return Some(words(k, j));
             }
@@ -292,6 +306,8 @@ mod tests {
             "I don't need a representative",
             "Dogs are sitting by the door.",
             "I don't think I need a human",
+            "I want my money back people like you are useless",
+            "I want to close the account my agent opened",
         ] {
             assert_eq!(req(text), None, "false request: {text}");
         }

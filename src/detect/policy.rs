@@ -100,7 +100,7 @@ impl Gate {
     pub fn tick(&mut self, t_ms: u64) -> Edge {
         if self.active
             && self.params.hold_ms > 0
-            && t_ms >= self.last_above_ms + self.params.hold_ms
+            && t_ms >= self.last_above_ms.saturating_add(self.params.hold_ms)
         {
             self.active = false;
             self.pending_since = None;

@@ -29,7 +29,11 @@ pub struct Tokens {
     pub but_clauses: Vec<u16>,
 }
 
-/// Splits a line into tokens.
+/// Words looked at per line; a transcript line is a turn, and the matchers are quadratic in
+/// the worst case, so an oversized post must not cost more than a long turn.
+pub const MAX_TOKENS: usize = 400;
+
+/// Splits a line into tokens (at most [`MAX_TOKENS`]).
 pub fn tokenize(text: &str) -> Tokens {
     let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
     let all_caps = !letters.is_empty() && letters.iter().all(|c| !c.is_lowercase());
@@ -60,6 +64,9 @@ pub fn tokenize(text: &str) -> Tokens {
         }
     };
     for c in text.chars() {
+        if out.tokens.len() >= MAX_TOKENS {
+            break;
+        }
         if c.is_alphanumeric() || c == '\'' || c == '\u{2019}' {
             word.push(if c == '\u{2019}' { '\'' } else { c });
             continue;
@@ -75,6 +82,7 @@ pub fn tokenize(text: &str) -> Tokens {
         }
     }
     flush(&mut word, &mut clause, &mut out);
+    out.tokens.truncate(MAX_TOKENS);
     out
 }
 
@@ -453,6 +461,7 @@ mod tests {
         assert!(!t.tokens[0].shouted);
         assert_eq!(t.exclamations, 1);
         assert!(tokenize("I can’t").tokens.iter().any(|t| t.word == "not"));
+        assert_eq!(tokenize(&"agent ".repeat(10_000)).tokens.len(), MAX_TOKENS);
     }
 
     #[test]
