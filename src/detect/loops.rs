@@ -95,19 +95,46 @@ impl LoopTracker {
         if stems.is_empty() {
             return None;
         }
-        let marked = line.tokens.iter().any(|t| is_repeat_marker(&t.word));
+        // The whole line, and each clause of a longer one: "No, I said I want to cancel. This
+        // is ridiculous!" repeats its middle clause.
+        let mut units = vec![(
+            stems.clone(),
+            line.tokens.iter().any(|t| is_repeat_marker(&t.word)),
+        )];
+        let clauses: Vec<u16> = {
+            let mut c: Vec<u16> = line.tokens.iter().map(|t| t.clause).collect();
+            c.dedup();
+            c
+        };
+        if clauses.len() > 1 {
+            for c in clauses {
+                let tokens: Vec<_> = line.tokens.iter().filter(|t| t.clause == c).collect();
+                let mut set: Vec<String> = tokens
+                    .iter()
+                    .filter(|t| !is_stopword(&t.word) && !is_repeat_marker(&t.word))
+                    .map(|t| t.stem.clone())
+                    .collect();
+                set.sort_unstable();
+                set.dedup();
+                if !set.is_empty() && set != stems {
+                    units.push((set, tokens.iter().any(|t| is_repeat_marker(&t.word))));
+                }
+            }
+        }
         let mut best: Option<(f64, &Utterance)> = None;
         let mut most_repeats = 0;
         for u in &self.recent {
             if t_ms.saturating_sub(u.t_ms) > params.window_ms {
                 continue;
             }
-            let (sim, shared) = similarity(&stems, &u.stems);
-            let enough_shared = shared >= params.min_shared || marked || sim >= 0.999;
-            if sim >= params.similarity && enough_shared {
-                most_repeats = most_repeats.max(u.repeats);
-                if best.is_none_or(|(b, _)| sim > b) {
-                    best = Some((sim, u));
+            for (unit, marked) in &units {
+                let (sim, shared) = similarity(unit, &u.stems);
+                let enough_shared = shared >= params.min_shared || *marked || sim >= 0.999;
+                if sim >= params.similarity && enough_shared {
+                    most_repeats = most_repeats.max(u.repeats);
+                    if best.is_none_or(|(b, _)| sim > b) {
+                        best = Some((sim, u));
+                    }
                 }
             }
         }

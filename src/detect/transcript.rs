@@ -202,7 +202,12 @@ impl TranscriptSignals {
                     1
                 }
             };
-            let mut ev = point(Some(format!("{}: {}", hit.topic, hit.phrase)));
+            let matched = if hit.phrase == hit.topic {
+                hit.topic.clone()
+            } else {
+                format!("{}: {}", hit.topic, hit.phrase)
+            };
+            let mut ev = point(Some(matched));
             ev.values.insert("mentions".into(), f64::from(mentions));
             out.push(Finding {
                 signal: Signal::Topic,
