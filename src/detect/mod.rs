@@ -5,6 +5,68 @@
 //!
 //! Pure and deterministic: input is DSP frames and transcript lines stamped with media time;
 //! nothing on the per-frame path allocates except the events it emits.
+//!
+//! # Policy in one paragraph
+//! Each signal has a gate (threshold, hysteresis release, minimum duration, hold time) and a
+//! weight. The score is the sum of the weights of the active signals, capped at 1. A score at or
+//! above `policy.handoff_threshold` held for `policy.min_duration_ms` hands off; an explicit
+//! request for a human hands off at once. With the defaults, sustained angry tone alone (0.6)
+//! hands off, as do sentiment + topic (0.35 + 0.25); a topic plus a loop (0.5) does not.
+//!
+//! # Configuration (defaults)
+//! ```toml
+//! [detector]
+//! # model = "models/default.json"
+//! [detector.policy]
+//! handoff_threshold = 0.6
+//! release_margin = 0.1
+//! min_duration_ms = 500
+//! immediate_human_request = true
+//! [detector.tone]
+//! weight = 0.6
+//! # threshold = 0.5          # overrides the model's
+//! release_margin = 0.05
+//! min_duration_ms = 1000
+//! [detector.human_request]
+//! weight = 1.0
+//! hold_ms = 120000
+//! on_interim = false
+//! [detector.sentiment]
+//! weight = 0.35
+//! threshold = 0.3            # smoothed negativity 0..1
+//! release_margin = 0.05
+//! smoothing = 0.6            # weight of the newest caller line
+//! hold_ms = 30000
+//! [detector.topic]
+//! weight = 0.25
+//! hold_ms = 120000
+//! # topics = { cancel = ["cancel", "unsubscribe"], ... }   # replaces the built-in list
+//! [detector.topic.extra]
+//! # billing = ["charged twice", "overcharged"]
+//! [detector.loop]
+//! weight = 0.25
+//! similarity = 0.6
+//! min_shared_stems = 2
+//! min_repeats = 2
+//! window_ms = 120000
+//! hold_ms = 60000
+//! agent = true
+//! [detector.low_confidence]
+//! weight = 0.3
+//! below = 0.5
+//! min_lines = 2
+//! window_lines = 4
+//! hold_ms = 60000
+//! [detector.overtalk]
+//! weight = 0.25
+//! min_overlap_ms = 800       # shorter overlaps are backchannels ("mhm")
+//! window_ms = 30000
+//! min_episodes = 2
+//! hangover_ms = 150
+//! [detector.silence]
+//! weight = 0.15
+//! min_silence_ms = 8000
+//! ```
 
 pub mod dynamics;
 pub mod human;
@@ -1326,6 +1388,51 @@ mod tests {
             bad.validate(),
             Err(DetectorConfigError::EmptyTopic { .. })
         ));
+    }
+
+    proptest::proptest! {
+        /// Transcript text comes from the network: any text, any speaker, any confidence.
+        #[test]
+        fn any_transcript_line_is_safe(
+            text in "\\PC{0,300}",
+            caller in proptest::bool::ANY,
+            is_final in proptest::bool::ANY,
+            confidence in proptest::option::of(proptest::num::f32::ANY),
+            t_ms in 0u64..u64::MAX / 2,
+        ) {
+            let mut d = Detector::new("CA", &DetectorConfig::default(), model());
+            let mut out = Vec::new();
+            let line = TranscriptLine {
+                t_ms: Some(t_ms),
+                speaker: if caller { C } else { A },
+                text,
+                is_final,
+                confidence,
+            };
+            d.on_transcript(t_ms, &line, &mut out);
+            d.on_transcript(t_ms, &line, &mut out);
+            d.finish(t_ms, &mut out);
+            proptest::prop_assert!(handoffs(&out).len() <= 1);
+        }
+    }
+
+    #[test]
+    fn documented_defaults_match_the_code() {
+        let doc: String = include_str!("mod.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let table: toml::Table = toml::from_str(&doc).unwrap();
+        let section = table["detector"].clone();
+        let parsed: DetectorConfig = section.try_into().unwrap();
+        assert_eq!(parsed, DetectorConfig::default());
+        let back: DetectorConfig =
+            toml::from_str(&toml::to_string(&DetectorConfig::default()).unwrap()).unwrap();
+        assert_eq!(back, DetectorConfig::default());
     }
 
     #[test]

@@ -449,6 +449,13 @@ mod tests {
     }
 
     #[test]
+    fn the_clause_after_but_counts_more() {
+        // "the app is nice" is outweighed by what follows "but".
+        assert!(score("the app is nice but the support is awful") < -0.3);
+        assert!(score("it was awful but you were really helpful") > 0.2);
+    }
+
+    #[test]
     fn mood_smooths_over_lines() {
         let mut m = Mood::default();
         let one = m.push(-0.5, 0.6);
