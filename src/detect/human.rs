@@ -81,6 +81,8 @@ fn filler(w: &str) -> bool {
     matches!(
         w,
         "please"
+            | "is"
+            | "there"
             | "a"
             | "an"
             | "the"
@@ -284,6 +286,7 @@ mod tests {
             "can you connect me to someone",
             "I want an agent",
             "escalate this",
+            "is there a human there?",
         ] {
             assert!(req(text).is_some(), "missed: {text}");
         }
