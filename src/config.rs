@@ -266,9 +266,17 @@ impl Config {
                 format!("{} must be 10 or 20", self.dsp.hop_ms),
             ));
         }
-        self.detector
-            .validate()
-            .map_err(|(key, reason)| bad(&format!("detector.{key}"), reason))?;
+        self.detector.validate().map_err(|e| match &e {
+            crate::detect::DetectorConfigError::OutOfRange {
+                key,
+                value,
+                expected,
+            } => bad(
+                &format!("detector.{key}"),
+                format!("{value} is out of range (expected {expected})"),
+            ),
+            other => bad("detector.topic", other.to_string()),
+        })?;
         self.bridge.validate().map_err(|e| match e {
             crate::bridge::ConfigError::Invalid { key, reason } => bad(key, reason),
         })?;

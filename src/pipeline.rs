@@ -85,6 +85,7 @@ pub struct FrameStats {
 #[derive(Debug)]
 pub struct CallPipeline {
     call_id: String,
+    provider: String,
     sample_rate_hz: u32,
     analyzers: [Option<TrackAnalyzer>; 2],
     samples: [u64; 2],
@@ -141,6 +142,7 @@ impl CallPipeline {
         Ok((
             Self {
                 call_id: info.call_id,
+                provider: info.provider,
                 sample_rate_hz: info.sample_rate_hz,
                 analyzers,
                 samples: [0; 2],
@@ -243,7 +245,7 @@ impl CallPipeline {
             }
         }
         self.release_transcript(self.now_ms(), out);
-        self.note_handoff(&out[first..]);
+        self.note_handoff(&mut out[first..]);
     }
 
     /// Queues a transcript line; it takes effect when the media clock reaches its `t_ms`
@@ -255,7 +257,7 @@ impl CallPipeline {
         self.transcript.insert(pos, (t, line));
         let first = out.len();
         self.release_transcript(now, out);
-        self.note_handoff(&out[first..]);
+        self.note_handoff(&mut out[first..]);
     }
 
     fn release_transcript(&mut self, now_ms: u64, out: &mut Vec<Event>) {
@@ -266,12 +268,15 @@ impl CallPipeline {
         }
     }
 
-    fn note_handoff(&mut self, new: &[Event]) {
-        if self.handoff.is_none() {
-            self.handoff = new.iter().find_map(|e| match &e.kind {
-                EventKind::Handoff(h) => Some(h.clone()),
-                _ => None,
-            });
+    /// Stamps new handoffs with the provider (transfer targets depend on it) and keeps the first.
+    fn note_handoff(&mut self, new: &mut [Event]) {
+        for e in new {
+            if let EventKind::Handoff(h) = &mut e.kind {
+                h.provider.get_or_insert_with(|| self.provider.clone());
+                if self.handoff.is_none() {
+                    self.handoff = Some(h.clone());
+                }
+            }
         }
     }
 
@@ -288,7 +293,7 @@ impl CallPipeline {
             self.detector.on_transcript(t.min(now), &line, out);
         }
         self.detector.finish(now, out);
-        self.note_handoff(&out[first..]);
+        self.note_handoff(&mut out[first..]);
         out.push(Event {
             call_id: self.call_id.clone(),
             t_ms: now,

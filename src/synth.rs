@@ -40,7 +40,7 @@ impl Segment {
         Self {
             duration_s,
             f0_hz: f0_hz * 1.35,
-            level_db: -16.0,
+            level_db: -18.0,
             rate_sps: 5.5,
             effort: 1.0,
             pause_fraction: 0.12,
@@ -125,7 +125,7 @@ pub fn speech(segments: &[Segment], sample_rate_hz: u32, seed: u64) -> Vec<i16> 
     let mut t_total = 0.0f32;
     for seg in segments {
         let n = (seg.duration_s * rate) as usize;
-        let amp = 10f32.powf(seg.level_db / 20.0) * 32767.0 * 2.5;
+        let amp = 10f32.powf(seg.level_db / 20.0) * 32767.0 * 50.0;
         for i in 0..n {
             let t = i as f32 / rate;
             t_total += 1.0 / rate;
@@ -203,6 +203,46 @@ pub fn example_transcript() -> &'static str {
     )
 }
 
+/// The bundled example's files, in memory: (file name, bytes). `examples/make_fixtures.rs`
+/// writes them under `fixtures/demo/`; a test checks the committed copies are current.
+pub fn example_files() -> Vec<(&'static str, Vec<u8>)> {
+    let pcm = example_escalating_call();
+    let mut wav = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    // Writing to memory cannot fail for a valid spec.
+    if let Ok(mut w) = hound::WavWriter::new(&mut wav, spec) {
+        for s in &pcm {
+            let _ = w.write_sample(*s);
+        }
+        let _ = w.finalize();
+    }
+    let mut jsonl = String::new();
+    let spec = crate::protocol::RenderSpec::new(
+        "CAexample000000000000000000000001",
+        crate::codec::Codec::Mulaw,
+        8000,
+    );
+    for m in crate::protocol::Provider::Twilio.render(&spec, &pcm, None) {
+        if let crate::protocol::WireMessage::Text(t) = m {
+            jsonl.push_str(&t);
+            jsonl.push('\n');
+        }
+    }
+    vec![
+        ("escalating.wav", wav.into_inner()),
+        (
+            "escalating.transcript.jsonl",
+            example_transcript().as_bytes().to_vec(),
+        ),
+        ("escalating.twilio.jsonl", jsonl.into_bytes()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,37 +273,4 @@ mod tests {
             let _: crate::detect::TranscriptLine = serde_json::from_str(line).unwrap();
         }
     }
-}
-
-/// The bundled example's files, in memory: (file name, bytes). `examples/make_fixtures.rs`
-/// writes them under `fixtures/demo/`; a test checks the committed copies are current.
-pub fn example_files() -> Vec<(&'static str, Vec<u8>)> {
-    let pcm = example_escalating_call();
-    let mut wav = std::io::Cursor::new(Vec::new());
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    // Writing to memory cannot fail for a valid spec.
-    if let Ok(mut w) = hound::WavWriter::new(&mut wav, spec) {
-        for s in &pcm {
-            let _ = w.write_sample(*s);
-        }
-        let _ = w.finalize();
-    }
-    let mut jsonl = String::new();
-    let spec = crate::protocol::RenderSpec::new("CAexample000000000000000000000001", crate::codec::Codec::Mulaw, 8000);
-    for m in crate::protocol::Provider::Twilio.render(&spec, &pcm, None) {
-        if let crate::protocol::WireMessage::Text(t) = m {
-            jsonl.push_str(&t);
-            jsonl.push('\n');
-        }
-    }
-    vec![
-        ("escalating.wav", wav.into_inner()),
-        ("escalating.transcript.jsonl", example_transcript().as_bytes().to_vec()),
-        ("escalating.twilio.jsonl", jsonl.into_bytes()),
-    ]
 }

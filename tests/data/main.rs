@@ -3,5 +3,6 @@
 
 mod calls;
 mod common;
+mod detect;
 mod dsp;
 mod tone;

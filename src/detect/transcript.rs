@@ -1,0 +1,339 @@
+//! Transcript signals, line by line: `human_request`, `sentiment`, `topic` and caller `loop`
+//! from the caller's final lines; agent `loop` and `low_confidence` from the agent's. Also keeps
+//! what the summary needs (tail, first request, counts).
+//!
+//! Interim (non-final) lines are ignored, except that the caller's may raise `human_request`
+//! when configured to.
+
+use super::TranscriptLine;
+use super::human::find_request;
+use super::loops::{LoopParams, LoopTracker, stem_set};
+use super::sentiment::{Lexicon, Mood};
+use super::text::tokenize;
+use super::topics::Topics;
+use crate::event::{Evidence, Signal, Track, TranscriptEntry};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Lines kept for the summary's tail.
+pub const TAIL_LINES: usize = 6;
+
+/// Transcript signal settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptParams {
+    /// Interim caller lines may raise `human_request`.
+    pub human_request_on_interim: bool,
+    /// Weight of the newest line in the caller's mood (0..1).
+    pub sentiment_smoothing: f64,
+    /// Loop similarity settings.
+    pub loops: LoopParams,
+    /// Also look for the agent repeating itself.
+    pub agent_loops: bool,
+    /// Times something must be said to be a loop (2 = once repeated).
+    pub min_repeats: u32,
+    /// Agent confidence below this is low.
+    pub low_confidence_below: f32,
+    /// Agent lines (with a confidence) looked at for `low_confidence`.
+    pub low_confidence_window: usize,
+    /// Topic phrases (name → phrases).
+    pub topics: BTreeMap<String, Vec<String>>,
+}
+
+/// One signal value from a line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Which signal.
+    pub signal: Signal,
+    /// Its value.
+    pub value: f64,
+    /// What backs it.
+    pub evidence: Evidence,
+}
+
+/// What the summary needs from the transcript.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TranscriptStats {
+    /// Final caller lines.
+    pub caller_lines: u32,
+    /// Final agent lines.
+    pub agent_lines: u32,
+    /// Lines asking for a human.
+    pub human_requests: u32,
+    /// The first such request, as matched.
+    pub first_human_request: Option<(u64, String)>,
+    /// Topics in order of first mention: (topic, first line, mentions).
+    pub topics: Vec<(String, String, u32)>,
+    /// Caller lines that repeated an earlier one.
+    pub caller_repeats: u32,
+    /// Agent lines that repeated an earlier one.
+    pub agent_repeats: u32,
+    /// Agent lines below the confidence threshold.
+    pub low_confidence_lines: u32,
+    /// Distinct negative words the caller used (first few).
+    pub negative_words: Vec<String>,
+    /// The caller's first line with content (a request).
+    pub first_request: Option<String>,
+    /// The caller's first line.
+    pub first_caller_line: Option<String>,
+    /// The last lines.
+    pub tail: VecDeque<TranscriptEntry>,
+}
+
+/// Line-by-line transcript analysis for one call.
+#[derive(Debug)]
+pub struct TranscriptSignals {
+    params: TranscriptParams,
+    lexicon: Lexicon,
+    topics: Topics,
+    loops: [LoopTracker; 2],
+    mood: Mood,
+    /// Start of the current run of negative caller lines.
+    negative_since_ms: Option<u64>,
+    agent_confidence: VecDeque<(u64, f32)>,
+    stats: TranscriptStats,
+}
+
+const MAX_NEGATIVE_WORDS: usize = 6;
+
+impl TranscriptSignals {
+    /// Analysis with `params`.
+    pub fn new(params: TranscriptParams) -> Self {
+        let topics = Topics::new(&params.topics);
+        Self {
+            lexicon: Lexicon::new(),
+            topics,
+            loops: Default::default(),
+            mood: Mood::default(),
+            negative_since_ms: None,
+            agent_confidence: VecDeque::with_capacity(params.low_confidence_window + 1),
+            stats: TranscriptStats::default(),
+            params,
+        }
+    }
+
+    /// What has been seen so far.
+    pub fn stats(&self) -> &TranscriptStats {
+        &self.stats
+    }
+
+    /// Analyses one line at `t_ms`; appends its signal values to `out`.
+    pub fn on_line(&mut self, t_ms: u64, line: &TranscriptLine, out: &mut Vec<Finding>) {
+        let text = line.text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let tokens = tokenize(text);
+        let point = |matched: Option<String>| Evidence {
+            from_ms: t_ms,
+            to_ms: t_ms,
+            text: Some(text.to_owned()),
+            matched,
+            values: BTreeMap::new(),
+        };
+        if !line.is_final {
+            if line.speaker == Track::Caller && self.params.human_request_on_interim {
+                if let Some(m) = find_request(&tokens) {
+                    let mut ev = point(Some(m));
+                    ev.values.insert("interim".into(), 1.0);
+                    out.push(Finding {
+                        signal: Signal::HumanRequest,
+                        value: 1.0,
+                        evidence: ev,
+                    });
+                }
+            }
+            return;
+        }
+        let s = &mut self.stats;
+        if s.tail.len() == TAIL_LINES {
+            s.tail.pop_front();
+        }
+        s.tail.push_back(TranscriptEntry {
+            t_ms,
+            speaker: line.speaker,
+            text: text.to_owned(),
+        });
+        match line.speaker {
+            Track::Caller => self.caller_line(t_ms, text, &tokens, out),
+            Track::Agent => self.agent_line(t_ms, text, &tokens, line.confidence, out),
+        }
+    }
+
+    fn caller_line(
+        &mut self,
+        t_ms: u64,
+        text: &str,
+        tokens: &super::text::Tokens,
+        out: &mut Vec<Finding>,
+    ) {
+        let point = |matched: Option<String>| Evidence {
+            from_ms: t_ms,
+            to_ms: t_ms,
+            text: Some(text.to_owned()),
+            matched,
+            values: BTreeMap::new(),
+        };
+        let s = &mut self.stats;
+        s.caller_lines += 1;
+        s.first_caller_line.get_or_insert_with(|| text.to_owned());
+        if s.first_request.is_none() && stem_set(tokens).len() >= 2 {
+            s.first_request = Some(text.to_owned());
+        }
+        if let Some(m) = find_request(tokens) {
+            s.human_requests += 1;
+            s.first_human_request
+                .get_or_insert_with(|| (t_ms, m.clone()));
+            let mut ev = point(Some(m));
+            ev.values
+                .insert("requests".into(), f64::from(s.human_requests));
+            out.push(Finding {
+                signal: Signal::HumanRequest,
+                value: 1.0,
+                evidence: ev,
+            });
+        }
+        for hit in self.topics.find(tokens) {
+            let mentions = match s.topics.iter_mut().find(|(t, _, _)| *t == hit.topic) {
+                Some(entry) => {
+                    entry.2 += 1;
+                    entry.2
+                }
+                None => {
+                    s.topics.push((hit.topic.clone(), text.to_owned(), 1));
+                    1
+                }
+            };
+            let matched = if hit.phrase == hit.topic {
+                hit.topic.clone()
+            } else {
+                format!("{}: {}", hit.topic, hit.phrase)
+            };
+            let mut ev = point(Some(matched));
+            ev.values.insert("mentions".into(), f64::from(mentions));
+            out.push(Finding {
+                signal: Signal::Topic,
+                value: f64::from(mentions),
+                evidence: ev,
+            });
+        }
+        let line = self.lexicon.score(tokens);
+        let negativity = self
+            .mood
+            .push(line.compound, self.params.sentiment_smoothing);
+        if negativity > 0.0 {
+            self.negative_since_ms.get_or_insert(t_ms);
+        } else {
+            self.negative_since_ms = None;
+        }
+        for w in &line.negative_words {
+            if s.negative_words.len() < MAX_NEGATIVE_WORDS && !s.negative_words.contains(w) {
+                s.negative_words.push(w.clone());
+            }
+        }
+        let mut ev =
+            point((!line.negative_words.is_empty()).then(|| line.negative_words.join(", ")));
+        ev.from_ms = self.negative_since_ms.unwrap_or(t_ms);
+        ev.values
+            .insert("line_valence".into(), round3(line.compound));
+        out.push(Finding {
+            signal: Signal::Sentiment,
+            value: round3(negativity),
+            evidence: ev,
+        });
+        self.loop_line(Track::Caller, t_ms, text, tokens, out);
+    }
+
+    fn agent_line(
+        &mut self,
+        t_ms: u64,
+        text: &str,
+        tokens: &super::text::Tokens,
+        confidence: Option<f32>,
+        out: &mut Vec<Finding>,
+    ) {
+        self.stats.agent_lines += 1;
+        if let Some(c) = confidence.filter(|c| c.is_finite()) {
+            let window = self.params.low_confidence_window.max(1);
+            if self.agent_confidence.len() == window {
+                self.agent_confidence.pop_front();
+            }
+            self.agent_confidence.push_back((t_ms, c));
+            let below = self.params.low_confidence_below;
+            if c < below {
+                self.stats.low_confidence_lines += 1;
+            }
+            let low = self
+                .agent_confidence
+                .iter()
+                .filter(|(_, c)| *c < below)
+                .count();
+            let mean = self
+                .agent_confidence
+                .iter()
+                .map(|(_, c)| f64::from(*c))
+                .sum::<f64>()
+                / self.agent_confidence.len() as f64;
+            let from_ms = self
+                .agent_confidence
+                .iter()
+                .find(|(_, c)| *c < below)
+                .map_or(t_ms, |(t, _)| *t);
+            let mut values = BTreeMap::new();
+            values.insert("mean_confidence".into(), round3(mean));
+            values.insert("last_confidence".into(), round3(f64::from(c)));
+            values.insert("lines".into(), self.agent_confidence.len() as f64);
+            out.push(Finding {
+                signal: Signal::LowConfidence,
+                value: low as f64,
+                evidence: Evidence {
+                    from_ms,
+                    to_ms: t_ms,
+                    text: Some(text.to_owned()),
+                    matched: None,
+                    values,
+                },
+            });
+        }
+        if self.params.agent_loops {
+            self.loop_line(Track::Agent, t_ms, text, tokens, out);
+        }
+    }
+
+    fn loop_line(
+        &mut self,
+        who: Track,
+        t_ms: u64,
+        text: &str,
+        tokens: &super::text::Tokens,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(hit) = self.loops[who.index()].push(t_ms, tokens, text, &self.params.loops) else {
+            return;
+        };
+        match who {
+            Track::Caller => self.stats.caller_repeats += 1,
+            Track::Agent => self.stats.agent_repeats += 1,
+        }
+        if hit.repeats < self.params.min_repeats {
+            return;
+        }
+        let mut values = BTreeMap::new();
+        values.insert("similarity".into(), round3(hit.similarity));
+        values.insert("repeats".into(), f64::from(hit.repeats));
+        values.insert("agent".into(), if who == Track::Agent { 1.0 } else { 0.0 });
+        out.push(Finding {
+            signal: Signal::Loop,
+            value: f64::from(hit.repeats),
+            evidence: Evidence {
+                from_ms: hit.earlier_t_ms,
+                to_ms: t_ms,
+                text: Some(format!("{}: {text}", who.name())),
+                matched: Some(hit.earlier_text),
+                values,
+            },
+        });
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
