@@ -204,7 +204,27 @@ fn main() {
             .nth(1)
             .unwrap_or_else(|| "../shared/data".into()),
     );
-    let cfg = DspConfig::default();
+    let mut cfg = DspConfig::default();
+    // Tuning knobs from the environment (e.g. `VT=0.4 cargo run --example accuracy`).
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f32>().ok());
+    if let Some(v) = env("VT") {
+        cfg.voicing_threshold = v;
+    }
+    if let Some(v) = env("JUMP") {
+        cfg.octave_jump_cost = v;
+    }
+    if let Some(v) = env("VUV") {
+        cfg.voicing_flip_cost = v;
+    }
+    if let Some(v) = env("PROM") {
+        cfg.nucleus_prominence_db = v;
+    }
+    if let Some(v) = env("COMP") {
+        cfg.noise_compensation = v;
+    }
+    if let Some(v) = env("GAP") {
+        cfg.nucleus_min_gap_ms = v as u32;
+    }
     let hop_s = f64::from(cfg.hop_ms) / 1000.0;
     let verbose = std::env::var_os("VERBOSE").is_some();
 

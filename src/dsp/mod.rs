@@ -56,6 +56,20 @@ pub struct DspConfig {
     pub baseline_speech_s: f32,
     /// Length of the sliding window for rate, F0 range/variability and pause ratio, s.
     pub window_s: f32,
+    /// NCCF a frame's best period must reach to be voiced (0..1; lower = more voicing).
+    pub voicing_threshold: f32,
+    /// Pitch tracker cost per octave of F0 change between frames.
+    pub octave_jump_cost: f32,
+    /// Pitch tracker cost of a voiced/unvoiced flip.
+    pub voicing_flip_cost: f32,
+    /// Rise and fall (dB) that make a level peak a syllable nucleus.
+    pub nucleus_prominence_db: f32,
+    /// Minimum spacing of syllable nuclei, ms.
+    pub nucleus_min_gap_ms: u32,
+    /// Largest factor by which a frame's NCCF is raised to undo additive noise (1 = off).
+    /// Noise of power N under a periodic signal of power S caps the NCCF at S / (S + N), so
+    /// candidates are scaled by (S + N) / S, with N the tracked noise floor.
+    pub noise_compensation: f32,
 }
 
 impl Default for DspConfig {
@@ -64,6 +78,12 @@ impl Default for DspConfig {
             hop_ms: 10,
             baseline_speech_s: 8.0,
             window_s: 4.0,
+            voicing_threshold: 0.5,
+            octave_jump_cost: 0.35,
+            voicing_flip_cost: 0.25,
+            nucleus_prominence_db: 2.0,
+            nucleus_min_gap_ms: 70,
+            noise_compensation: 1.4,
         }
     }
 }
@@ -169,6 +189,8 @@ const PEAK_DECAY_DB: f32 = 0.01;
 const NUCLEUS_BELOW_PEAK_DB: f32 = 25.0;
 /// Frames more than this below the running peak lean unvoiced, dB (relative silence).
 const QUIET_BELOW_PEAK_DB: f32 = 30.0;
+/// Samples per VAD decision (20 ms at 8 kHz).
+const VAD_FRAME_LEN: usize = 160;
 /// DC blocker pole (6 Hz corner at 8 kHz).
 const DC_POLE: f32 = 0.995;
 
@@ -199,11 +221,14 @@ struct Core {
     dc_y: f32,
     vad: VoiceDetector,
     vad_frame: Vec<i16>,
+    last_vad: bool,
     window: WindowAnalysis,
     levels: SpectralLevels,
     tracker: PitchTracker,
     cands: Candidates,
     prev_periodic: bool,
+    voicing_threshold: f32,
+    noise_compensation: f32,
     pending: [Pending; DECISION_LAG + 1],
     frames_in: u64,
     frames_out: u64,
@@ -228,6 +253,12 @@ impl TrackAnalyzer {
         let mut buf = Vec::with_capacity(WINDOW_LEN);
         // The first window reaches back before t = 0: pretend silence was there.
         buf.resize(lead, 0.0);
+        let pitch_params = PitchParams {
+            voicing_threshold: cfg.voicing_threshold,
+            jump_cost: cfg.octave_jump_cost,
+            vuv_cost: cfg.voicing_flip_cost,
+            ..PitchParams::default()
+        };
         let window_frames = ((cfg.window_s.clamp(0.5, 60.0) / hop_s).round() as usize).max(1);
         Ok(Self {
             resampler,
@@ -241,20 +272,23 @@ impl TrackAnalyzer {
                 dc_x: 0.0,
                 dc_y: 0.0,
                 vad: VoiceDetector::new(),
-                vad_frame: vec![0; hop_samples],
+                vad_frame: vec![0; VAD_FRAME_LEN],
+                last_vad: false,
                 window: WindowAnalysis::new(),
                 levels: SpectralLevels::new(pitch::FFT_LEN, WINDOW_LEN),
-                tracker: PitchTracker::new(PitchParams::default()),
+                tracker: PitchTracker::new(pitch_params),
                 cands: Candidates::default(),
                 prev_periodic: false,
+                voicing_threshold: pitch_params.voicing_threshold,
+                noise_compensation: cfg.noise_compensation.max(1.0),
                 pending: [Pending::default(); DECISION_LAG + 1],
                 frames_in: 0,
                 frames_out: 0,
                 noise_floor_db: None,
                 peak_db: SILENCE_DB,
                 nuclei: NucleusPicker::new(NucleusRules {
-                    prominence_db: 2.0,
-                    min_gap_frames: (100 / cfg.hop_ms) as u64,
+                    prominence_db: cfg.nucleus_prominence_db,
+                    min_gap_frames: u64::from(cfg.nucleus_min_gap_ms / cfg.hop_ms),
                 }),
                 nuclei_total: 0,
                 stats: SlidingWindow::new(window_frames, hop_s),
@@ -324,10 +358,26 @@ impl Core {
     fn analyse_window(&mut self, out: &mut Vec<Frame>) {
         let hop = &self.buf[self.lead..self.lead + self.hop_samples];
         let energy_db = energy_dbfs(hop);
-        for (d, &s) in self.vad_frame.iter_mut().zip(hop) {
+        // webrtc-vad runs on 20 ms: with 10 ms hops it judges each pair of hops once (half
+        // the cost; its decisions are smoothed over tens of ms anyway). The pair's decision
+        // also lands on the earlier hop, which is still pending.
+        let pair = VAD_FRAME_LEN / self.hop_samples;
+        let part = (self.frames_in % pair as u64) as usize;
+        let at = part * self.hop_samples;
+        for (d, &s) in self.vad_frame[at..at + self.hop_samples]
+            .iter_mut()
+            .zip(hop)
+        {
             *d = (s * 32768.0).clamp(-32768.0, 32767.0) as i16;
         }
-        let vad = self.vad.is_speech(&self.vad_frame);
+        if part + 1 == pair {
+            self.last_vad = self.vad.is_speech(&self.vad_frame);
+            if pair == 2 && self.frames_in > 0 {
+                let prev = ((self.frames_in - 1) % self.pending.len() as u64) as usize;
+                self.pending[prev].frame.vad = self.last_vad;
+            }
+        }
+        let vad = self.last_vad;
         let window_db = power_db(self.window.load(&self.buf));
         let levels = self.levels.measure(self.window.power());
 
@@ -337,7 +387,7 @@ impl Core {
         };
         self.noise_floor_db = Some(nf);
         self.peak_db = (self.peak_db - PEAK_DECAY_DB).max(window_db);
-        let speech = vad && energy_db > SILENCE_DB.max(nf + SPEECH_OVER_NOISE_DB);
+        let loud = energy_db > SILENCE_DB.max(nf + SPEECH_OVER_NOISE_DB);
 
         // Pitch only where there can be a voice: skipping quiet non-speech frames saves the
         // inverse FFT and the lag search. A frame following a periodic one is always searched,
@@ -352,7 +402,14 @@ impl Core {
         }
         self.prev_periodic = self.cands.nccf[..self.cands.n]
             .iter()
-            .any(|&r| r > PitchParams::default().voicing_threshold);
+            .any(|&r| r > self.voicing_threshold);
+        // Undo the NCCF loss from stationary noise (see `DspConfig::noise_compensation`).
+        let noise = 10f32.powf(nf / 10.0);
+        let signal = (10f32.powf(window_db / 10.0) - noise).max(1e-12);
+        let comp = (1.0 + noise / signal).min(self.noise_compensation);
+        for r in &mut self.cands.nccf[..self.cands.n] {
+            *r = (*r * comp).min(1.0);
+        }
         let quiet = ((self.peak_db - QUIET_BELOW_PEAK_DB - window_db) / 10.0).clamp(0.0, 1.0);
         let decided = self.tracker.push(&self.cands, quiet);
 
@@ -362,7 +419,7 @@ impl Core {
             frame: Frame {
                 t_ms,
                 vad,
-                speech,
+                speech: loud,
                 energy_db,
                 loudness_db: levels.loudness_db,
                 tilt_db: levels.tilt_db,
@@ -384,6 +441,8 @@ impl Core {
         self.frames_out += 1;
         f.voiced = f0_hz > 0.0;
         f.f0_hz = f0_hz;
+        // `speech` held the energy gate until the VAD decision was final.
+        f.speech &= f.vad;
         let threshold = (self.peak_db - NUCLEUS_BELOW_PEAK_DB).max(SILENCE_DB);
         f.nucleus = self
             .nuclei
@@ -771,5 +830,143 @@ mod tests {
     fn analyzer_is_send() {
         fn assert_send<T: Send>() {}
         assert_send::<TrackAnalyzer>();
+    }
+}
+
+/// The analysis stages one by one, for the per-stage split in `benches/dsp.rs`. Not a stable
+/// API; [`TrackAnalyzer`] is the way to use them together.
+#[doc(hidden)]
+pub mod stage {
+    use super::*;
+
+    /// Input rate to 8 kHz.
+    #[derive(Debug)]
+    pub struct Resample(ToAnalysisRate);
+
+    impl Resample {
+        /// A converter from `sample_rate_hz`.
+        pub fn new(sample_rate_hz: u32) -> Result<Self, DspError> {
+            ToAnalysisRate::new(sample_rate_hz).map(Self)
+        }
+        /// Converts `samples`; returns the sum of the output (so nothing is optimised away).
+        pub fn run(&mut self, samples: &[i16]) -> f32 {
+            let mut acc = 0.0;
+            self.0.process(samples, |y| acc += y);
+            acc
+        }
+    }
+
+    /// webrtc-vad on 10 ms hops of 8 kHz audio.
+    #[derive(Debug)]
+    pub struct Vad(VoiceDetector);
+
+    impl Default for Vad {
+        fn default() -> Self {
+            Self(VoiceDetector::new())
+        }
+    }
+
+    impl Vad {
+        /// Speech hops in `samples`.
+        pub fn run(&mut self, samples: &[i16]) -> usize {
+            samples
+                .chunks_exact(80)
+                .filter(|h| self.0.is_speech(h))
+                .count()
+        }
+    }
+
+    /// Window FFT, NCCF candidates and the Viterbi tracker on every 10 ms hop (no gating).
+    #[derive(Debug)]
+    pub struct Pitch {
+        window: WindowAnalysis,
+        tracker: PitchTracker,
+        cands: Candidates,
+    }
+
+    impl Default for Pitch {
+        fn default() -> Self {
+            Self {
+                window: WindowAnalysis::new(),
+                tracker: PitchTracker::new(PitchParams::default()),
+                cands: Candidates::default(),
+            }
+        }
+    }
+
+    impl Pitch {
+        /// Tracks `x` (8 kHz, ±1); returns the sum of the decided F0s.
+        pub fn run(&mut self, x: &[f32]) -> f32 {
+            let mut acc = 0.0;
+            for w in x.windows(WINDOW_LEN).step_by(80) {
+                self.window.load(w);
+                self.window.candidates(&mut self.cands);
+                acc += self.tracker.push(&self.cands, 0.0).unwrap_or(0.0);
+            }
+            acc
+        }
+    }
+
+    /// Hop energy plus loudness and tilt from an (already computed) power spectrum.
+    #[derive(Debug)]
+    pub struct Energy {
+        window: WindowAnalysis,
+        levels: SpectralLevels,
+    }
+
+    impl Energy {
+        /// Levels over the spectrum of `window` (one 40 ms window).
+        pub fn new(window: &[f32]) -> Self {
+            let mut w = WindowAnalysis::new();
+            w.load(window);
+            Self {
+                window: w,
+                levels: SpectralLevels::new(pitch::FFT_LEN, WINDOW_LEN),
+            }
+        }
+        /// Energy of every hop of `x` and loudness/tilt once per hop; returns a sum.
+        pub fn run(&mut self, x: &[f32]) -> f32 {
+            x.chunks_exact(80)
+                .map(|h| {
+                    let l = self.levels.measure(self.window.power());
+                    energy_dbfs(h) + l.loudness_db + l.tilt_db
+                })
+                .sum()
+        }
+    }
+
+    /// Nucleus picking plus the sliding-window statistics, per frame.
+    #[derive(Debug)]
+    pub struct Rate {
+        picker: NucleusPicker,
+        stats: SlidingWindow,
+        frame: u64,
+    }
+
+    impl Default for Rate {
+        fn default() -> Self {
+            Self {
+                picker: NucleusPicker::new(NucleusRules {
+                    prominence_db: 2.0,
+                    min_gap_frames: 10,
+                }),
+                stats: SlidingWindow::new(400, 0.01),
+                frame: 0,
+            }
+        }
+    }
+
+    impl Rate {
+        /// Runs over per-frame levels (dB) and F0s (0 = unvoiced); returns the nuclei found.
+        pub fn run(&mut self, levels_db: &[f32], f0_hz: &[f32]) -> usize {
+            let mut n = 0;
+            for (&l, &f) in levels_db.iter().zip(f0_hz) {
+                let nucleus = self.picker.push(self.frame, l, f > 0.0, -50.0);
+                self.frame += 1;
+                n += usize::from(nucleus);
+                self.stats.push(l > -50.0, nucleus, f);
+            }
+            n
+        }
     }
 }

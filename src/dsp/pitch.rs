@@ -58,10 +58,10 @@ pub(crate) struct PitchParams {
 impl Default for PitchParams {
     fn default() -> Self {
         Self {
-            voicing_threshold: 0.45,
+            voicing_threshold: 0.5,
             octave_bonus: 0.02,
             jump_cost: 0.35,
-            vuv_cost: 0.14,
+            vuv_cost: 0.25,
         }
     }
 }
