@@ -222,6 +222,9 @@ fn main() {
     if let Some(v) = env("COMP") {
         cfg.noise_compensation = v;
     }
+    if let Some(v) = env("OB") {
+        cfg.octave_bonus = v;
+    }
     if let Some(v) = env("GAP") {
         cfg.nucleus_min_gap_ms = v as u32;
     }
@@ -240,7 +243,20 @@ fn main() {
             }
             let (s, rate) = read_wav(&wav);
             let frames = dsp::analyze(&s, rate, &cfg).unwrap();
-            let sc = score(&frames, &read_f0(&f0_path(&wav)), hop_s, 0);
+            let reference = read_f0(&f0_path(&wav));
+            let sc = score(&frames, &reference, hop_s, 0);
+            if std::env::var("DUMP").is_ok_and(|d| d == format!("{kind}_{cond}")) {
+                for (i, (f, r)) in frames.iter().zip(&reference).enumerate() {
+                    let bad =
+                        (r.1 > 0.0) != f.voiced || (f.voiced && (f.f0_hz - r.1).abs() / r.1 > 0.2);
+                    if bad {
+                        println!(
+                            "    {i} ref {:.1} est {:.1} e {:.1} vad {}",
+                            r.1, f.f0_hz, f.energy_db, f.vad
+                        );
+                    }
+                }
+            }
             if verbose {
                 println!(
                     "  {kind}_{cond}: GPE {:.2} VDE {:.2} cents {:.1}",

@@ -70,6 +70,9 @@ pub struct DspConfig {
     /// Noise of power N under a periodic signal of power S caps the NCCF at S / (S + N), so
     /// candidates are scaled by (S + N) / S, with N the tracked noise floor.
     pub noise_compensation: f32,
+    /// NCCF bonus per octave of candidate F0, so the shortest good period wins over its
+    /// multiples (sub-harmonics score as high as the true period).
+    pub octave_bonus: f32,
 }
 
 impl Default for DspConfig {
@@ -82,8 +85,9 @@ impl Default for DspConfig {
             octave_jump_cost: 0.35,
             voicing_flip_cost: 0.25,
             nucleus_prominence_db: 2.0,
-            nucleus_min_gap_ms: 70,
+            nucleus_min_gap_ms: 60,
             noise_compensation: 1.4,
+            octave_bonus: 0.02,
         }
     }
 }
@@ -257,7 +261,7 @@ impl TrackAnalyzer {
             voicing_threshold: cfg.voicing_threshold,
             jump_cost: cfg.octave_jump_cost,
             vuv_cost: cfg.voicing_flip_cost,
-            ..PitchParams::default()
+            octave_bonus: cfg.octave_bonus,
         };
         let window_frames = ((cfg.window_s.clamp(0.5, 60.0) / hop_s).round() as usize).max(1);
         Ok(Self {

@@ -51,22 +51,26 @@ fn pct(a: usize, b: usize) -> f64 {
 
 #[test]
 fn synthetic_pitch_gpe_and_vde_within_bounds() {
+    // Pooled over the low, high and sweep contours, as the targets are stated.
     let root = data_dir().join("pitch/synthetic");
     let cfg = DspConfig::default();
-    for (cond, max_gpe, max_vde) in [("clean", 1.0, 3.0), ("snr05", 3.0, 10.0)] {
+    for (cond, max_gpe, max_vde) in [
+        ("clean", 1.0, 3.0),
+        ("snr10", 1.0, 5.0),
+        ("snr05", 3.0, 8.0),
+    ] {
+        let (mut g, mut both, mut v, mut n) = (0, 0, 0, 0);
         for kind in ["low", "high", "sweep"] {
             let wav = root.join(format!("syn_{kind}_{cond}.wav"));
             let (s, rate) = read_wav(&wav);
             let frames = dsp::analyze(&s, rate, &cfg).unwrap();
-            let (g, both, v, n) = score(&frames, &read_f0(&wav.with_extension("f0.csv")));
-            assert!(
-                both > 200,
-                "{kind}_{cond}: only {both} voiced frames compared"
-            );
-            let (gpe, vde) = (pct(g, both), pct(v, n));
-            assert!(gpe <= max_gpe, "{kind}_{cond}: GPE {gpe:.2} % > {max_gpe}");
-            assert!(vde <= max_vde, "{kind}_{cond}: VDE {vde:.2} % > {max_vde}");
+            let (gi, bi, vi, ni) = score(&frames, &read_f0(&wav.with_extension("f0.csv")));
+            assert!(bi > 200, "{kind}_{cond}: only {bi} voiced frames compared");
+            (g, both, v, n) = (g + gi, both + bi, v + vi, n + ni);
         }
+        let (gpe, vde) = (pct(g, both), pct(v, n));
+        assert!(gpe <= max_gpe, "{cond}: GPE {gpe:.2} % > {max_gpe}");
+        assert!(vde <= max_vde, "{cond}: VDE {vde:.2} % > {max_vde}");
     }
 }
 
@@ -85,9 +89,9 @@ fn fda_real_voices_gpe_within_bounds() {
         g += gi;
         both += bi;
     }
-    assert!(both > 500, "only {both} voiced frames compared");
+    assert!(both > 300, "only {both} voiced frames compared");
     let gpe = pct(g, both);
-    assert!(gpe <= 4.0, "FDA GPE {gpe:.2} %");
+    assert!(gpe <= 3.0, "FDA GPE {gpe:.2} %");
 }
 
 #[test]
@@ -120,6 +124,6 @@ fn speaking_rate_tracks_true_syllable_rate() {
     }
     let r = sxy / (sxx * syy).sqrt();
     let mae = abs_err / n;
-    assert!(r >= 0.94, "Pearson r {r:.3}");
-    assert!(mae <= 1.5, "syllable-count MAE {mae:.2}");
+    assert!(r >= 0.97, "Pearson r {r:.3}");
+    assert!(mae <= 1.0, "syllable-count MAE {mae:.2}");
 }
