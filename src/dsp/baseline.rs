@@ -14,7 +14,7 @@ use super::features::semitones;
 /// Speech needed before provisional relative values are given, s.
 pub(crate) const PROVISIONAL_SPEECH_S: f32 = 2.0;
 /// Speech frames between refreshes of the provisional baseline.
-const REFRESH_FRAMES: usize = 50;
+const REFRESH_FRAMES: usize = 100;
 
 /// Collects speech frames until the baseline is complete.
 #[derive(Debug)]

@@ -72,9 +72,22 @@ impl SpectralLevels {
 
     /// Levels from the power spectrum `|X_k|^2` (unnormalised realfft output) of the window.
     pub(crate) fn measure(&self, power: &[f32]) -> Levels {
-        let weighted: f32 = power.iter().zip(&self.a_weight).map(|(p, w)| p * w).sum();
-        let low: f32 = power.get(self.low.clone()).map_or(0.0, |s| s.iter().sum());
-        let high: f32 = power.get(self.high.clone()).map_or(0.0, |s| s.iter().sum());
+        // Four partial sums let the compiler vectorise (f32 addition is not associative).
+        let mut acc = [0.0f32; 4];
+        for (p, w) in power.chunks_exact(4).zip(self.a_weight.chunks_exact(4)) {
+            for i in 0..4 {
+                acc[i] += p[i] * w[i];
+            }
+        }
+        let tail = power.len() / 4 * 4;
+        let weighted = acc.iter().sum::<f32>()
+            + power[tail..]
+                .iter()
+                .zip(&self.a_weight[tail..])
+                .map(|(p, w)| p * w)
+                .sum::<f32>();
+        let low = band_sum(power, &self.low);
+        let high = band_sum(power, &self.high);
         let tilt_db = if low + high > 0.0 {
             10.0 * ((high + 1e-12) / (low + 1e-12)).log10()
         } else {
@@ -85,6 +98,19 @@ impl SpectralLevels {
             tilt_db,
         }
     }
+}
+
+fn band_sum(power: &[f32], band: &std::ops::Range<usize>) -> f32 {
+    let Some(s) = power.get(band.clone()) else {
+        return 0.0;
+    };
+    let mut acc = [0.0f32; 4];
+    for c in s.chunks_exact(4) {
+        for i in 0..4 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + s[s.len() / 4 * 4..].iter().sum::<f32>()
 }
 
 /// IEC 61672 A-weighting as a power gain (0 dB at 1 kHz).

@@ -306,7 +306,7 @@ impl TrackAnalyzer {
         self.samples_in += samples.len() as u64;
         let core = &mut self.core;
         self.resampler
-            .process(samples, |x| core.push_sample(x, out));
+            .process(samples, |x| core.push_samples(x, out));
     }
 
     /// Ends the stream: emits the frames still waiting for look-ahead (one per whole hop of
@@ -326,7 +326,7 @@ impl TrackAnalyzer {
             let core = &mut self.core;
             self.resampler
                 .process(&zeros[..chunk.min(zeros.len())], |x| {
-                    core.push_sample(x, out)
+                    core.push_samples(x, out)
                 });
         }
         let extra = self.core.frames_out.saturating_sub(expected) as usize;
@@ -346,16 +346,25 @@ impl TrackAnalyzer {
 }
 
 impl Core {
-    fn push_sample(&mut self, x: f32, out: &mut Vec<Frame>) {
-        // DC blocker: a DC offset must not read as energy or bias the VAD.
-        let y = x - self.dc_x + DC_POLE * self.dc_y;
-        self.dc_x = x;
-        self.dc_y = y;
-        self.buf.push(y);
-        if self.buf.len() == WINDOW_LEN {
-            self.analyse_window(out);
-            self.buf.copy_within(self.hop_samples.., 0);
-            self.buf.truncate(WINDOW_LEN - self.hop_samples);
+    fn push_samples(&mut self, mut xs: &[f32], out: &mut Vec<Frame>) {
+        while !xs.is_empty() {
+            let take = (WINDOW_LEN - self.buf.len()).min(xs.len());
+            let (now, rest) = xs.split_at(take);
+            xs = rest;
+            // DC blocker: a DC offset must not read as energy or bias the VAD.
+            let (mut px, mut py) = (self.dc_x, self.dc_y);
+            for &x in now {
+                let y = x - px + DC_POLE * py;
+                px = x;
+                py = y;
+                self.buf.push(y);
+            }
+            (self.dc_x, self.dc_y) = (px, py);
+            if self.buf.len() == WINDOW_LEN {
+                self.analyse_window(out);
+                self.buf.copy_within(self.hop_samples.., 0);
+                self.buf.truncate(WINDOW_LEN - self.hop_samples);
+            }
         }
     }
 
@@ -855,7 +864,7 @@ pub mod stage {
         /// Converts `samples`; returns the sum of the output (so nothing is optimised away).
         pub fn run(&mut self, samples: &[i16]) -> f32 {
             let mut acc = 0.0;
-            self.0.process(samples, |y| acc += y);
+            self.0.process(samples, |y| acc += y.iter().sum::<f32>());
             acc
         }
     }

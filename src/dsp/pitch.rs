@@ -146,19 +146,25 @@ impl WindowAnalysis {
     /// Returns the mean square of the mean-removed window.
     pub(crate) fn load(&mut self, window: &[f32]) -> f32 {
         let n = window.len().min(WINDOW_LEN);
-        let mean = window[..n].iter().sum::<f32>() / n.max(1) as f32;
-        let mut acc = 0.0f32;
-        self.cum[0] = 0.0;
-        for (i, &x) in window[..n].iter().enumerate() {
-            let v = x - mean;
-            self.time[i] = v;
-            acc += v * v;
-            self.cum[i + 1] = acc;
+        let mut parts = [0.0f32; 8];
+        for c in window[..n].chunks_exact(8) {
+            for i in 0..8 {
+                parts[i] += c[i];
+            }
         }
-        for i in n..WINDOW_LEN {
-            self.cum[i + 1] = acc;
+        let sum = parts.iter().sum::<f32>() + window[n / 8 * 8..n].iter().sum::<f32>();
+        let mean = sum / n.max(1) as f32;
+        for (t, &x) in self.time[..n].iter_mut().zip(&window[..n]) {
+            *t = x - mean;
         }
         self.time[n..].iter_mut().for_each(|v| *v = 0.0);
+        // The prefix sum is inherently serial; keep it to one add per sample.
+        let mut acc = 0.0f32;
+        self.cum[0] = 0.0;
+        for (c, &v) in self.cum[1..].iter_mut().zip(&self.time[..WINDOW_LEN]) {
+            acc += v * v;
+            *c = acc;
+        }
         self.mean_square = acc / WINDOW_LEN as f32;
         if self
             .fwd

@@ -9,9 +9,14 @@ use rubato::{FftFixedInOut, Resampler};
 
 use super::{ANALYSIS_RATE_HZ, DspError};
 
+/// Pass-through conversion chunk, samples.
+const PASS_CHUNK: usize = 320;
+
 /// Converts a stream to [`ANALYSIS_RATE_HZ`]; a pass-through when it is already there.
 pub(crate) struct ToAnalysisRate {
     inner: Option<Inner>,
+    /// Pass-through conversion buffer (i16 to f32), reused.
+    scratch: Vec<f32>,
 }
 
 struct Inner {
@@ -38,7 +43,10 @@ impl ToAnalysisRate {
             return Err(DspError::UnsupportedRate { sample_rate_hz });
         }
         if sample_rate_hz == ANALYSIS_RATE_HZ {
-            return Ok(Self { inner: None });
+            return Ok(Self {
+                inner: None,
+                scratch: vec![0.0; PASS_CHUNK],
+            });
         }
         // About 10 ms per chunk (rubato rounds up to a whole number of rate-ratio periods), so
         // latency stays one hop for the common rates.
@@ -61,15 +69,20 @@ impl ToAnalysisRate {
                 output,
                 skip,
             }),
+            scratch: Vec::new(),
         })
     }
 
-    /// Feeds `samples` (full-scale `i16`) and hands every analysis-rate sample, scaled to
-    /// [-1, 1), to `sink` in order.
-    pub(crate) fn process(&mut self, samples: &[i16], mut sink: impl FnMut(f32)) {
+    /// Feeds `samples` (full-scale `i16`) and hands the analysis-rate samples, scaled to
+    /// [-1, 1), to `sink` in order, a slice at a time.
+    pub(crate) fn process(&mut self, samples: &[i16], mut sink: impl FnMut(&[f32])) {
         let Some(inner) = self.inner.as_mut() else {
-            for &s in samples {
-                sink(f32::from(s) / 32768.0);
+            for chunk in samples.chunks(PASS_CHUNK) {
+                let out = &mut self.scratch[..chunk.len()];
+                for (o, &s) in out.iter_mut().zip(chunk) {
+                    *o = f32::from(s) / 32768.0;
+                }
+                sink(out);
             }
             return;
         };
@@ -90,8 +103,8 @@ impl ToAnalysisRate {
                 };
                 let from = inner.skip.min(produced);
                 inner.skip -= from;
-                for &y in &inner.output[from..produced] {
-                    sink(y);
+                if from < produced {
+                    sink(&inner.output[from..produced]);
                 }
             }
         }
@@ -126,7 +139,7 @@ mod tests {
             let mut out = Vec::new();
             // Odd-sized pushes exercise the internal buffer.
             for chunk in input.chunks(333) {
-                r.process(chunk, |y| out.push(y));
+                r.process(chunk, |y| out.extend_from_slice(y));
             }
             assert!(
                 out.len() >= 7800 && out.len() <= 8000,
@@ -150,9 +163,9 @@ mod tests {
         let mut a = ToAnalysisRate::new(16000).unwrap();
         let mut b = ToAnalysisRate::new(16000).unwrap();
         let (mut oa, mut ob) = (Vec::new(), Vec::new());
-        a.process(&input, |y| oa.push(y));
+        a.process(&input, |y| oa.extend_from_slice(y));
         for c in input.chunks(7) {
-            b.process(c, |y| ob.push(y));
+            b.process(c, |y| ob.extend_from_slice(y));
         }
         assert_eq!(oa, ob);
     }
