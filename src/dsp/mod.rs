@@ -17,11 +17,12 @@
 //! One [`Frame`] per hop (`hop_ms`, 10 or 20 ms). `t_ms` is the hop's start; energy and VAD
 //! cover the hop itself, while F0, loudness and tilt come from a 40 ms window centred on the
 //! hop's centre (enough for two periods at the 60 Hz floor). A frame is emitted once its window
-//! and the pitch tracker's look-ahead are complete, about 45 ms after its start.
+//! and the pitch tracker's look-ahead (3 hops) are complete, about 55 ms after its start
+//! with 10 ms hops. [`TrackAnalyzer::finish`] flushes the last ones at the end of a stream.
 //!
-//! Layout: [`resample`] (to 8 kHz), [`vad`] (webrtc-vad), [`pitch`] (F0 and voicing, whose FFT
-//! also feeds [`energy`]'s loudness and tilt), [`rate`] (syllable nuclei), [`features`]
-//! (sliding-window rate, F0 range, pause ratio), [`baseline`] (the speaker's own normal).
+//! Layout: `resample` (to 8 kHz), `vad` (webrtc-vad), `pitch` (F0 and voicing, whose FFT
+//! also feeds `energy`'s loudness and tilt), `rate` (syllable nuclei), `features`
+//! (sliding-window rate, F0 range, pause ratio), `baseline` (the speaker's own normal).
 
 mod baseline;
 mod energy;
@@ -113,7 +114,8 @@ pub enum DspError {
 /// Features relative to the speaker's own baseline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Relative {
-    /// Whether the baseline is established (otherwise the fields below are 0).
+    /// Whether the baseline is complete (frozen). While false, the fields below are 0 until the
+    /// speaker has 2 s of speech, then provisional values against the partial baseline.
     pub baseline_ready: bool,
     /// Semitones above the baseline median F0 (0 when unvoiced).
     pub f0_st: f32,
