@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = warmline::cli::Cli::parse();
-    warmline::cli::init_tracing(cli.verbose);
+    warmline::cli::init_tracing(&cli);
     match warmline::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

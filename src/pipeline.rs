@@ -219,8 +219,17 @@ impl CallPipeline {
         self.frames.clear();
         analyzer.push(samples, &mut self.frames);
         self.samples[i] += samples.len() as u64;
-        let baseline = analyzer.baseline();
         let first = out.len();
+        self.feed_frames(track, out);
+        self.release_transcript(self.now_ms(), out);
+        self.note_handoff(&mut out[first..]);
+    }
+
+    /// Runs the frames in `self.frames` (of `track`) through the detector.
+    fn feed_frames(&mut self, track: Track, out: &mut Vec<Event>) {
+        let baseline = self.analyzers[track.index()]
+            .as_ref()
+            .and_then(TrackAnalyzer::baseline);
         for k in 0..self.frames.len() {
             let f = self.frames[k];
             self.release_transcript(f.t_ms, out);
@@ -229,23 +238,17 @@ impl CallPipeline {
                 && f.t_ms % 50 == 0
                 && let Some(trace) = self.trace.as_mut()
             {
+                let tone = self.detector.scores().get(&crate::event::Signal::Tone);
                 trace.push(TracePoint {
                     t_ms: f.t_ms,
                     f0_hz: f.f0_hz,
                     energy_db: f.energy_db,
                     rate_sps: f.rate_sps,
                     vad: f.vad,
-                    tone: self
-                        .detector
-                        .scores()
-                        .get(&crate::event::Signal::Tone)
-                        .copied()
-                        .unwrap_or(0.0) as f32,
+                    tone: tone.copied().unwrap_or(0.0) as f32,
                 });
             }
         }
-        self.release_transcript(self.now_ms(), out);
-        self.note_handoff(&mut out[first..]);
     }
 
     /// Queues a transcript line; it takes effect when the media clock reaches its `t_ms`
@@ -287,8 +290,16 @@ impl CallPipeline {
             return;
         }
         self.ended = true;
-        let now = self.now_ms();
         let first = out.len();
+        // The analysers hold the last few frames back for look-ahead: release them.
+        for t in Track::ALL {
+            self.frames.clear();
+            if let Some(a) = self.analyzers[t.index()].as_mut() {
+                a.finish(&mut self.frames);
+            }
+            self.feed_frames(t, out);
+        }
+        let now = self.now_ms();
         while let Some((t, line)) = self.transcript.pop_front() {
             self.detector.on_transcript(t.min(now), &line, out);
         }

@@ -32,9 +32,15 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
-/// Logs go to stderr; stdout is for results.
-pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
+/// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
+/// default to warnings only.
+pub fn init_tracing(cli: &Cli) {
+    let quiet = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Replay(_) | Command::Features(_)
+    );
+    let default = match cli.verbose {
+        0 if quiet => "warmline=warn",
         0 => "warmline=info",
         1 => "warmline=debug",
         _ => "warmline=trace",

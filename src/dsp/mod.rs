@@ -985,28 +985,3 @@ pub mod stage {
         }
     }
 }
-
-/// Writes the contract's per-frame CSV (placeholder until the full feature set lands).
-pub fn write_features_csv<W: std::io::Write>(
-    samples: &[i16],
-    sample_rate_hz: u32,
-    cfg: &DspConfig,
-    mut out: W,
-) -> std::io::Result<()> {
-    let mut a = TrackAnalyzer::new(sample_rate_hz, cfg).map_err(std::io::Error::other)?;
-    let mut frames = Vec::new();
-    a.push(samples, &mut frames);
-    writeln!(out, "t_ms,vad,voiced,f0_hz,energy_db,rate_sps")?;
-    for f in frames {
-        writeln!(
-            out,
-            "{},{},{},,{:.2},{:.2}",
-            f.t_ms,
-            u8::from(f.vad),
-            u8::from(f.voiced),
-            f.energy_db,
-            f.rate_sps
-        )?;
-    }
-    out.flush()
-}
