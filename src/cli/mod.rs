@@ -1,1 +1,3 @@
 //! The `warmline` subcommands (being filled in).
+
+pub mod tune;
