@@ -118,7 +118,11 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             NegativesArg::All => Negatives::All,
             NegativesArg::NeutralCalm => Negatives::NeutralCalm,
         };
-        Some(dataset::read_emotion_index(index, args.corpus.as_deref(), neg)?)
+        Some(dataset::read_emotion_index(
+            index,
+            args.corpus.as_deref(),
+            neg,
+        )?)
     } else {
         None
     };
@@ -266,8 +270,11 @@ fn notes(args: &TuneArgs, report: &TuneReport) -> Vec<String> {
 }
 
 fn print_report(args: &TuneArgs, r: &TuneReport) {
-    let speakers: std::collections::BTreeSet<_> =
-        r.clips.iter().filter_map(|c| c.speaker.as_deref()).collect();
+    let speakers: std::collections::BTreeSet<_> = r
+        .clips
+        .iter()
+        .filter_map(|c| c.speaker.as_deref())
+        .collect();
     println!(
         "warmline tune: {} positive, {} negative recordings, {} speakers, {}, {}",
         r.n_pos,
@@ -278,7 +285,9 @@ fn print_report(args: &TuneArgs, r: &TuneReport) {
         } else {
             format!(
                 "evaluating {}",
-                args.model.as_ref().map_or(String::new(), |p| p.display().to_string())
+                args.model
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
             )
         },
         if args.telephone {

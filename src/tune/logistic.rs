@@ -1,6 +1,9 @@
 //! Weighted, L2-regularised logistic regression on standardised features, fitted by Newton's
 //! method (deterministic: fixed start, fixed iteration order, no randomness).
 
+// Dense linear algebra over small matrices reads best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 /// A fitted model, in the units of the raw features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logistic {
@@ -79,7 +82,7 @@ pub fn fit(
     // A constant feature gets std 1 so it standardises to 0 and carries no weight.
     stds.iter_mut().for_each(|s| {
         *s = (*s / w_all).sqrt();
-        if !(*s > 1e-9) {
+        if s.is_nan() || *s <= 1e-9 {
             *s = 1.0;
         }
     });

@@ -305,14 +305,11 @@ pub fn extract_all(clips: &[Clip], opts: &TuneOptions) -> Result<Vec<ClipWindows
             })
             .collect();
         for h in handles {
-            // A worker only panics on a bug; surface it as a fit error rather than abort.
-            match h.join() {
-                Ok(mine) => {
-                    for (i, r) in mine {
-                        results[i] = Some(r);
-                    }
+            // A worker only panics on a bug; its clips then report an error below.
+            if let Ok(mine) = h.join() {
+                for (i, r) in mine {
+                    results[i] = Some(r);
                 }
-                Err(_) => {}
             }
         }
     });
@@ -462,18 +459,21 @@ impl TuneReport {
     }
 }
 
+/// What [`summarise`] derives from clip scores.
+struct Summary {
+    clips: Vec<ScoredClip>,
+    auc: f64,
+    by: BTreeMap<String, f64>,
+    neutral_calm: Option<f64>,
+    curve: Vec<RocPoint>,
+}
+
 fn summarise(
     clips: &[Clip],
     scores: Vec<f64>,
     folds_of: Option<&[usize]>,
     primed: &[bool],
-) -> (
-    Vec<ScoredClip>,
-    f64,
-    BTreeMap<String, f64>,
-    Option<f64>,
-    Vec<RocPoint>,
-) {
+) -> Summary {
     let labels: Vec<bool> = clips.iter().map(|c| c.row.positive).collect();
     let scored: Vec<ScoredClip> = clips
         .iter()
@@ -511,7 +511,13 @@ fn summarise(
     }
     let nc = subset_auc(&|c: &Clip| matches!(c.row.label.as_str(), "neutral" | "calm"));
     let curve = roc::roc(&scores, &labels);
-    (scored, auc, by, nc, curve)
+    Summary {
+        clips: scored,
+        auc,
+        by,
+        neutral_calm: nc,
+        curve,
+    }
 }
 
 /// Trains with speaker-disjoint cross-validation: out-of-fold scores for the report and the
@@ -557,7 +563,13 @@ pub fn train_on_windows(
     let all: Vec<&ClipWindows> = windows.iter().collect();
     let mut model = fit_model(&all, &labels, opts)?;
     let primed: Vec<bool> = windows.iter().map(|w| w.primed).collect();
-    let (scored, auc, by, nc, curve) = summarise(clips, scores, Some(&fold), &primed);
+    let Summary {
+        clips: scored,
+        auc,
+        by,
+        neutral_calm: nc,
+        curve,
+    } = summarise(clips, scores, Some(&fold), &primed);
     let rule = format!(
         "highest out-of-fold TPR with FPR <= {}; clip score = highest level held {} ms",
         opts.max_fpr, opts.clip_hold_ms
@@ -612,7 +624,13 @@ pub fn evaluate(
     let labels: Vec<bool> = clips.iter().map(|c| c.row.positive).collect();
     let op = roc::at_threshold(&scores, &labels, f64::from(model.threshold));
     let primed: Vec<bool> = windows.iter().map(|w| w.primed).collect();
-    let (scored, auc, by, nc, curve) = summarise(clips, scores, None, &primed);
+    let Summary {
+        clips: scored,
+        auc,
+        by,
+        neutral_calm: nc,
+        curve,
+    } = summarise(clips, scores, None, &primed);
     let (n_pos, n_neg) = roc::counts(&labels);
     Ok(TuneReport {
         n_pos,

@@ -34,7 +34,11 @@ fn ravdess_anger_separates_speaker_disjoint_on_the_telephone_channel() {
     assert_eq!(report.folds, 6);
     assert_eq!((report.n_pos, report.n_neg), (96, 180));
     assert_eq!(report.unprimed, 0, "every clip had its speaker baseline");
-    assert!(report.auc >= 0.93, "anger vs every other emotion: AUC {}", report.auc);
+    assert!(
+        report.auc >= 0.93,
+        "anger vs every other emotion: AUC {}",
+        report.auc
+    );
     let nc = report.auc_neutral_calm.unwrap();
     assert!(nc >= 0.97, "anger vs neutral/calm: AUC {nc}");
     // Speaker-disjoint: no fold holds a speaker that another fold also holds.
