@@ -230,13 +230,47 @@ impl ToneModel {
 
     /// The model's score for a full feature vector (in [`FEATURE_NAMES`] order), 0..1.
     pub fn score(&self, x: &[f32; N_FEATURES]) -> f32 {
-        let mut acc = self.bias;
+        self.linear().score(x)
+    }
+
+    /// The model folded into one weight per feature of [`FEATURE_NAMES`] and an offset, so
+    /// scoring a window is a single dot product.
+    pub fn linear(&self) -> Linear {
+        let mut weights = [0.0f32; N_FEATURES];
+        let mut offset = f64::from(self.bias);
         for (i, name) in self.features.iter().enumerate() {
-            if let Some(k) = feature_index(name) {
-                acc += self.weights[i] * (x[k] - self.means[i]) / self.stds[i];
+            if let (Some(k), Some(w), Some(m), Some(s)) = (
+                feature_index(name),
+                self.weights.get(i),
+                self.means.get(i),
+                self.stds.get(i),
+            ) {
+                let a = f64::from(*w) / f64::from(*s);
+                weights[k] += a as f32;
+                offset -= a * f64::from(*m);
             }
         }
-        sigmoid(acc)
+        Linear {
+            weights,
+            offset: offset as f32,
+        }
+    }
+}
+
+/// A model as `sigmoid(a·x + c)` over the full feature vector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Linear {
+    /// Per-feature weight in raw units (0 for features the model does not use).
+    pub weights: [f32; N_FEATURES],
+    /// Offset.
+    pub offset: f32,
+}
+
+impl Linear {
+    /// The score of a feature vector, 0..1.
+    pub fn score(&self, x: &[f32; N_FEATURES]) -> f32 {
+        let dot: f32 = self.weights.iter().zip(x).map(|(w, v)| w * v).sum();
+        sigmoid(self.offset + dot)
     }
 }
 
@@ -348,6 +382,7 @@ impl Sums {
 #[derive(Debug)]
 pub struct ToneScorer {
     model: Arc<ToneModel>,
+    linear: Linear,
     /// Ring of the window's slots; `head` is the oldest, `len` how many are live.
     ring: Vec<Slot>,
     head: usize,
@@ -365,6 +400,7 @@ impl ToneScorer {
         // Room for the window at the finest hop (10 ms), plus the frame being added.
         let capacity = (model.window_ms as usize).div_ceil(10) + 2;
         Self {
+            linear: model.linear(),
             model,
             ring: vec![Slot::default(); capacity],
             head: 0,
@@ -381,7 +417,7 @@ impl ToneScorer {
     pub fn push(&mut self, frame: &Frame) -> f32 {
         self.update(frame);
         self.score = match self.features() {
-            Some(x) => self.model.score(&x),
+            Some(x) => self.linear.score(&x),
             None => 0.0,
         };
         self.score

@@ -163,10 +163,11 @@ impl ClipWindows {
     /// The clip's score under `model`: the highest level the per-hop score holds for
     /// `hold_ms` (plain maximum at 0).
     pub fn score(&self, model: &ToneModel, hold_ms: u32) -> f64 {
+        let linear = model.linear();
         let scores: Vec<f32> = self
             .windows
             .iter()
-            .map(|w| w.as_ref().map_or(0.0, |x| model.score(x)))
+            .map(|w| w.as_ref().map_or(0.0, |x| linear.score(x)))
             .collect();
         f64::from(sustained_peak(&scores, self.hop_ms, hold_ms))
     }
