@@ -1,0 +1,317 @@
+//! F0 and voicing: a normalised cross-correlation (NCCF) tracker on realfft, with a
+//! fixed-lag Viterbi over per-frame candidates to keep octave jumps out.
+//!
+//! Per frame the 40 ms analysis window (centred on the hop) is FFT'd once; its power spectrum
+//! also feeds loudness and tilt ([`super::energy`]). The inverse FFT gives the autocorrelation
+//! `r(τ) = Σ x[j]·x[j+τ]` over the overlapping part, which, divided by the energies of the two
+//! overlapping segments (prefix sums), gives the NCCF `ρ(τ) ∈ [-1, 1]`. Its local maxima in
+//! 60..=450 Hz are the voiced candidates; a strong periodic voice scores near 1, noise stays
+//! below ~0.3. Normalising per lag keeps long lags (low voices) as strong as short ones even
+//! though the overlap shrinks.
+//!
+//! Octave errors: `ρ` is as high at 2·T0 as at T0, so candidates get a small bonus per octave
+//! up (prefer the shortest good period), and a Viterbi pass over the last
+//! [`DECISION_LAG`] + 1 frames charges for F0 jumps and voicing flips. The decision for frame
+//! `t` is made when frame `t + DECISION_LAG` arrives (30 ms later).
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex32;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+
+use super::ANALYSIS_RATE_HZ;
+
+/// Analysis window, samples at 8 kHz (40 ms: 2.4 periods at the 60 Hz floor).
+pub(crate) const WINDOW_LEN: usize = 320;
+/// FFT length: ≥ window + longest lag, so the circular autocorrelation does not wrap.
+pub(crate) const FFT_LEN: usize = 512;
+/// Lowest F0 reported, Hz.
+pub(crate) const F0_MIN_HZ: f32 = 60.0;
+/// Highest F0 reported, Hz.
+pub(crate) const F0_MAX_HZ: f32 = 450.0;
+/// Candidates kept per frame.
+pub(crate) const MAX_CANDIDATES: usize = 4;
+/// Frames of look-ahead before a frame's F0 is decided.
+pub(crate) const DECISION_LAG: usize = 3;
+
+const STATES: usize = MAX_CANDIDATES + 1;
+/// Shortest lag examined (one below the 450 Hz period, so a peak there is interior).
+const TAU_LO: usize = (ANALYSIS_RATE_HZ as f32 / F0_MAX_HZ) as usize - 1;
+/// Longest lag examined (one beyond the 60 Hz period).
+const TAU_HI: usize = (ANALYSIS_RATE_HZ as f32 / F0_MIN_HZ) as usize + 2;
+/// Peaks below this NCCF are not worth a candidate.
+const MIN_CANDIDATE_NCCF: f32 = 0.25;
+
+/// Tracker costs. Strengths and costs are on the NCCF scale (0..1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PitchParams {
+    /// NCCF a voiced candidate must beat (the unvoiced state's strength in a loud frame).
+    pub voicing_threshold: f32,
+    /// Strength bonus per octave above [`F0_MIN_HZ`] (prefer the shortest good period).
+    pub octave_bonus: f32,
+    /// Cost per octave of F0 change between consecutive frames.
+    pub jump_cost: f32,
+    /// Cost of a voiced/unvoiced flip.
+    pub vuv_cost: f32,
+}
+
+impl Default for PitchParams {
+    fn default() -> Self {
+        Self {
+            voicing_threshold: 0.45,
+            octave_bonus: 0.02,
+            jump_cost: 0.35,
+            vuv_cost: 0.14,
+        }
+    }
+}
+
+/// One frame's voiced candidates.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Candidates {
+    /// Number in use.
+    pub n: usize,
+    /// F0, Hz.
+    pub f0_hz: [f32; MAX_CANDIDATES],
+    /// NCCF peak height.
+    pub nccf: [f32; MAX_CANDIDATES],
+}
+
+impl Candidates {
+    fn insert(&mut self, f0_hz: f32, nccf: f32) {
+        if self.n < MAX_CANDIDATES {
+            self.f0_hz[self.n] = f0_hz;
+            self.nccf[self.n] = nccf;
+            self.n += 1;
+            return;
+        }
+        // Replace the weakest when this one is stronger.
+        let (mut weakest, mut w) = (0, f32::INFINITY);
+        for i in 0..self.n {
+            if self.nccf[i] < w {
+                w = self.nccf[i];
+                weakest = i;
+            }
+        }
+        if nccf > w {
+            self.f0_hz[weakest] = f0_hz;
+            self.nccf[weakest] = nccf;
+        }
+    }
+}
+
+/// FFT plans and buffers for one track's analysis window.
+pub(crate) struct WindowAnalysis {
+    fwd: Arc<dyn RealToComplex<f32>>,
+    inv: Arc<dyn ComplexToReal<f32>>,
+    time: Vec<f32>,
+    spec: Vec<Complex32>,
+    power: Vec<f32>,
+    scratch_fwd: Vec<Complex32>,
+    scratch_inv: Vec<Complex32>,
+    /// Prefix sums of squares of the mean-removed window.
+    cum: Vec<f32>,
+    nccf: Vec<f32>,
+    mean_square: f32,
+}
+
+impl std::fmt::Debug for WindowAnalysis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowAnalysis")
+            .field("mean_square", &self.mean_square)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WindowAnalysis {
+    pub(crate) fn new() -> Self {
+        let mut planner = RealFftPlanner::<f32>::new();
+        let fwd = planner.plan_fft_forward(FFT_LEN);
+        let inv = planner.plan_fft_inverse(FFT_LEN);
+        Self {
+            time: fwd.make_input_vec(),
+            spec: fwd.make_output_vec(),
+            power: vec![0.0; FFT_LEN / 2 + 1],
+            scratch_fwd: fwd.make_scratch_vec(),
+            scratch_inv: inv.make_scratch_vec(),
+            cum: vec![0.0; WINDOW_LEN + 1],
+            nccf: vec![0.0; TAU_HI + 2],
+            mean_square: 0.0,
+            fwd,
+            inv,
+        }
+    }
+
+    /// Removes the window's mean (so DC never looks periodic) and computes its power spectrum.
+    /// Returns the mean square of the mean-removed window.
+    pub(crate) fn load(&mut self, window: &[f32]) -> f32 {
+        let n = window.len().min(WINDOW_LEN);
+        let mean = window[..n].iter().sum::<f32>() / n.max(1) as f32;
+        let mut acc = 0.0f32;
+        self.cum[0] = 0.0;
+        for (i, &x) in window[..n].iter().enumerate() {
+            let v = x - mean;
+            self.time[i] = v;
+            acc += v * v;
+            self.cum[i + 1] = acc;
+        }
+        for i in n..WINDOW_LEN {
+            self.cum[i + 1] = acc;
+        }
+        self.time[n..].iter_mut().for_each(|v| *v = 0.0);
+        self.mean_square = acc / WINDOW_LEN as f32;
+        if self
+            .fwd
+            .process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch_fwd)
+            .is_err()
+        {
+            // Lengths are fixed at construction; an error would mean a bug, treat as silence.
+            self.power.iter_mut().for_each(|p| *p = 0.0);
+            return 0.0;
+        }
+        for (p, c) in self.power.iter_mut().zip(&self.spec) {
+            *p = c.norm_sqr();
+        }
+        self.mean_square
+    }
+
+    /// The power spectrum of the last loaded window (`FFT_LEN / 2 + 1` bins).
+    pub(crate) fn power(&self) -> &[f32] {
+        &self.power
+    }
+
+    /// Voiced candidates of the last loaded window.
+    pub(crate) fn candidates(&mut self, out: &mut Candidates) {
+        out.n = 0;
+        let total = self.cum[WINDOW_LEN];
+        if total <= 1e-9 {
+            return;
+        }
+        for (c, p) in self.spec.iter_mut().zip(&self.power) {
+            *c = Complex32::new(*p, 0.0);
+        }
+        if self
+            .inv
+            .process_with_scratch(&mut self.spec, &mut self.time, &mut self.scratch_inv)
+            .is_err()
+        {
+            return;
+        }
+        let scale = 1.0 / FFT_LEN as f32;
+        let floor = total * 1e-6;
+        for tau in TAU_LO - 1..=TAU_HI + 1 {
+            let e1 = self.cum[WINDOW_LEN - tau];
+            let e2 = total - self.cum[tau];
+            self.nccf[tau] = self.time[tau] * scale / ((e1 * e2).sqrt() + floor);
+        }
+        for tau in TAU_LO..=TAU_HI {
+            let (a, b, c) = (self.nccf[tau - 1], self.nccf[tau], self.nccf[tau + 1]);
+            if b < MIN_CANDIDATE_NCCF || b < a || b <= c {
+                continue;
+            }
+            let curv = a - 2.0 * b + c;
+            let (delta, peak) = if curv < 0.0 {
+                let d = (0.5 * (a - c) / curv).clamp(-0.5, 0.5);
+                (d, b - 0.25 * (a - c) * d)
+            } else {
+                (0.0, b)
+            };
+            let f0 = ANALYSIS_RATE_HZ as f32 / (tau as f32 + delta);
+            if (F0_MIN_HZ * 0.97..=F0_MAX_HZ * 1.03).contains(&f0) {
+                out.insert(f0.clamp(F0_MIN_HZ, F0_MAX_HZ), peak.min(1.0));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Column {
+    n: usize,
+    /// State 0 is unvoiced (F0 0).
+    f0_hz: [f32; STATES],
+    cost: [f32; STATES],
+    back: [u8; STATES],
+}
+
+/// Fixed-lag Viterbi over candidates.
+#[derive(Debug)]
+pub(crate) struct PitchTracker {
+    params: PitchParams,
+    cols: [Column; DECISION_LAG + 1],
+    frames: usize,
+}
+
+impl PitchTracker {
+    pub(crate) fn new(params: PitchParams) -> Self {
+        Self {
+            params,
+            cols: [Column::default(); DECISION_LAG + 1],
+            frames: 0,
+        }
+    }
+
+    /// Adds a frame. `unvoiced_bonus` (≥ 0) raises the unvoiced state's strength for quiet
+    /// frames. Returns the F0 (0 = unvoiced) of the frame [`DECISION_LAG`] frames back, once
+    /// there is one.
+    // Indexing is clearer than zipped iterators over three per-state arrays.
+    #[allow(clippy::needless_range_loop)]
+    pub(crate) fn push(&mut self, cands: &Candidates, unvoiced_bonus: f32) -> Option<f32> {
+        let p = self.params;
+        let mut col = Column {
+            n: cands.n + 1,
+            ..Column::default()
+        };
+        let mut local = [0.0f32; STATES];
+        local[0] = 1.0 - (p.voicing_threshold + unvoiced_bonus);
+        for i in 0..cands.n {
+            col.f0_hz[i + 1] = cands.f0_hz[i];
+            local[i + 1] =
+                1.0 - (cands.nccf[i] + p.octave_bonus * (cands.f0_hz[i] / F0_MIN_HZ).log2());
+        }
+        if self.frames == 0 {
+            col.cost[..col.n].copy_from_slice(&local[..col.n]);
+        } else {
+            let prev = &self.cols[(self.frames - 1) % self.cols.len()];
+            let mut min_cost = f32::INFINITY;
+            for j in 0..col.n {
+                let (mut best, mut arg) = (f32::INFINITY, 0u8);
+                for i in 0..prev.n {
+                    let trans = match (i == 0, j == 0) {
+                        (true, true) => 0.0,
+                        (false, false) => p.jump_cost * (col.f0_hz[j] / prev.f0_hz[i]).log2().abs(),
+                        _ => p.vuv_cost,
+                    };
+                    let c = prev.cost[i] + trans;
+                    if c < best {
+                        best = c;
+                        arg = i as u8;
+                    }
+                }
+                col.cost[j] = best + local[j];
+                col.back[j] = arg;
+                min_cost = min_cost.min(col.cost[j]);
+            }
+            // Keep costs small so f32 never loses precision over a long call.
+            for c in &mut col.cost[..col.n] {
+                *c -= min_cost;
+            }
+        }
+        let idx = self.frames % self.cols.len();
+        self.cols[idx] = col;
+        self.frames += 1;
+        if self.frames <= DECISION_LAG {
+            return None;
+        }
+        // Trace back from the best current state to the frame DECISION_LAG back.
+        let cur = &self.cols[idx];
+        let mut state = (0..cur.n)
+            .min_by(|&a, &b| cur.cost[a].total_cmp(&cur.cost[b]))
+            .unwrap_or(0);
+        for back in 0..DECISION_LAG {
+            let c = &self.cols[(self.frames - 1 - back) % self.cols.len()];
+            state = usize::from(c.back[state]);
+        }
+        let decided = &self.cols[(self.frames - 1 - DECISION_LAG) % self.cols.len()];
+        Some(decided.f0_hz.get(state).copied().unwrap_or(0.0))
+    }
+}
