@@ -468,7 +468,7 @@ impl ToneScorer {
             self.len -= 1;
         }
         let rel = &frame.rel;
-        let speech = frame.vad && rel.baseline_ready;
+        let speech = frame.speech && rel.baseline_ready;
         let slot = Slot {
             t_ms: frame.t_ms,
             dur_ms,
@@ -603,6 +603,7 @@ mod tests {
         Frame {
             t_ms,
             vad: speech,
+            speech,
             voiced: speech,
             f0_hz: if speech { 150.0 } else { 0.0 },
             energy_db: -20.0 + energy_db,
