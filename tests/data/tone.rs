@@ -1,6 +1,6 @@
 //! The tone model on the shared data: speaker-disjoint emotion AUCs on RAVDESS through the
-//! telephone channel (the procedure that produced `models/default.json`), the bundled model
-//! across language on EmoDB, and time-to-escalation on the synthetic calls.
+//! telephone channel (the procedure that produced `models/default.json`) and time-to-escalation
+//! of the bundled model on the synthetic calls.
 
 use crate::common::data_dir;
 use warmline::detect::tone::ToneModel;
