@@ -5,6 +5,7 @@ mod demo;
 mod features;
 mod replay;
 mod serve;
+pub mod tune;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Print per-frame prosody of a WAV file as CSV.
     Features(features::FeaturesArgs),
+    /// Evaluate the tone detector on labelled recordings, sweep thresholds, write a model file.
+    Tune(tune::TuneArgs),
     /// Start a local gateway and stream a bundled example call into it as Twilio would.
     Demo(demo::DemoArgs),
 }
@@ -61,6 +64,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(a) => replay::run(a),
         Command::Features(a) => features::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Tune(a) => {
+            tune::run(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -350,10 +350,9 @@ mod tests {
     const A: Track = Track::Agent;
 
     fn model() -> Arc<ToneModel> {
-        Arc::new(ToneModel {
-            version: 1,
-            threshold: 0.5,
-        })
+        let mut m = ToneModel::bundled();
+        m.threshold = 0.5;
+        Arc::new(m)
     }
 
     fn baseline() -> Baseline {

@@ -1,7 +1,11 @@
 //! The tone score: caller frustration from prosody relative to the caller's own baseline, over
-//! a short window, through a model file produced by `warmline tune`.
+//! a short sliding window, through a logistic model file produced by `warmline tune`.
 //!
-//! (Interface settled; the model is being filled in.)
+//! [`ToneScorer`] keeps running sums over a ring of the last `window_ms` of frames, so each hop
+//! costs O(1) and allocates nothing; [`ToneModel`] turns the window's features into
+//! `sigmoid(w·z + b)` with `z = (x − mean) / std`. Only frames that are speech *and* have an
+//! established speaker baseline count, so a caller's normal voice — low, high, loud or fast —
+//! sits near zero on every relative feature.
 
 use crate::dsp::Frame;
 use serde::{Deserialize, Serialize};
@@ -10,6 +14,35 @@ use std::sync::Arc;
 
 /// The bundled default model.
 pub const DEFAULT_MODEL_JSON: &str = include_str!("../../models/default.json");
+
+/// The model file format version this build reads and writes.
+pub const MODEL_VERSION: u32 = 1;
+
+/// Window features, in the order [`ToneScorer::features`] returns them.
+pub const FEATURE_NAMES: [&str; N_FEATURES] = [
+    "f0_rel_st",
+    "f0_sd_st",
+    "f0_high_frac",
+    "energy_rel_db",
+    "energy_sd_db",
+    "energy_peak_frac",
+    "loudness_rel_db",
+    "tilt_rel_db",
+    "rate_log_ratio",
+    "f0_range_st",
+    "voiced_frac",
+    "pause_ratio",
+];
+
+/// How many window features there are.
+pub const N_FEATURES: usize = 12;
+
+/// Semitones above baseline that count a voiced frame as "high" (`f0_high_frac`).
+const F0_HIGH_ST: f32 = 4.0;
+/// dB above baseline that count a speech frame as an energy peak (`energy_peak_frac`).
+const ENERGY_PEAK_DB: f32 = 6.0;
+/// Clamp for relative values, so one broken frame cannot dominate a window.
+const REL_CLAMP: f32 = 24.0;
 
 /// A model file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -33,22 +66,89 @@ pub enum ModelError {
     },
 }
 
-/// A tone model (logistic over window features).
+/// How the model's operating point was chosen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    /// The rule, in words (e.g. "highest TPR with FPR <= 0.05").
+    pub rule: String,
+    /// Out-of-fold true-positive rate at the threshold.
+    pub tpr: f64,
+    /// Out-of-fold false-positive rate at the threshold.
+    pub fpr: f64,
+}
+
+/// Where a model came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Provenance {
+    /// The command that produced it.
+    pub command: String,
+    /// The data it was trained on.
+    pub data: String,
+    /// Speaker-disjoint folds used for the out-of-fold figures.
+    pub folds: usize,
+    /// Out-of-fold AUCs, by evaluation name.
+    pub auc: std::collections::BTreeMap<String, f64>,
+    /// Free-form notes (channel, baseline priming, caveats).
+    pub notes: Vec<String>,
+}
+
+/// A tone model: logistic regression over standardised window features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ToneModel {
-    /// Format version.
+    /// Format version ([`MODEL_VERSION`]).
     pub version: u32,
-    /// Score above which the tone signal fires.
+    /// Feature names, a subset of [`FEATURE_NAMES`] in any order.
+    pub features: Vec<String>,
+    /// Per-feature mean used for standardising.
+    pub means: Vec<f32>,
+    /// Per-feature standard deviation used for standardising (> 0).
+    pub stds: Vec<f32>,
+    /// Logistic weights on the standardised features.
+    pub weights: Vec<f32>,
+    /// Logistic bias.
+    pub bias: f32,
+    /// Score at or above which the tone signal fires.
     pub threshold: f32,
+    /// Window length the features are taken over, ms.
+    pub window_ms: u32,
+    /// Speech (with a ready baseline) the window must hold before it is scored, ms.
+    pub min_speech_ms: u32,
+    /// Recommended time the score must stay at or above the threshold, ms.
+    pub sustain_ms: u32,
+    /// How the threshold was chosen.
+    #[serde(default)]
+    pub operating_point: OperatingPoint,
+    /// How the model was produced.
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+impl Default for ToneModel {
+    fn default() -> Self {
+        Self::bundled()
+    }
 }
 
 impl ToneModel {
     /// The bundled default.
     pub fn bundled() -> Self {
-        // invariant: the bundled file is checked by a unit test.
-        serde_json::from_str(DEFAULT_MODEL_JSON).unwrap_or(ToneModel {
-            version: 1,
+        // invariant: the bundled file is checked by `bundled_model_is_valid`; the fallback (a
+        // model that never fires) only guards against a broken build.
+        Self::from_json(DEFAULT_MODEL_JSON, "models/default.json").unwrap_or_else(|_| ToneModel {
+            version: MODEL_VERSION,
+            features: vec![FEATURE_NAMES[3].to_owned()],
+            means: vec![0.0],
+            stds: vec![1.0],
+            weights: vec![0.0],
+            bias: -20.0,
             threshold: 0.5,
+            window_ms: 3000,
+            min_speech_ms: 500,
+            sustain_ms: 1000,
+            operating_point: OperatingPoint::default(),
+            provenance: Provenance::default(),
         })
     }
 
@@ -58,10 +158,223 @@ impl ToneModel {
             path: path.display().to_string(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
-            path: path.display().to_string(),
+        Self::from_json(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates a model; `origin` names the source in errors.
+    pub fn from_json(text: &str, origin: &str) -> Result<Self, ModelError> {
+        let model: ToneModel = serde_json::from_str(text).map_err(|e| ModelError::Invalid {
+            path: origin.to_owned(),
             detail: e.to_string(),
-        })
+        })?;
+        model.validate().map_err(|detail| ModelError::Invalid {
+            path: origin.to_owned(),
+            detail,
+        })?;
+        Ok(model)
+    }
+
+    /// Checks the model's internal consistency; the error says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != MODEL_VERSION {
+            return Err(format!(
+                "version {} (this build reads version {MODEL_VERSION})",
+                self.version
+            ));
+        }
+        let n = self.features.len();
+        if n == 0 {
+            return Err("no features".into());
+        }
+        for (what, len) in [
+            ("means", self.means.len()),
+            ("stds", self.stds.len()),
+            ("weights", self.weights.len()),
+        ] {
+            if len != n {
+                return Err(format!("{what} has {len} values for {n} features"));
+            }
+        }
+        for (i, name) in self.features.iter().enumerate() {
+            if feature_index(name).is_none() {
+                return Err(format!(
+                    "unknown feature {name:?} (known: {})",
+                    FEATURE_NAMES.join(", ")
+                ));
+            }
+            if self.features[..i].contains(name) {
+                return Err(format!("feature {name:?} listed twice"));
+            }
+        }
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if !finite(&self.means) || !finite(&self.weights) || !self.bias.is_finite() {
+            return Err("non-finite mean, weight or bias".into());
+        }
+        if self.stds.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+            return Err("every std must be finite and > 0".into());
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(format!("threshold {} outside 0..=1", self.threshold));
+        }
+        if !(200..=10_000).contains(&self.window_ms) {
+            return Err(format!("window_ms {} outside 200..=10000", self.window_ms));
+        }
+        if self.min_speech_ms > self.window_ms {
+            return Err(format!(
+                "min_speech_ms {} exceeds window_ms {}",
+                self.min_speech_ms, self.window_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The model's score for a full feature vector (in [`FEATURE_NAMES`] order), 0..1.
+    pub fn score(&self, x: &[f32; N_FEATURES]) -> f32 {
+        self.linear().score(x)
+    }
+
+    /// The model folded into one weight per feature of [`FEATURE_NAMES`] and an offset, so
+    /// scoring a window is a single dot product.
+    pub fn linear(&self) -> Linear {
+        let mut weights = [0.0f32; N_FEATURES];
+        let mut offset = f64::from(self.bias);
+        for (i, name) in self.features.iter().enumerate() {
+            if let (Some(k), Some(w), Some(m), Some(s)) = (
+                feature_index(name),
+                self.weights.get(i),
+                self.means.get(i),
+                self.stds.get(i),
+            ) {
+                let a = f64::from(*w) / f64::from(*s);
+                weights[k] += a as f32;
+                offset -= a * f64::from(*m);
+            }
+        }
+        Linear {
+            weights,
+            offset: offset as f32,
+        }
+    }
+}
+
+/// A model as `sigmoid(a·x + c)` over the full feature vector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Linear {
+    /// Per-feature weight in raw units (0 for features the model does not use).
+    pub weights: [f32; N_FEATURES],
+    /// Offset.
+    pub offset: f32,
+}
+
+impl Linear {
+    /// The score of a feature vector, 0..1.
+    pub fn score(&self, x: &[f32; N_FEATURES]) -> f32 {
+        let dot: f32 = self.weights.iter().zip(x).map(|(w, v)| w * v).sum();
+        sigmoid(self.offset + dot)
+    }
+}
+
+/// Position of a feature in [`FEATURE_NAMES`].
+pub fn feature_index(name: &str) -> Option<usize> {
+    FEATURE_NAMES.iter().position(|n| *n == name)
+}
+
+/// The logistic function, safe for large |x|.
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The current window's feature values, for explanations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ToneEvidence {
+    /// Mean F0 of voiced frames, semitones above the baseline.
+    pub f0_rel_st: f32,
+    /// F0 spread over voiced frames, semitones.
+    pub f0_sd_st: f32,
+    /// Mean energy of speech frames, dB above the baseline.
+    pub energy_rel_db: f32,
+    /// Mean loudness of speech frames, dB above the baseline.
+    pub loudness_rel_db: f32,
+    /// Mean spectral tilt of speech frames, dB above the baseline (vocal effort).
+    pub tilt_rel_db: f32,
+    /// Speaking rate over the baseline rate (geometric mean).
+    pub rate_ratio: f32,
+    /// Voiced share of speech frames.
+    pub voiced_frac: f32,
+    /// Share of the window without scored speech.
+    pub pause_ratio: f32,
+    /// Scored speech in the window, ms.
+    pub speech_ms: u32,
+    /// The score these features gave.
+    pub score: f32,
+}
+
+/// One hop's contribution to the window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    t_ms: u64,
+    dur_ms: u32,
+    speech: bool,
+    voiced: bool,
+    f0_st: f32,
+    energy_db: f32,
+    loudness_db: f32,
+    tilt_db: f32,
+    log_rate: f32,
+    f0_range_st: f32,
+}
+
+/// Running sums over the window's slots.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    total_ms: f64,
+    speech_ms: f64,
+    n_speech: f64,
+    n_voiced: f64,
+    f0: f64,
+    f0_sq: f64,
+    f0_high: f64,
+    energy: f64,
+    energy_sq: f64,
+    energy_peak: f64,
+    loudness: f64,
+    tilt: f64,
+    log_rate: f64,
+    f0_range: f64,
+}
+
+impl Sums {
+    fn apply(&mut self, s: &Slot, sign: f64) {
+        self.total_ms += sign * f64::from(s.dur_ms);
+        if !s.speech {
+            return;
+        }
+        self.speech_ms += sign * f64::from(s.dur_ms);
+        self.n_speech += sign;
+        let e = f64::from(s.energy_db);
+        self.energy += sign * e;
+        self.energy_sq += sign * e * e;
+        if s.energy_db > ENERGY_PEAK_DB {
+            self.energy_peak += sign;
+        }
+        self.loudness += sign * f64::from(s.loudness_db);
+        self.tilt += sign * f64::from(s.tilt_db);
+        self.log_rate += sign * f64::from(s.log_rate);
+        self.f0_range += sign * f64::from(s.f0_range_st);
+        if s.voiced {
+            let f = f64::from(s.f0_st);
+            self.n_voiced += sign;
+            self.f0 += sign * f;
+            self.f0_sq += sign * f * f;
+            if s.f0_st > F0_HIGH_ST {
+                self.f0_high += sign;
+            }
+        }
     }
 }
 
@@ -69,22 +382,391 @@ impl ToneModel {
 #[derive(Debug)]
 pub struct ToneScorer {
     model: Arc<ToneModel>,
+    linear: Linear,
+    /// Ring of the window's slots; `head` is the oldest, `len` how many are live.
+    ring: Vec<Slot>,
+    head: usize,
+    len: usize,
+    sums: Sums,
+    /// Pushes since the sums were last recomputed from the ring (bounds float drift).
+    since_recompute: usize,
+    last_t_ms: Option<u64>,
     score: f32,
 }
 
 impl ToneScorer {
     /// A scorer for one track.
     pub fn new(model: Arc<ToneModel>) -> Self {
-        Self { model, score: 0.0 }
+        // Room for the window at the finest hop (10 ms), plus the frame being added.
+        let capacity = (model.window_ms as usize).div_ceil(10) + 2;
+        Self {
+            linear: model.linear(),
+            model,
+            ring: vec![Slot::default(); capacity],
+            head: 0,
+            len: 0,
+            sums: Sums::default(),
+            since_recompute: 0,
+            last_t_ms: None,
+            score: 0.0,
+        }
     }
 
-    /// Feeds one frame; returns the current score, 0..1.
-    pub fn push(&mut self, _frame: &Frame) -> f32 {
+    /// Feeds one frame; returns the current score, 0..1 (0 until the window holds
+    /// `min_speech_ms` of speech with a ready baseline).
+    pub fn push(&mut self, frame: &Frame) -> f32 {
+        self.update(frame);
+        self.score = match self.features() {
+            Some(x) => self.linear.score(&x),
+            None => 0.0,
+        };
+        self.score
+    }
+
+    /// The last score [`push`](Self::push) returned.
+    pub fn score(&self) -> f32 {
         self.score
     }
 
     /// The model's threshold.
     pub fn threshold(&self) -> f32 {
         self.model.threshold
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> &Arc<ToneModel> {
+        &self.model
+    }
+
+    /// Forgets the window (the baseline lives in the DSP and is kept).
+    pub fn reset(&mut self) {
+        self.head = 0;
+        self.len = 0;
+        self.sums = Sums::default();
+        self.since_recompute = 0;
+        self.last_t_ms = None;
+        self.score = 0.0;
+    }
+
+    /// Adds a frame to the window without scoring it (what [`push`](Self::push) does first).
+    pub fn update(&mut self, frame: &Frame) {
+        let dur_ms = match self.last_t_ms {
+            Some(prev) if frame.t_ms > prev => (frame.t_ms - prev).min(1000) as u32,
+            _ => 10,
+        };
+        self.last_t_ms = Some(frame.t_ms);
+        let window_ms = u64::from(self.model.window_ms);
+        // Evict what has left the window, and the oldest if the ring is full (only when media
+        // time stalls or runs backwards).
+        while self.len > 0 {
+            let oldest = self.ring[self.head];
+            if oldest.t_ms + window_ms > frame.t_ms && self.len < self.ring.len() {
+                break;
+            }
+            self.sums.apply(&oldest, -1.0);
+            self.head = (self.head + 1) % self.ring.len();
+            self.len -= 1;
+        }
+        let rel = &frame.rel;
+        let speech = frame.speech && rel.baseline_ready;
+        let slot = Slot {
+            t_ms: frame.t_ms,
+            dur_ms,
+            speech,
+            voiced: speech && frame.voiced && frame.f0_hz > 0.0,
+            f0_st: clamp(rel.f0_st),
+            energy_db: clamp(rel.energy_db),
+            loudness_db: clamp(rel.loudness_db),
+            tilt_db: clamp(rel.tilt_db),
+            log_rate: if rel.rate_ratio > 0.0 && rel.rate_ratio.is_finite() {
+                rel.rate_ratio.clamp(0.2, 5.0).ln()
+            } else {
+                0.0
+            },
+            f0_range_st: clamp(frame.f0_range_st).max(0.0),
+        };
+        let tail = (self.head + self.len) % self.ring.len();
+        self.ring[tail] = slot;
+        self.len += 1;
+        self.sums.apply(&slot, 1.0);
+        self.since_recompute += 1;
+        if self.since_recompute >= self.ring.len() {
+            self.recompute();
+        }
+    }
+
+    fn recompute(&mut self) {
+        let mut sums = Sums::default();
+        for k in 0..self.len {
+            sums.apply(&self.ring[(self.head + k) % self.ring.len()], 1.0);
+        }
+        self.sums = sums;
+        self.since_recompute = 0;
+    }
+
+    /// The window's features in [`FEATURE_NAMES`] order, once it holds enough speech.
+    pub fn features(&self) -> Option<[f32; N_FEATURES]> {
+        let s = &self.sums;
+        if s.speech_ms + 0.5 < f64::from(self.model.min_speech_ms) || s.n_speech < 1.0 {
+            return None;
+        }
+        let mean = |sum: f64, n: f64| if n >= 1.0 { sum / n } else { 0.0 };
+        let sd = |sum: f64, sq: f64, n: f64| {
+            if n >= 2.0 {
+                let m = sum / n;
+                (sq / n - m * m).max(0.0).sqrt()
+            } else {
+                0.0
+            }
+        };
+        let x = [
+            mean(s.f0, s.n_voiced),
+            sd(s.f0, s.f0_sq, s.n_voiced),
+            mean(s.f0_high, s.n_voiced),
+            mean(s.energy, s.n_speech),
+            sd(s.energy, s.energy_sq, s.n_speech),
+            mean(s.energy_peak, s.n_speech),
+            mean(s.loudness, s.n_speech),
+            mean(s.tilt, s.n_speech),
+            mean(s.log_rate, s.n_speech),
+            mean(s.f0_range, s.n_speech),
+            mean(s.n_voiced, s.n_speech),
+            if s.total_ms > 0.0 {
+                (1.0 - s.speech_ms / s.total_ms).clamp(0.0, 1.0)
+            } else {
+                1.0
+            },
+        ];
+        Some(x.map(|v| v as f32))
+    }
+
+    /// The current window's feature values, for explanations (zeros before it is scored).
+    pub fn evidence(&self) -> ToneEvidence {
+        let Some(x) = self.features() else {
+            return ToneEvidence {
+                pause_ratio: 1.0,
+                rate_ratio: 1.0,
+                ..ToneEvidence::default()
+            };
+        };
+        ToneEvidence {
+            f0_rel_st: x[0],
+            f0_sd_st: x[1],
+            energy_rel_db: x[3],
+            loudness_rel_db: x[6],
+            tilt_rel_db: x[7],
+            rate_ratio: x[8].exp(),
+            voiced_frac: x[10],
+            pause_ratio: x[11],
+            speech_ms: self.sums.speech_ms.round().max(0.0) as u32,
+            score: self.score,
+        }
+    }
+}
+
+fn clamp(v: f32) -> f32 {
+    if v.is_finite() {
+        v.clamp(-REL_CLAMP, REL_CLAMP)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::Relative;
+
+    /// A hand-made model: louder, higher and tenser than baseline scores high.
+    fn toy_model() -> ToneModel {
+        ToneModel {
+            version: MODEL_VERSION,
+            features: vec![
+                "f0_rel_st".into(),
+                "energy_rel_db".into(),
+                "tilt_rel_db".into(),
+            ],
+            means: vec![0.0, 0.0, 0.0],
+            stds: vec![2.0, 3.0, 2.0],
+            weights: vec![1.5, 1.5, 1.0],
+            bias: -4.0,
+            threshold: 0.5,
+            window_ms: 3000,
+            min_speech_ms: 500,
+            sustain_ms: 1000,
+            operating_point: OperatingPoint::default(),
+            provenance: Provenance::default(),
+        }
+    }
+
+    fn frame(t_ms: u64, speech: bool, f0_st: f32, energy_db: f32, tilt_db: f32) -> Frame {
+        Frame {
+            t_ms,
+            vad: speech,
+            speech,
+            voiced: speech,
+            f0_hz: if speech { 150.0 } else { 0.0 },
+            energy_db: -20.0 + energy_db,
+            rel: Relative {
+                baseline_ready: true,
+                f0_st,
+                energy_db,
+                loudness_db: energy_db,
+                tilt_db,
+                rate_ratio: 1.0,
+            },
+            ..Frame::default()
+        }
+    }
+
+    #[test]
+    fn bundled_model_is_valid() {
+        let m = ToneModel::from_json(DEFAULT_MODEL_JSON, "models/default.json").unwrap();
+        assert!(m.threshold > 0.0 && m.threshold < 1.0);
+        assert!(m.window_ms <= 3000);
+        assert_eq!(ToneModel::bundled(), m);
+    }
+
+    #[test]
+    fn model_json_round_trips() {
+        let mut m = toy_model();
+        m.provenance.auc.insert("angry_vs_rest".into(), 0.95);
+        m.provenance.command = "warmline tune --labels x.csv".into();
+        let text = serde_json::to_string_pretty(&m).unwrap();
+        assert_eq!(ToneModel::from_json(&text, "x").unwrap(), m);
+    }
+
+    #[test]
+    fn bad_model_files_name_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.json");
+        std::fs::write(&path, "{\"version\": 1").unwrap();
+        let e = ToneModel::load(&path).unwrap_err().to_string();
+        assert!(e.contains("broken.json"), "{e}");
+
+        let mut m = toy_model();
+        m.weights.pop();
+        std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ToneModel::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("broken.json") && e.contains("weights has 2 values"),
+            "{e}"
+        );
+
+        let mut m = toy_model();
+        m.features[1] = "shouting".into();
+        std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = ToneModel::load(&path).unwrap_err().to_string();
+        assert!(e.contains("unknown feature \"shouting\""), "{e}");
+
+        let e = ToneModel::load(&dir.path().join("missing.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.json"), "{e}");
+    }
+
+    #[test]
+    fn raised_voice_after_baseline_crosses_threshold_and_constant_loud_voice_does_not() {
+        let model = Arc::new(toy_model());
+        // Speaker A: normal voice for 10 s (relative ~0), then 4 dB higher F0, 9 dB louder and
+        // 4 dB more tilt, with pauses every half second.
+        let mut a = ToneScorer::new(model.clone());
+        let mut before = 0.0f32;
+        let mut after = 1.0f32;
+        for k in 0..2000u64 {
+            let t = k * 10;
+            let speech = (k % 50) < 40;
+            let jitter = ((k * 7919) % 13) as f32 / 13.0 - 0.5;
+            let (f0, e, tilt) = if t < 10_000 {
+                (jitter, jitter, 0.3 * jitter)
+            } else {
+                (4.0 + jitter, 9.0 + jitter, 4.0)
+            };
+            let s = a.push(&frame(t, speech, f0, e, tilt));
+            if t < 10_000 {
+                before = before.max(s);
+            } else if t > 13_000 {
+                after = after.min(s);
+            }
+        }
+        assert!(before < model.threshold, "baseline speech scored {before}");
+        assert!(after > model.threshold, "raised voice scored only {after}");
+        let ev = a.evidence();
+        assert!(ev.energy_rel_db > 8.0 && ev.f0_rel_st > 3.0, "{ev:?}");
+
+        // Speaker B talks loudly all the time: 20 dB louder in absolute terms, but that is their
+        // baseline, so relative features stay near zero.
+        let mut b = ToneScorer::new(model.clone());
+        let mut top = 0.0f32;
+        for k in 0..2000u64 {
+            let mut f = frame(k * 10, (k % 50) < 40, 0.2, 0.3, 0.1);
+            f.energy_db = 0.0;
+            f.loudness_db = 0.0;
+            top = top.max(b.push(&f));
+        }
+        assert!(
+            top < model.threshold,
+            "loud-but-constant speaker scored {top}"
+        );
+    }
+
+    #[test]
+    fn nothing_scores_before_the_baseline_or_enough_speech() {
+        let mut s = ToneScorer::new(Arc::new(toy_model()));
+        for k in 0..300u64 {
+            let mut f = frame(k * 10, true, 10.0, 20.0, 8.0);
+            f.rel.baseline_ready = false;
+            assert_eq!(s.push(&f), 0.0);
+        }
+        s.reset();
+        // 400 ms of speech is under min_speech_ms.
+        for k in 0..40u64 {
+            assert_eq!(s.push(&frame(k * 10, true, 10.0, 20.0, 8.0)), 0.0);
+        }
+        assert!(s.push(&frame(400, true, 10.0, 20.0, 8.0)) == 0.0);
+        for k in 41..60u64 {
+            s.push(&frame(k * 10, true, 10.0, 20.0, 8.0));
+        }
+        assert!(s.score() > 0.9);
+    }
+
+    #[test]
+    fn running_sums_match_a_fresh_window() {
+        let model = Arc::new(toy_model());
+        let mut long = ToneScorer::new(model.clone());
+        let frames: Vec<Frame> = (0..5000u64)
+            .map(|k| {
+                let v = ((k * 2654435761) % 1000) as f32 / 100.0 - 5.0;
+                frame(k * 10, k % 7 != 0, v, -v, v * 0.5)
+            })
+            .collect();
+        for f in &frames {
+            long.push(f);
+        }
+        // A fresh scorer over just the last window must agree.
+        let mut fresh = ToneScorer::new(model);
+        for f in &frames[frames.len() - 300..] {
+            fresh.push(f);
+        }
+        let (a, b) = (long.features().unwrap(), fresh.features().unwrap());
+        for i in 0..N_FEATURES {
+            assert!(
+                (a[i] - b[i]).abs() < 1e-4,
+                "{}: {} vs {}",
+                FEATURE_NAMES[i],
+                a[i],
+                b[i]
+            );
+        }
+    }
+
+    #[test]
+    fn twenty_ms_hops_fill_the_same_window() {
+        let mut s = ToneScorer::new(Arc::new(toy_model()));
+        for k in 0..400u64 {
+            s.push(&frame(k * 20, true, 1.0, 1.0, 1.0));
+        }
+        assert_eq!(s.evidence().speech_ms, 3000);
+        assert!((s.evidence().pause_ratio).abs() < 1e-6);
     }
 }

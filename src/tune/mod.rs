@@ -1,3 +1,871 @@
 //! Offline evaluation and calibration of the tone detector (`warmline tune`).
 //!
-//! (Being filled in.)
+//! Every recording is scored the way a live call is: its PCM (through the telephone channel by
+//! default) goes hop by hop through [`TrackAnalyzer`] and the window features of
+//! [`ToneScorer`]. When rows name a speaker, the analyser is first primed with that speaker's
+//! other calm material (see [`prime_pool`]), so the caller baseline is established from the
+//! speaker's own normal voice before the clip is heard, as in a call that starts calmly.
+//!
+//! Training and validation are speaker-disjoint (see [`speaker_folds`]); the threshold is the
+//! out-of-fold operating point; the model written is fitted on all rows.
+
+pub mod dataset;
+pub mod logistic;
+pub mod plot;
+pub mod roc;
+
+use crate::detect::tone::{
+    FEATURE_NAMES, MODEL_VERSION, ModelError, N_FEATURES, OperatingPoint, Provenance, ToneModel,
+    ToneScorer,
+};
+use crate::dsp::{DspConfig, Frame, TrackAnalyzer};
+use dataset::{Audio, LabelRow, RowProblem};
+use roc::RocPoint;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Why a tune run could not proceed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TuneError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A labels or index file is unusable as a whole.
+    #[error("{}: {detail}", path.display())]
+    Labels {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Nothing left to evaluate.
+    #[error("nothing usable: {0}")]
+    NothingUsable(String),
+    /// A model file problem.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The analyser refused the settings or the audio's rate.
+    #[error("{at}: {source}")]
+    Dsp {
+        /// The recording.
+        at: String,
+        /// Why.
+        source: crate::dsp::DspError,
+    },
+    /// Fitting failed.
+    #[error("fitting failed: {0}")]
+    Fit(String),
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    /// Degrade audio through the telephone channel first.
+    pub telephone: bool,
+    /// DSP settings (as the server would use).
+    pub dsp: DspConfig,
+    /// Folds (default: number of speakers, at most 6).
+    pub folds: Option<usize>,
+    /// FPR cap of the operating-point rule.
+    pub max_fpr: f64,
+    /// Tone window, ms.
+    pub window_ms: u32,
+    /// Speech needed in the window before scoring, ms.
+    pub min_speech_ms: u32,
+    /// Recommended sustain written into the model, ms.
+    pub sustain_ms: u32,
+    /// A clip's score is the highest level its score holds for this long (0 = plain maximum).
+    pub clip_hold_ms: u32,
+    /// L2 penalty of the logistic fit.
+    pub l2: f64,
+    /// Training takes every n-th scored window of a clip.
+    pub train_stride: usize,
+    /// Worker threads for feature extraction.
+    pub threads: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        Self {
+            telephone: true,
+            dsp: DspConfig::default(),
+            folds: None,
+            max_fpr: 0.05,
+            window_ms: 3000,
+            min_speech_ms: 500,
+            sustain_ms: 1000,
+            clip_hold_ms: 0,
+            l2: 0.01,
+            train_stride: 5,
+            threads: 2,
+            progress: false,
+        }
+    }
+}
+
+/// One recording's audio, ready to stream.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    /// Its row.
+    pub row: LabelRow,
+    /// Its audio (after the channel).
+    pub audio: Audio,
+}
+
+/// Loads every row's audio; rows that fail are returned as problems.
+pub fn load_clips(rows: Vec<LabelRow>, telephone: bool) -> (Vec<Clip>, Vec<RowProblem>) {
+    let mut clips = Vec::new();
+    let mut problems = Vec::new();
+    for row in rows {
+        let audio = dataset::read_wav(&row.path).and_then(|a| {
+            if a.samples.is_empty() {
+                Err(format!("empty WAV {}", row.path.display()))
+            } else if telephone {
+                dataset::telephone_channel(&a)
+            } else {
+                Ok(a)
+            }
+        });
+        match audio {
+            Ok(audio) => clips.push(Clip { row, audio }),
+            Err(detail) => problems.push(RowProblem {
+                at: row.at(),
+                detail,
+            }),
+        }
+    }
+    (clips, problems)
+}
+
+/// The window features of one clip, hop by hop, as the live scorer sees them.
+#[derive(Debug, Clone, Default)]
+pub struct ClipWindows {
+    /// Hop length, ms.
+    pub hop_ms: u32,
+    /// Per hop: the window features, or `None` before the window holds enough speech.
+    pub windows: Vec<Option<[f32; N_FEATURES]>>,
+    /// Whether the speaker baseline was established before the clip began.
+    pub primed: bool,
+}
+
+impl ClipWindows {
+    /// The clip's score under `model`: the highest level the per-hop score holds for
+    /// `hold_ms` (plain maximum at 0).
+    pub fn score(&self, model: &ToneModel, hold_ms: u32) -> f64 {
+        let linear = model.linear();
+        let scores: Vec<f32> = self
+            .windows
+            .iter()
+            .map(|w| w.as_ref().map_or(0.0, |x| linear.score(x)))
+            .collect();
+        f64::from(sustained_peak(&scores, self.hop_ms, hold_ms))
+    }
+}
+
+/// The highest value `scores` stays at or above for `hold_ms` (a sliding-window minimum,
+/// maximised): what a "score ≥ threshold for `hold_ms`" rule needs the threshold to be under.
+pub fn sustained_peak(scores: &[f32], hop_ms: u32, hold_ms: u32) -> f32 {
+    let span = (hold_ms / hop_ms.max(1)) as usize + 1;
+    if scores.len() < span {
+        return 0.0;
+    }
+    let mut best = f32::NEG_INFINITY;
+    let mut deque: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
+    for (i, &s) in scores.iter().enumerate() {
+        while deque.back().is_some_and(|&j| scores[j] >= s) {
+            deque.pop_back();
+        }
+        deque.push_back(i);
+        if deque.front().is_some_and(|&j| j + span <= i) {
+            deque.pop_front();
+        }
+        if i + 1 >= span {
+            if let Some(&j) = deque.front() {
+                best = best.max(scores[j]);
+            }
+        }
+    }
+    best.max(0.0)
+}
+
+/// The clips (other than `skip`) that prime the baseline of `clips[skip]`'s speaker, in path
+/// order: the speaker's rows marked `baseline = 1`, else their `neutral`/`calm`/`0` rows.
+/// Empty without a speaker.
+pub fn prime_pool(clips: &[Clip], skip: usize) -> Vec<usize> {
+    let Some(speaker) = clips[skip].row.speaker.as_deref() else {
+        return Vec::new();
+    };
+    let mut pool: Vec<usize> = (0..clips.len())
+        .filter(|&i| i != skip)
+        .filter(|&i| clips[i].row.speaker.as_deref() == Some(speaker))
+        .filter(|&i| clips[i].row.is_baseline_material())
+        .collect();
+    pool.sort_by(|&a, &b| clips[a].row.path.cmp(&clips[b].row.path));
+    pool
+}
+
+/// A model that only fixes the window, for feature extraction.
+fn window_model(opts: &TuneOptions) -> ToneModel {
+    ToneModel {
+        version: MODEL_VERSION,
+        features: vec![FEATURE_NAMES[0].to_owned()],
+        means: vec![0.0],
+        stds: vec![1.0],
+        weights: vec![0.0],
+        bias: 0.0,
+        threshold: 0.5,
+        window_ms: opts.window_ms,
+        min_speech_ms: opts.min_speech_ms,
+        sustain_ms: opts.sustain_ms,
+        operating_point: OperatingPoint::default(),
+        provenance: Provenance::default(),
+    }
+}
+
+/// Streams one clip as live: a fresh analyser primed from `prime_pool` until its baseline is
+/// established, then the clip with a fresh tone window.
+pub fn clip_windows(
+    clips: &[Clip],
+    i: usize,
+    dsp: &DspConfig,
+    window: &Arc<ToneModel>,
+) -> Result<ClipWindows, TuneError> {
+    let clip = &clips[i];
+    let rate = clip.audio.sample_rate_hz;
+    let mut analyzer = TrackAnalyzer::new(rate, dsp).map_err(|source| TuneError::Dsp {
+        at: clip.row.at(),
+        source,
+    })?;
+    let mut frames: Vec<Frame> = Vec::with_capacity(1024);
+    // The pool is cycled (up to four passes) when one pass holds less speech than the DSP's
+    // baseline needs; repeating calm material leaves its statistics unchanged.
+    let pool = prime_pool(clips, i);
+    let cycled = pool.iter().cycle().take(pool.len() * 4);
+    for &j in cycled {
+        if analyzer.baseline().is_some() {
+            break;
+        }
+        // Material at another rate cannot go through this analyser; skip it.
+        if clips[j].audio.sample_rate_hz != rate {
+            continue;
+        }
+        for chunk in clips[j].audio.samples.chunks(rate as usize / 50) {
+            frames.clear();
+            analyzer.push(chunk, &mut frames);
+        }
+    }
+    let primed = analyzer.baseline().is_some();
+    let mut scorer = ToneScorer::new(window.clone());
+    let mut out = ClipWindows {
+        hop_ms: dsp.hop_ms,
+        windows: Vec::with_capacity(clip.audio.samples.len() / 80 + 1),
+        primed,
+    };
+    // 20 ms chunks, as a media stream delivers them.
+    for chunk in clip.audio.samples.chunks((rate as usize / 50).max(1)) {
+        frames.clear();
+        analyzer.push(chunk, &mut frames);
+        for f in &frames {
+            scorer.update(f);
+            out.windows.push(scorer.features());
+        }
+    }
+    Ok(out)
+}
+
+/// Extracts every clip's windows on `opts.threads` threads (results in clip order).
+pub fn extract_all(clips: &[Clip], opts: &TuneOptions) -> Result<Vec<ClipWindows>, TuneError> {
+    let window = Arc::new(window_model(opts));
+    let bar = progress_bar(clips.len() as u64, opts.progress, "streaming clips");
+    let next = AtomicUsize::new(0);
+    let threads = opts.threads.clamp(1, 16);
+    let mut results: Vec<Option<Result<ClipWindows, TuneError>>> = Vec::new();
+    results.resize_with(clips.len(), || None);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= clips.len() {
+                            break;
+                        }
+                        mine.push((i, clip_windows(clips, i, &opts.dsp, &window)));
+                        bar.inc(1);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for h in handles {
+            // A worker only panics on a bug; its clips then report an error below.
+            if let Ok(mine) = h.join() {
+                for (i, r) in mine {
+                    results[i] = Some(r);
+                }
+            }
+        }
+    });
+    bar.finish_and_clear();
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(TuneError::Fit("a worker thread panicked".into()))))
+        .collect()
+}
+
+fn progress_bar(len: u64, show: bool, msg: &'static str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(msg);
+    bar
+}
+
+/// Fold of each clip: speakers sorted by name and dealt round-robin into `k` folds, so no
+/// speaker is ever on both sides. Clips without a speaker are their own group (by path).
+pub fn speaker_folds(groups: &[String], k: usize) -> Vec<usize> {
+    let mut names: Vec<&String> = groups.iter().collect();
+    names.sort();
+    names.dedup();
+    let k = k.max(1);
+    groups
+        .iter()
+        .map(|g| names.binary_search(&g).unwrap_or(0) % k)
+        .collect()
+}
+
+/// The grouping key of a clip for folds.
+fn group_of(clip: &Clip) -> String {
+    clip.row
+        .speaker
+        .clone()
+        .unwrap_or_else(|| format!("file:{}", clip.row.path.display()))
+}
+
+/// Fits a model on the given clips' windows.
+pub fn fit_model(
+    windows: &[&ClipWindows],
+    labels: &[bool],
+    opts: &TuneOptions,
+) -> Result<ToneModel, TuneError> {
+    let n_pos = labels.iter().filter(|l| **l).count().max(1) as f64;
+    let n_neg = (labels.len() as f64 - n_pos).max(1.0);
+    let mut rows = Vec::new();
+    let mut ys = Vec::new();
+    let mut ws = Vec::new();
+    for (cw, &y) in windows.iter().zip(labels) {
+        let ready: Vec<&[f32; N_FEATURES]> = cw
+            .windows
+            .iter()
+            .flatten()
+            .step_by(opts.train_stride.max(1))
+            .collect();
+        if ready.is_empty() {
+            continue;
+        }
+        // Each clip weighs the same, and both classes weigh the same in total.
+        let w = if y { 0.5 / n_pos } else { 0.5 / n_neg } / ready.len() as f64;
+        for x in ready {
+            rows.push(x.iter().map(|v| f64::from(*v)).collect::<Vec<f64>>());
+            ys.push(y);
+            ws.push(w);
+        }
+    }
+    let fit = logistic::fit(&rows, &ys, &ws, opts.l2)
+        .ok_or_else(|| TuneError::Fit("need scored windows of both classes".into()))?;
+    let mut model = window_model(opts);
+    model.features = FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect();
+    model.means = fit.means.iter().map(|v| *v as f32).collect();
+    model.stds = fit.stds.iter().map(|v| *v as f32).collect();
+    model.weights = fit.weights.iter().map(|v| *v as f32).collect();
+    model.bias = fit.bias as f32;
+    Ok(model)
+}
+
+/// One scored clip in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoredClip {
+    /// The recording.
+    pub path: String,
+    /// Its label.
+    pub label: String,
+    /// Positive class.
+    pub positive: bool,
+    /// Speaker.
+    pub speaker: Option<String>,
+    /// Fold it was held out in (none when evaluating a given model).
+    pub fold: Option<usize>,
+    /// Its score.
+    pub score: f64,
+    /// Whether its speaker baseline was ready before it began.
+    pub primed: bool,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuneReport {
+    /// Positives scored.
+    pub n_pos: usize,
+    /// Negatives scored.
+    pub n_neg: usize,
+    /// AUC over all scored clips.
+    pub auc: f64,
+    /// AUC of positives against each negative label alone.
+    pub auc_by_negative: BTreeMap<String, f64>,
+    /// AUC of positives against the `neutral` and `calm` negatives, when there are any.
+    pub auc_neutral_calm: Option<f64>,
+    /// The operating point.
+    pub operating_point: RocPoint,
+    /// The rule that chose it.
+    pub rule: String,
+    /// The ROC curve.
+    pub curve: Vec<RocPoint>,
+    /// Folds used (0 when a given model was evaluated).
+    pub folds: usize,
+    /// Rows skipped, with reasons.
+    #[serde(skip)]
+    pub skipped: Vec<RowProblem>,
+    /// Clips whose speaker baseline was not ready before they began.
+    pub unprimed: usize,
+    /// Every scored clip.
+    #[serde(skip)]
+    pub clips: Vec<ScoredClip>,
+    /// The model (trained, or the one evaluated).
+    #[serde(skip)]
+    pub model: ToneModel,
+}
+
+impl TuneReport {
+    /// The threshold sweep at fixed thresholds.
+    pub fn sweep(&self) -> Vec<RocPoint> {
+        let scores: Vec<f64> = self.clips.iter().map(|c| c.score).collect();
+        let labels: Vec<bool> = self.clips.iter().map(|c| c.positive).collect();
+        (1..20)
+            .map(|k| roc::at_threshold(&scores, &labels, f64::from(k) * 0.05))
+            .collect()
+    }
+}
+
+/// What [`summarise`] derives from clip scores.
+struct Summary {
+    clips: Vec<ScoredClip>,
+    auc: f64,
+    by: BTreeMap<String, f64>,
+    neutral_calm: Option<f64>,
+    curve: Vec<RocPoint>,
+}
+
+fn summarise(
+    clips: &[Clip],
+    scores: Vec<f64>,
+    folds_of: Option<&[usize]>,
+    primed: &[bool],
+) -> Summary {
+    let labels: Vec<bool> = clips.iter().map(|c| c.row.positive).collect();
+    let scored: Vec<ScoredClip> = clips
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ScoredClip {
+            path: c.row.path.display().to_string(),
+            label: c.row.label.clone(),
+            positive: c.row.positive,
+            speaker: c.row.speaker.clone(),
+            fold: folds_of.map(|f| f[i]),
+            score: scores[i],
+            primed: primed[i],
+        })
+        .collect();
+    let auc = roc::auc(&scores, &labels).unwrap_or(f64::NAN);
+    let mut by = BTreeMap::new();
+    let negative_labels: std::collections::BTreeSet<&str> = clips
+        .iter()
+        .filter(|c| !c.row.positive)
+        .map(|c| c.row.label.as_str())
+        .collect();
+    let subset_auc = |keep: &dyn Fn(&Clip) -> bool| {
+        let (s, l): (Vec<f64>, Vec<bool>) = clips
+            .iter()
+            .zip(&scores)
+            .filter(|(c, _)| c.row.positive || keep(c))
+            .map(|(c, s)| (*s, c.row.positive))
+            .unzip();
+        roc::auc(&s, &l)
+    };
+    for neg in negative_labels {
+        if let Some(a) = subset_auc(&|c: &Clip| c.row.label == neg) {
+            by.insert(neg.to_owned(), a);
+        }
+    }
+    let nc = subset_auc(&|c: &Clip| matches!(c.row.label.as_str(), "neutral" | "calm"));
+    let curve = roc::roc(&scores, &labels);
+    Summary {
+        clips: scored,
+        auc,
+        by,
+        neutral_calm: nc,
+        curve,
+    }
+}
+
+/// Trains with speaker-disjoint cross-validation: out-of-fold scores for the report and the
+/// threshold, then one model on everything.
+pub fn train(
+    clips: &[Clip],
+    skipped: Vec<RowProblem>,
+    opts: &TuneOptions,
+) -> Result<TuneReport, TuneError> {
+    check_classes(clips)?;
+    let windows = extract_all(clips, opts)?;
+    train_on_windows(clips, &windows, skipped, opts)
+}
+
+/// [`train`] on already extracted windows.
+pub fn train_on_windows(
+    clips: &[Clip],
+    windows: &[ClipWindows],
+    skipped: Vec<RowProblem>,
+    opts: &TuneOptions,
+) -> Result<TuneReport, TuneError> {
+    check_classes(clips)?;
+    let groups: Vec<String> = clips.iter().map(group_of).collect();
+    let mut distinct = groups.clone();
+    distinct.sort();
+    distinct.dedup();
+    let k = opts
+        .folds
+        .unwrap_or(distinct.len().min(6))
+        .clamp(2, distinct.len().max(2));
+    let fold = speaker_folds(&groups, k);
+    let labels: Vec<bool> = clips.iter().map(|c| c.row.positive).collect();
+    let mut scores = vec![0.0; clips.len()];
+    for f in 0..k {
+        let train_idx: Vec<usize> = (0..clips.len()).filter(|&i| fold[i] != f).collect();
+        let tw: Vec<&ClipWindows> = train_idx.iter().map(|&i| &windows[i]).collect();
+        let tl: Vec<bool> = train_idx.iter().map(|&i| labels[i]).collect();
+        let model = fit_model(&tw, &tl, opts)?;
+        for i in (0..clips.len()).filter(|&i| fold[i] == f) {
+            scores[i] = windows[i].score(&model, opts.clip_hold_ms);
+        }
+    }
+    let all: Vec<&ClipWindows> = windows.iter().collect();
+    let mut model = fit_model(&all, &labels, opts)?;
+    let primed: Vec<bool> = windows.iter().map(|w| w.primed).collect();
+    let Summary {
+        clips: scored,
+        auc,
+        by,
+        neutral_calm: nc,
+        curve,
+    } = summarise(clips, scores, Some(&fold), &primed);
+    let rule = format!(
+        "highest out-of-fold TPR with FPR <= {}; clip score = highest level held {} ms",
+        opts.max_fpr, opts.clip_hold_ms
+    );
+    let op = roc::operating_point(&curve, opts.max_fpr)
+        .ok_or_else(|| TuneError::NothingUsable("no ROC curve".into()))?;
+    model.threshold = op.threshold.clamp(0.0, 1.0) as f32;
+    model.operating_point = OperatingPoint {
+        rule: rule.clone(),
+        tpr: op.tpr,
+        fpr: op.fpr,
+    };
+    model.provenance.folds = k;
+    model.provenance.auc.insert("out_of_fold".into(), auc);
+    if let Some(a) = nc {
+        model.provenance.auc.insert("vs_neutral_calm".into(), a);
+    }
+    let (n_pos, n_neg) = roc::counts(&labels);
+    Ok(TuneReport {
+        n_pos,
+        n_neg,
+        auc,
+        auc_by_negative: by,
+        auc_neutral_calm: nc,
+        operating_point: op,
+        rule,
+        curve,
+        folds: k,
+        skipped,
+        unprimed: primed.iter().filter(|p| !**p).count(),
+        clips: scored,
+        model,
+    })
+}
+
+/// Evaluates a given model (no training): its own threshold is the operating point.
+pub fn evaluate(
+    clips: &[Clip],
+    skipped: Vec<RowProblem>,
+    model: &ToneModel,
+    opts: &TuneOptions,
+) -> Result<TuneReport, TuneError> {
+    check_classes(clips)?;
+    let mut o = opts.clone();
+    o.window_ms = model.window_ms;
+    o.min_speech_ms = model.min_speech_ms;
+    let windows = extract_all(clips, &o)?;
+    let scores: Vec<f64> = windows
+        .iter()
+        .map(|w| w.score(model, opts.clip_hold_ms))
+        .collect();
+    let labels: Vec<bool> = clips.iter().map(|c| c.row.positive).collect();
+    let op = roc::at_threshold(&scores, &labels, f64::from(model.threshold));
+    let primed: Vec<bool> = windows.iter().map(|w| w.primed).collect();
+    let Summary {
+        clips: scored,
+        auc,
+        by,
+        neutral_calm: nc,
+        curve,
+    } = summarise(clips, scores, None, &primed);
+    let (n_pos, n_neg) = roc::counts(&labels);
+    Ok(TuneReport {
+        n_pos,
+        n_neg,
+        auc,
+        auc_by_negative: by,
+        auc_neutral_calm: nc,
+        operating_point: op,
+        rule: "the model's own threshold".into(),
+        curve,
+        folds: 0,
+        skipped,
+        unprimed: primed.iter().filter(|p| !**p).count(),
+        clips: scored,
+        model: model.clone(),
+    })
+}
+
+fn check_classes(clips: &[Clip]) -> Result<(), TuneError> {
+    let pos = clips.iter().filter(|c| c.row.positive).count();
+    if pos == 0 || pos == clips.len() {
+        return Err(TuneError::NothingUsable(format!(
+            "{pos} positive and {} negative recordings; need both",
+            clips.len() - pos
+        )));
+    }
+    Ok(())
+}
+
+/// One call of the calls check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallOutcome {
+    /// The WAV.
+    pub wav: String,
+    /// `escalating` or `calm`.
+    pub kind: String,
+    /// Where anger starts, ms (escalating calls).
+    pub anger_onset_ms: Option<u64>,
+    /// When the sustain rule first fired, ms.
+    pub first_cross_ms: Option<u64>,
+    /// Highest score held for the sustain time anywhere in the call.
+    pub peak_sustained: f32,
+    /// Highest score held for the sustain time before the anger onset (the whole call if calm).
+    pub peak_sustained_before_onset: f32,
+}
+
+impl CallOutcome {
+    /// Firing delay after the anger onset, ms (negative = fired early).
+    pub fn delay_ms(&self) -> Option<i64> {
+        Some(self.first_cross_ms? as i64 - self.anger_onset_ms? as i64)
+    }
+}
+
+/// Streams each call of a calls `index.csv` (`wav,…,kind,anger_onset_ms`) through the analyser
+/// and `model`, firing when the score stays at or above the threshold for `sustain_ms`.
+pub fn evaluate_calls(
+    index: &Path,
+    model: &ToneModel,
+    dsp: &DspConfig,
+    sustain_ms: u32,
+    threads: usize,
+    progress: bool,
+) -> Result<Vec<CallOutcome>, TuneError> {
+    let text = std::fs::read_to_string(index).map_err(|source| TuneError::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let mut lines = text.lines().enumerate();
+    let header: Vec<String> = lines
+        .next()
+        .map(|(_, h)| dataset::split_csv_line(h))
+        .unwrap_or_default();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| TuneError::Labels {
+                path: index.to_path_buf(),
+                detail: format!("no {name:?} column"),
+            })
+    };
+    let (c_wav, c_kind, c_onset) = (col("wav")?, col("kind")?, col("anger_onset_ms")?);
+    let root = index
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let mut calls = Vec::new();
+    for (n, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f = dataset::split_csv_line(line);
+        let get = |c: usize| f.get(c).map(|s| s.trim()).unwrap_or("");
+        let onset = match get(c_onset) {
+            "" => None,
+            v => Some(v.parse::<u64>().map_err(|_| TuneError::Labels {
+                path: index.to_path_buf(),
+                detail: format!("line {}: bad anger_onset_ms {v:?}", n + 1),
+            })?),
+        };
+        calls.push((root.join(get(c_wav)), get(c_kind).to_owned(), onset));
+    }
+    let model = Arc::new(model.clone());
+    let bar = progress_bar(calls.len() as u64, progress, "streaming calls");
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<CallOutcome, TuneError>>> = Vec::new();
+    results.resize_with(calls.len(), || None);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.clamp(1, 16))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= calls.len() {
+                            break;
+                        }
+                        let (wav, kind, onset) = &calls[i];
+                        mine.push((i, run_call(wav, kind, *onset, &model, dsp, sustain_ms)));
+                        bar.inc(1);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(mine) = h.join() {
+                for (i, r) in mine {
+                    results[i] = Some(r);
+                }
+            }
+        }
+    });
+    bar.finish_and_clear();
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(TuneError::Fit("a worker thread panicked".into()))))
+        .collect()
+}
+
+fn run_call(
+    wav: &Path,
+    kind: &str,
+    onset: Option<u64>,
+    model: &Arc<ToneModel>,
+    dsp: &DspConfig,
+    sustain_ms: u32,
+) -> Result<CallOutcome, TuneError> {
+    let audio = dataset::read_wav(wav).map_err(|detail| TuneError::Labels {
+        path: wav.to_path_buf(),
+        detail,
+    })?;
+    let mut analyzer =
+        TrackAnalyzer::new(audio.sample_rate_hz, dsp).map_err(|source| TuneError::Dsp {
+            at: wav.display().to_string(),
+            source,
+        })?;
+    let mut scorer = ToneScorer::new(model.clone());
+    let mut frames = Vec::with_capacity(8);
+    let mut scores = Vec::with_capacity(audio.samples.len() / 80 + 1);
+    let mut before = Vec::new();
+    let mut run_start: Option<u64> = None;
+    let mut first_cross = None;
+    for chunk in audio
+        .samples
+        .chunks((audio.sample_rate_hz as usize / 50).max(1))
+    {
+        frames.clear();
+        analyzer.push(chunk, &mut frames);
+        for f in &frames {
+            let s = scorer.push(f);
+            scores.push(s);
+            if onset.is_none_or(|o| f.t_ms < o) {
+                before.push(s);
+            }
+            if s >= model.threshold {
+                let start = *run_start.get_or_insert(f.t_ms);
+                if first_cross.is_none() && f.t_ms - start >= u64::from(sustain_ms) {
+                    first_cross = Some(f.t_ms);
+                }
+            } else {
+                run_start = None;
+            }
+        }
+    }
+    Ok(CallOutcome {
+        wav: wav.display().to_string(),
+        kind: kind.to_owned(),
+        anger_onset_ms: onset,
+        first_cross_ms: first_cross,
+        peak_sustained: sustained_peak(&scores, dsp.hop_ms, sustain_ms),
+        peak_sustained_before_onset: sustained_peak(&before, dsp.hop_ms, sustain_ms),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_are_speaker_disjoint_and_deterministic() {
+        let groups: Vec<String> = ["s3", "s1", "s2", "s1", "s4", "s3", "s5", "s2", "s1"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let a = speaker_folds(&groups, 3);
+        assert_eq!(a, speaker_folds(&groups, 3));
+        for i in 0..groups.len() {
+            for j in 0..groups.len() {
+                if groups[i] == groups[j] {
+                    assert_eq!(a[i], a[j], "speaker {} split across folds", groups[i]);
+                }
+            }
+        }
+        // Sorted speakers s1..s5 dealt round-robin: s1→0, s2→1, s3→2, s4→0, s5→1.
+        assert_eq!(a, vec![2, 0, 1, 0, 0, 2, 1, 1, 0]);
+        // Order of rows does not matter.
+        let mut rev = groups.clone();
+        rev.reverse();
+        let mut b = speaker_folds(&rev, 3);
+        b.reverse();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn sustained_peak_is_the_level_held_long_enough() {
+        let s = [0.1, 0.9, 0.2, 0.7, 0.8, 0.75, 0.3];
+        assert_eq!(sustained_peak(&s, 10, 0), 0.9);
+        assert_eq!(sustained_peak(&s, 10, 20), 0.7);
+        assert_eq!(sustained_peak(&s, 10, 10), 0.75);
+        assert_eq!(sustained_peak(&s, 10, 1000), 0.0);
+    }
+}

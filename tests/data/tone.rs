@@ -1,1 +1,100 @@
-//! (to be filled)
+//! The tone model on the shared data: speaker-disjoint emotion AUCs on RAVDESS through the
+//! telephone channel (the procedure that produced `models/default.json`) and time-to-escalation
+//! of the bundled model on the synthetic calls.
+
+use crate::common::data_dir;
+use warmline::detect::tone::ToneModel;
+use warmline::dsp::DspConfig;
+use warmline::tune::dataset::{Negatives, read_emotion_index};
+use warmline::tune::{self, TuneOptions};
+
+fn clips(corpus: &str) -> Vec<tune::Clip> {
+    let index = data_dir().join("emotion/index.csv");
+    let (rows, problems) = read_emotion_index(&index, Some(corpus), Negatives::All).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let (clips, problems) = tune::load_clips(rows, true);
+    assert!(problems.is_empty(), "{problems:?}");
+    clips
+}
+
+#[test]
+fn ravdess_anger_separates_speaker_disjoint_on_the_telephone_channel() {
+    let clips = clips("ravdess");
+    let bundled = ToneModel::bundled();
+    let opts = TuneOptions {
+        window_ms: bundled.window_ms,
+        min_speech_ms: bundled.min_speech_ms,
+        clip_hold_ms: 500,
+        ..TuneOptions::default()
+    };
+    let report = tune::train(&clips, Vec::new(), &opts).unwrap();
+    eprintln!(
+        "RAVDESS out-of-fold: AUC {:.4}, vs neutral/calm {:?}, {} folds, by negative {:?}",
+        report.auc, report.auc_neutral_calm, report.folds, report.auc_by_negative
+    );
+    assert_eq!(report.folds, 6);
+    assert_eq!((report.n_pos, report.n_neg), (96, 180));
+    assert_eq!(report.unprimed, 0, "every clip had its speaker baseline");
+    // Measured 0.899; the 0.93 target is not reached yet (fear is the main confusion).
+    assert!(
+        report.auc >= 0.89,
+        "anger vs every other emotion: AUC {}",
+        report.auc
+    );
+    let nc = report.auc_neutral_calm.unwrap();
+    assert!(nc >= 0.97, "anger vs neutral/calm: AUC {nc}");
+    // Speaker-disjoint: no fold holds a speaker that another fold also holds.
+    for a in &report.clips {
+        for b in &report.clips {
+            if a.speaker == b.speaker {
+                assert_eq!(a.fold, b.fold);
+            }
+        }
+    }
+}
+
+#[test]
+fn bundled_model_fires_on_every_escalating_call_after_onset() {
+    let model = ToneModel::bundled();
+    let calls = tune::evaluate_calls(
+        &data_dir().join("calls/index.csv"),
+        &model,
+        &DspConfig::default(),
+        model.sustain_ms,
+        2,
+        false,
+    )
+    .unwrap();
+    assert_eq!(calls.len(), 24);
+    let mut delays = Vec::new();
+    let mut calm_fired = 0;
+    for c in &calls {
+        eprintln!(
+            "{} {}: onset {:?} fired {:?} peak held {:.3} (before onset {:.3})",
+            c.wav,
+            c.kind,
+            c.anger_onset_ms,
+            c.first_cross_ms,
+            c.peak_sustained,
+            c.peak_sustained_before_onset
+        );
+        match c.anger_onset_ms {
+            None => calm_fired += usize::from(c.first_cross_ms.is_some()),
+            Some(_) => {
+                let d = c
+                    .delay_ms()
+                    .unwrap_or_else(|| panic!("escalating call {} never fired", c.wav));
+                assert!(d > 0, "{} fired {} ms before the anger onset", c.wav, -d);
+                delays.push(d);
+            }
+        }
+    }
+    delays.sort_unstable();
+    assert_eq!(delays.len(), 12);
+    // Measured with the bundled model: median 7.5 s, max 15.7 s, 2 of 12 calm calls fire.
+    // Targets (median <= 3 s, max <= 8 s, no calm call) are not met yet; these bounds guard
+    // against regressions only.
+    assert!(delays[6] <= 9000, "median delay {} ms", delays[6]);
+    assert!(delays[11] <= 18000, "max delay {} ms", delays[11]);
+    assert!(calm_fired <= 2, "{calm_fired} calm calls fired");
+}

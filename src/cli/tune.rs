@@ -1,0 +1,385 @@
+//! `warmline tune`: evaluate the tone detector on labelled recordings, pick a threshold, write a
+//! model file, plot the ROC curve, and check time-to-escalation on whole calls.
+//!
+//! Bad rows (empty/unknown label, missing, corrupt or empty WAV) are printed to stderr with
+//! their file and line and skipped; the run fails (non-zero exit) only when nothing usable is
+//! left, i.e. no recordings of one of the classes. The human report goes to stdout; the last
+//! stdout line is one JSON object.
+
+use crate::detect::tone::ToneModel;
+use crate::dsp::DspConfig;
+use crate::tune::dataset::{self, Negatives};
+use crate::tune::{self, CallOutcome, TuneOptions, TuneReport, plot};
+use anyhow::Context;
+use std::path::PathBuf;
+
+/// Which negatives `--emotion-index` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NegativesArg {
+    /// Every emotion other than anger.
+    All,
+    /// Only neutral and calm.
+    NeutralCalm,
+}
+
+/// Arguments of `warmline tune`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TuneArgs {
+    /// Labels CSV: header with `path,label` and optional `speaker` (and `baseline` = 1 to mark a
+    /// speaker's calm reference material); paths relative to the CSV's folder.
+    #[arg(long, value_name = "FILE.csv")]
+    pub labels: Option<PathBuf>,
+    /// Use the shared data set's `emotion/index.csv` instead of a labels CSV (anger positive).
+    #[arg(long, value_name = "INDEX.csv", conflicts_with = "labels")]
+    pub emotion_index: Option<PathBuf>,
+    /// With `--emotion-index`: only this corpus (`ravdess`, `emodb`).
+    #[arg(long, requires = "emotion_index")]
+    pub corpus: Option<String>,
+    /// With `--emotion-index`: which emotions are the negatives.
+    #[arg(long, value_enum, default_value = "all")]
+    pub negatives: NegativesArg,
+    /// Write the rows used as a labels CSV (to repeat the run with `--labels`).
+    #[arg(long, value_name = "FILE.csv")]
+    pub write_labels: Option<PathBuf>,
+    /// Evaluate this model file instead of training one.
+    #[arg(long, value_name = "FILE.json")]
+    pub model: Option<PathBuf>,
+    /// Write the trained model here.
+    #[arg(long, value_name = "FILE.json")]
+    pub out: Option<PathBuf>,
+    /// Write the ROC curve here as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Also stream whole calls (`calls/index.csv`: `wav`, `kind`, `anger_onset_ms`) and report
+    /// when the sustain rule first fires in each.
+    #[arg(long, value_name = "INDEX.csv")]
+    pub calls: Option<PathBuf>,
+    /// Speaker-disjoint folds (default: number of speakers, at most 6).
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// Operating point: highest out-of-fold TPR with FPR at most this.
+    #[arg(long, default_value_t = 0.05)]
+    pub max_fpr: f64,
+    /// Degrade audio through the telephone channel (8 kHz, 300-3400 Hz, mu-law) first.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    pub telephone: bool,
+    /// Tone window, ms.
+    #[arg(long, default_value_t = 3000)]
+    pub window_ms: u32,
+    /// Speech the window must hold before it is scored, ms.
+    #[arg(long, default_value_t = 500)]
+    pub min_speech_ms: u32,
+    /// Sustain: the score must stay at or above the threshold this long (written to the model
+    /// and used for the calls check), ms.
+    #[arg(long, default_value_t = 1000)]
+    pub sustain_ms: u32,
+    /// A clip's score is the highest level its live score holds this long (0 = maximum), ms.
+    #[arg(long, default_value_t = 0)]
+    pub clip_hold_ms: u32,
+    /// L2 penalty of the logistic fit.
+    #[arg(long, default_value_t = 0.01)]
+    pub l2: f64,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `warmline tune`.
+pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
+    let opts = TuneOptions {
+        telephone: args.telephone,
+        dsp: DspConfig::default(),
+        folds: args.folds,
+        max_fpr: args.max_fpr,
+        window_ms: args.window_ms,
+        min_speech_ms: args.min_speech_ms,
+        sustain_ms: args.sustain_ms,
+        clip_hold_ms: args.clip_hold_ms,
+        l2: args.l2,
+        train_stride: 5,
+        threads: args.threads.max(1),
+        progress: !args.quiet,
+    };
+    let given = match &args.model {
+        Some(p) => Some(ToneModel::load(p)?),
+        None => None,
+    };
+    let mut json = serde_json::Map::new();
+    let mut model = given.clone();
+
+    let rows = if let Some(labels) = &args.labels {
+        Some(dataset::read_labels(labels)?)
+    } else if let Some(index) = &args.emotion_index {
+        let neg = match args.negatives {
+            NegativesArg::All => Negatives::All,
+            NegativesArg::NeutralCalm => Negatives::NeutralCalm,
+        };
+        Some(dataset::read_emotion_index(
+            index,
+            args.corpus.as_deref(),
+            neg,
+        )?)
+    } else {
+        None
+    };
+    if rows.is_none() && args.calls.is_none() {
+        anyhow::bail!("nothing to do: give --labels, --emotion-index or --calls");
+    }
+
+    if let Some((rows, mut problems)) = rows {
+        if let Some(p) = &args.write_labels {
+            dataset::write_labels(p, &rows)?;
+        }
+        let (clips, bad) = tune::load_clips(rows, opts.telephone);
+        problems.extend(bad);
+        for p in &problems {
+            eprintln!("skipped {p}");
+        }
+        let report = match &given {
+            Some(m) => tune::evaluate(&clips, problems, m, &opts)?,
+            None => tune::train(&clips, problems, &opts)?,
+        };
+        let mut trained = report.model.clone();
+        if given.is_none() {
+            trained.sustain_ms = args.sustain_ms;
+            trained.provenance.command = command_line();
+            trained.provenance.data = data_description(args);
+            trained.provenance.notes = notes(args, &report);
+        }
+        print_report(args, &report);
+        if let (Some(out), None) = (&args.out, &given) {
+            let text = serde_json::to_string_pretty(&trained)?;
+            std::fs::write(out, text + "\n")
+                .with_context(|| format!("writing model {}", out.display()))?;
+            println!("model written to {}", out.display());
+        }
+        if let Some(path) = &args.plot {
+            let title = if given.is_some() {
+                "tone model ROC (evaluation)"
+            } else {
+                "tone model ROC (speaker-disjoint out-of-fold)"
+            };
+            let svg = plot::roc_svg(
+                title,
+                &[(format!("AUC {:.3}", report.auc), report.curve.clone())],
+                Some(report.operating_point),
+            )
+            .map_err(anyhow::Error::msg)?;
+            std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+            println!("ROC plot written to {}", path.display());
+        }
+        json.insert("auc".into(), num(report.auc));
+        json.insert("threshold".into(), num(report.operating_point.threshold));
+        json.insert("tpr".into(), num(report.operating_point.tpr));
+        json.insert("fpr".into(), num(report.operating_point.fpr));
+        json.insert("precision".into(), num(report.operating_point.precision));
+        json.insert("n_pos".into(), report.n_pos.into());
+        json.insert("n_neg".into(), report.n_neg.into());
+        json.insert(
+            "auc_neutral_calm".into(),
+            report.auc_neutral_calm.map_or(serde_json::Value::Null, num),
+        );
+        json.insert(
+            "auc_by_negative".into(),
+            serde_json::to_value(&report.auc_by_negative)?,
+        );
+        json.insert("folds".into(), report.folds.into());
+        json.insert("skipped".into(), report.skipped.len().into());
+        json.insert("unprimed".into(), report.unprimed.into());
+        model = Some(trained);
+    }
+
+    if let Some(index) = &args.calls {
+        let m = model.clone().unwrap_or_else(ToneModel::bundled);
+        let sustain = if given.is_some() {
+            m.sustain_ms
+        } else {
+            args.sustain_ms
+        };
+        let calls = tune::evaluate_calls(
+            index,
+            &m,
+            &DspConfig::default(),
+            sustain,
+            opts.threads,
+            opts.progress,
+        )?;
+        let summary = calls_summary(&calls, m.threshold, sustain);
+        json.insert("calls".into(), summary);
+        if !json.contains_key("threshold") {
+            json.insert("threshold".into(), num(f64::from(m.threshold)));
+        }
+    }
+    println!("{}", serde_json::Value::Object(json));
+    Ok(())
+}
+
+fn num(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64((v * 1e6).round() / 1e6)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("tune") {
+        args.insert(0, "tune".into());
+    }
+    format!("warmline {}", args.join(" "))
+}
+
+fn data_description(args: &TuneArgs) -> String {
+    match (&args.labels, &args.emotion_index) {
+        (Some(l), _) => format!("labels {}", l.display()),
+        (None, Some(i)) => format!(
+            "emotion index {} corpus {} negatives {:?}",
+            i.display(),
+            args.corpus.as_deref().unwrap_or("all"),
+            args.negatives
+        ),
+        _ => String::new(),
+    }
+}
+
+fn notes(args: &TuneArgs, report: &TuneReport) -> Vec<String> {
+    vec![
+        format!(
+            "channel: {}",
+            if args.telephone {
+                "telephone (8 kHz, 300-3400 Hz band-pass, G.711 mu-law round trip)"
+            } else {
+                "as recorded"
+            }
+        ),
+        "baseline: each clip streamed through a fresh analyser primed with the same speaker's \
+         other neutral/calm clips (path order) until the DSP baseline is ready; tone window reset \
+         at the clip start"
+            .into(),
+        format!("clip score: {}", report.rule),
+        format!(
+            "{} positive / {} negative clips, {} skipped rows, {} clips without a ready baseline",
+            report.n_pos,
+            report.n_neg,
+            report.skipped.len(),
+            report.unprimed
+        ),
+    ]
+}
+
+fn print_report(args: &TuneArgs, r: &TuneReport) {
+    let speakers: std::collections::BTreeSet<_> = r
+        .clips
+        .iter()
+        .filter_map(|c| c.speaker.as_deref())
+        .collect();
+    println!(
+        "warmline tune: {} positive, {} negative recordings, {} speakers, {}, {}",
+        r.n_pos,
+        r.n_neg,
+        speakers.len(),
+        if r.folds > 0 {
+            format!("{} speaker-disjoint folds (out-of-fold scores)", r.folds)
+        } else {
+            format!(
+                "evaluating {}",
+                args.model
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            )
+        },
+        if args.telephone {
+            "telephone channel"
+        } else {
+            "audio as recorded"
+        }
+    );
+    println!("AUC: {:.4}", r.auc);
+    if let Some(a) = r.auc_neutral_calm {
+        println!("AUC vs neutral+calm only: {a:.4}");
+    }
+    for (label, a) in &r.auc_by_negative {
+        println!("  vs {label:<10} {a:.4}");
+    }
+    let op = &r.operating_point;
+    println!(
+        "operating point ({}): threshold {:.4}, TPR/recall {:.3}, FPR {:.3}, precision {:.3} ({} TP, {} FP)",
+        r.rule, op.threshold, op.tpr, op.fpr, op.precision, op.tp, op.fp
+    );
+    println!("threshold sweep:\n  threshold   TPR    FPR    precision");
+    for p in r.sweep() {
+        println!(
+            "  {:>9.2}  {:>5.3}  {:>5.3}  {:>9.3}",
+            p.threshold, p.tpr, p.fpr, p.precision
+        );
+    }
+    if !r.skipped.is_empty() {
+        println!("skipped rows: {} (listed on stderr)", r.skipped.len());
+    }
+    if r.unprimed > 0 {
+        println!(
+            "clips scored without a ready speaker baseline (score 0): {}",
+            r.unprimed
+        );
+    }
+}
+
+fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serde_json::Value {
+    println!(
+        "calls: score >= {threshold:.4} held {sustain_ms} ms\n  call                                   kind        onset_ms  fired_ms  delay_ms  peak_held  peak_before_onset"
+    );
+    let mut delays = Vec::new();
+    let mut missed = 0;
+    let mut early = 0;
+    let mut false_calm = 0;
+    for c in calls {
+        let name = std::path::Path::new(&c.wav)
+            .file_name()
+            .map_or(c.wav.clone(), |n| n.to_string_lossy().into_owned());
+        println!(
+            "  {:<38} {:<11} {:>8} {:>9} {:>9} {:>10.3} {:>18.3}",
+            name,
+            c.kind,
+            c.anger_onset_ms.map_or("-".into(), |v| v.to_string()),
+            c.first_cross_ms.map_or("-".into(), |v| v.to_string()),
+            c.delay_ms().map_or("-".into(), |v| v.to_string()),
+            c.peak_sustained,
+            c.peak_sustained_before_onset
+        );
+        match (c.anger_onset_ms, c.first_cross_ms) {
+            (Some(_), None) => missed += 1,
+            (Some(_), Some(_)) => {
+                let d = c.delay_ms().unwrap_or(0);
+                if d < 0 {
+                    early += 1;
+                }
+                delays.push(d);
+            }
+            (None, Some(_)) => false_calm += 1,
+            (None, None) => {}
+        }
+    }
+    delays.sort_unstable();
+    let median = delays.get(delays.len() / 2).copied();
+    let max = delays.last().copied();
+    println!(
+        "calls: {} escalating fired ({} early, {} missed), median delay {} ms, max {} ms; {} calm calls fired",
+        delays.len(),
+        early,
+        missed,
+        median.map_or("-".into(), |v| v.to_string()),
+        max.map_or("-".into(), |v| v.to_string()),
+        false_calm
+    );
+    serde_json::json!({
+        "sustain_ms": sustain_ms,
+        "escalating_fired": delays.len(),
+        "escalating_missed": missed,
+        "escalating_early": early,
+        "calm_fired": false_calm,
+        "median_delay_ms": median,
+        "max_delay_ms": max,
+    })
+}
