@@ -5,4 +5,5 @@ mod calls;
 mod common;
 mod detect;
 mod dsp;
+mod e2e;
 mod tone;
