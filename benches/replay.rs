@@ -15,7 +15,11 @@ use warmline::synth::{Segment, speech};
 
 fn call_70s() -> Vec<i16> {
     speech(
-        &[Segment::silence(0.5), Segment::calm(39.5, 120.0), Segment::agitated(30.0, 120.0)],
+        &[
+            Segment::silence(0.5),
+            Segment::calm(39.5, 120.0),
+            Segment::agitated(30.0, 120.0),
+        ],
         8000,
         11,
     )

@@ -6,4 +6,5 @@ mod common;
 mod detect;
 mod dsp;
 mod e2e;
+mod ingest;
 mod tone;
