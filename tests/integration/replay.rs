@@ -1,0 +1,203 @@
+//! `warmline replay` as a user runs it: the real binary over the bundled fixtures, JSON and text
+//! output, SVG plots parsed back, and bad inputs reported by file and line while the good ones
+//! still run.
+
+use std::path::Path;
+use std::process::Command;
+
+fn warmline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warmline"))
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/demo")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn replay_of_the_bundled_call_prints_contract_events_and_hands_off_once() {
+    let out = warmline()
+        .args(["replay", &fixture("escalating.wav")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "call_started");
+    assert_eq!(events.last().unwrap()["event"], "call_ended");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["call_id"] == "escalating" && e["t_ms"].is_u64())
+    );
+    let handoffs: Vec<_> = events.iter().filter(|e| e["event"] == "handoff").collect();
+    assert_eq!(handoffs.len(), 1);
+    let h = handoffs[0];
+    assert!(h["reasons"].as_array().is_some_and(|r| !r.is_empty()));
+    for key in [
+        "caller_intent",
+        "why_now",
+        "transcript_tail",
+        "prosody",
+        "whisper",
+    ] {
+        assert!(!h["summary"][key].is_null(), "summary.{key}");
+    }
+    // The JSONL recording of the same call takes the live path and decides the same.
+    let out = warmline()
+        .args(["replay", &fixture("escalating.twilio.jsonl")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let h2: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "handoff")
+        .expect("handoff from the JSONL recording");
+    assert_eq!(h2["t_ms"], h["t_ms"]);
+}
+
+#[test]
+fn text_timeline_and_svg_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("call.svg");
+    let out = warmline()
+        .args([
+            "replay",
+            "--format",
+            "text",
+            "--plot",
+            svg.to_str().unwrap(),
+            &fixture("escalating.wav"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("call started"), "{text}");
+    assert!(text.contains(">>> HANDOFF"), "{text}");
+    assert!(text.contains("whisper:"), "{text}");
+    let xml = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("valid SVG XML");
+    let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
+    for want in [
+        "Caller F0",
+        "Caller energy",
+        "Caller speaking rate",
+        "tone score",
+        "threshold",
+        "handoff at",
+        "F0 (Hz)",
+        "time (s)",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(want)),
+            "plot lacks {want:?}: {texts:?}"
+        );
+    }
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline") || n.has_tag_name("path"))
+        .count();
+    assert!(lines >= 6, "plot has {lines} series elements");
+}
+
+#[test]
+fn bad_inputs_are_named_and_the_rest_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.wav");
+    std::fs::write(&empty, "").unwrap();
+    let corrupt = dir.path().join("corrupt.wav");
+    std::fs::write(&corrupt, b"RIFF....WAVEfmt garbage").unwrap();
+    let jsonl = dir.path().join("broken.twilio.jsonl");
+    let good = std::fs::read_to_string(fixture("escalating.twilio.jsonl")).unwrap();
+    let mut lines: Vec<&str> = good.lines().take(100).collect();
+    lines.insert(50, "{\"event\":\"media\",");
+    std::fs::write(&jsonl, lines.join("\n")).unwrap();
+    let out = warmline()
+        .args([
+            "replay",
+            empty.to_str().unwrap(),
+            corrupt.to_str().unwrap(),
+            jsonl.to_str().unwrap(),
+            &fixture("escalating.wav"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("empty.wav: empty input"), "{err}");
+    assert!(
+        err.contains("corrupt.wav: not a readable WAV file"),
+        "{err}"
+    );
+    assert!(err.contains("broken.twilio.jsonl:51:"), "{err}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("\"call_id\":\"escalating\""),
+        "the good input still ran"
+    );
+    // A missing file and a config with an unknown key are errors that name them.
+    let out = warmline()
+        .args(["replay", "/nonexistent/x.wav"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.wav"));
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[detector]\nmodle = 1\n").unwrap();
+    let out = warmline()
+        .args([
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            &fixture("escalating.wav"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("modle"), "{err}");
+}
+
+#[test]
+fn features_prints_the_contract_csv() {
+    let out = warmline()
+        .args(["features", &fixture("escalating.wav")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("t_ms,vad,voiced,f0_hz,energy_db,rate_sps")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3600, "36 s at 10 ms");
+    assert!(
+        rows.iter().any(|r| r[2] == "1" && !r[3].is_empty()),
+        "some voiced frames with F0"
+    );
+    assert!(
+        rows.iter().all(|r| r[2] == "1" || r[3].is_empty()),
+        "f0_hz empty when unvoiced"
+    );
+}
