@@ -5,3 +5,4 @@ mod bridge;
 mod common;
 mod fixtures;
 mod gateway;
+mod simulate;
