@@ -5,6 +5,7 @@ mod demo;
 mod features;
 mod replay;
 mod serve;
+mod simulate;
 pub mod tune;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,8 @@ enum Command {
     Tune(tune::TuneArgs),
     /// Start a local gateway and stream a bundled example call into it as Twilio would.
     Demo(demo::DemoArgs),
+    /// Open many concurrent provider media streams against a gateway and measure it.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
@@ -40,7 +43,7 @@ enum Command {
 pub fn init_tracing(cli: &Cli) {
     let quiet = matches!(
         cli.command,
-        Command::Demo(_) | Command::Replay(_) | Command::Features(_)
+        Command::Demo(_) | Command::Replay(_) | Command::Features(_) | Command::Simulate(_)
     );
     let default = match cli.verbose {
         0 if quiet => "warmline=warn",
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(a) => replay::run(a),
         Command::Features(a) => features::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => {
             tune::run(&a)?;
             Ok(ExitCode::SUCCESS)

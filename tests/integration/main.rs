@@ -6,3 +6,4 @@ mod common;
 mod fixtures;
 mod gateway;
 mod replay;
+mod simulate;

@@ -1,0 +1,120 @@
+//! The load generator against a real gateway: every message it sends arrives, every admitted
+//! call ends cleanly, and admission refusals are counted on both sides.
+
+use crate::common::{TWILIO_TOKEN, TestServer, test_config};
+use std::time::Duration;
+use warmline::event::EventKind;
+use warmline::protocol::Provider;
+use warmline::sim::{Rate, SimAuth, SimConfig, SimReport};
+
+fn sim(server: &TestServer, calls: usize, duration_ms: u64) -> SimConfig {
+    SimConfig {
+        provider: Provider::Twilio,
+        calls,
+        ramp: Duration::from_millis(100),
+        duration: Duration::from_millis(duration_ms),
+        rate: Rate::Realtime,
+        jitter_ms: 2.0,
+        seed: 7,
+        base_url: format!("ws://{}", server.addr),
+        auth: SimAuth::Twilio(TWILIO_TOKEN.into()),
+        api_token: None,
+        metrics_url: None,
+        server_pid: Some(std::process::id()),
+        pcm: warmline::synth::example_escalating_call()[..8000].to_vec(),
+        sample_rate_hz: 8000,
+        transcript: Vec::new(),
+    }
+}
+
+fn ended_frames(server: &TestServer) -> Vec<(String, u64, String)> {
+    server
+        .events
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CallEnded(c) => Some((e.call_id.clone(), c.frames, c.reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn wait_for_ended(server: &TestServer, n: usize) -> Vec<(String, u64, String)> {
+    for _ in 0..100 {
+        let v = ended_frames(server);
+        if v.len() >= n {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ended_frames(server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_is_received_whole_and_ends_cleanly() {
+    let server = TestServer::start().await;
+    // 2 s of media looped from 1 s of input, in real time with jitter.
+    let report: SimReport = warmline::sim::run(sim(&server, 5, 2000))
+        .await
+        .expect("run");
+    assert_eq!((report.opened, report.refused, report.failed), (5, 0, 0));
+    assert_eq!(report.completed, 5, "{report:?}");
+    let ended = wait_for_ended(&server, 5).await;
+    assert_eq!(ended.len(), 5);
+    // Twilio: connected + start + 100 media + stop per call.
+    assert_eq!(report.messages_sent, 5 * 103);
+    for (id, frames, reason) in &ended {
+        assert_eq!(*frames, 100, "call {id} frames");
+        assert_eq!(reason, "stop", "call {id}");
+    }
+    let s = report.server.expect("metrics scraped");
+    assert_eq!(s.frames, 500);
+    assert_eq!(s.frames_dropped, 0);
+    assert_eq!(s.frame_latency.count, 500);
+    assert!(
+        s.frame_latency.p99_ms > 0.0 && s.frame_latency.p99_ms < 20.0,
+        "{s:?}"
+    );
+    assert_eq!(s.calls_started, 5);
+    let p = report.server_process.expect("process stats");
+    assert!(p.rss_peak_kib > 0);
+    // Real-time pacing: 2 s of media cannot be sent much faster than 2 s.
+    assert!(report.wall_s >= 1.9, "wall {}", report.wall_s);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_max_calls_are_refused_at_admission() {
+    let mut cfg = test_config();
+    cfg.server.max_calls = 3;
+    let server = TestServer::with_config(cfg).await;
+    let mut c = sim(&server, 6, 1000);
+    // All six at once, so the first three are still streaming when the rest arrive.
+    c.ramp = Duration::ZERO;
+    c.rate = Rate::Realtime;
+    let report = warmline::sim::run(c).await.expect("run");
+    assert_eq!(report.opened, 3, "{report:?}");
+    assert_eq!(report.refused, 3, "{report:?}");
+    assert_eq!(report.completed, 3, "{report:?}");
+    let s = report.server.expect("metrics scraped");
+    assert_eq!(s.admission_rejections, 3);
+    assert_eq!(s.frames_dropped, 0);
+    assert_eq!(
+        server
+            .state
+            .metrics()
+            .encode()
+            .lines()
+            .find(|l| l.starts_with("warmline_admission_rejections_total"))
+            .map(str::to_owned),
+        Some("warmline_admission_rejections_total 3".to_owned())
+    );
+    let ended = wait_for_ended(&server, 3).await;
+    assert_eq!(ended.len(), 3);
+    assert!(
+        ended.iter().all(|(_, f, r)| *f == 50 && r == "stop"),
+        "{ended:?}"
+    );
+    server.stop().await;
+}
