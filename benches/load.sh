@@ -26,7 +26,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%6s %8s %8s %8s %6s %6s %6s %10s %10s\n" N opened p50_ms p99_ms dropped late cpu% rss_MiB kib/call
 for N in $STEPS; do
   taskset -c 1 "$BIN" simulate --provider twilio --calls "$N" --ramp-s 5 --duration-s "$DURATION" \
-    --twilio-auth-token bench-token --server-pid "$SERVER" --json ws://127.0.0.1:18080 > "$TMP/$N.json"
+    --twilio-auth-token bench-token --server-pid "$SERVER" --json fixtures/demo/escalating.wav ws://127.0.0.1:18080 > "$TMP/$N.json"
   python3 - "$TMP/$N.json" "$N" <<'PY'
 import json,sys
 r=json.load(open(sys.argv[1])); s=r.get("server") or {}; p=r.get("server_process") or {}
