@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod call;
+mod dashboard;
 pub mod metrics;
 mod routes;
 

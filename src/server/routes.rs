@@ -1,7 +1,7 @@
 //! HTTP routes: health, metrics, the media upgrade (auth and admission before any per-call
 //! work), transcript posts and the active-call list.
 
-use super::{AppState, auth, call, metrics};
+use super::{AppState, auth, call, dashboard, metrics};
 use crate::detect::TranscriptLine;
 use crate::protocol::Provider;
 use axum::Json;
@@ -18,7 +18,11 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/media/{provider}", get(media))
         .route("/v1/calls", get(list_calls))
-        .route("/v1/calls/{call_id}/transcript", post(transcript));
+        .route("/v1/calls/{call_id}/transcript", post(transcript))
+        .route("/", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::app_js))
+        .route("/dashboard/style.css", get(dashboard::style_css))
+        .route("/v1/events", get(dashboard::events));
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));
     }

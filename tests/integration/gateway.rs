@@ -550,3 +550,28 @@ async fn shutdown_ends_open_calls_with_their_bookkeeping() {
         .expect("call_ended on shutdown");
     assert_eq!(c.reason, "shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_page_and_event_stream_are_served() {
+    let server = TestServer::start().await;
+    let base = format!("http://{}", server.addr);
+    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("warmline"));
+    let sse = reqwest::get(format!("{base}/v1/events")).await.unwrap();
+    assert_eq!(sse.status(), 200);
+    assert!(
+        sse.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    drop(sse);
+    server.stop().await;
+}
