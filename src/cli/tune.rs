@@ -64,21 +64,28 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
           default_missing_value = "true")]
     pub telephone: bool,
-    /// Tone window, ms.
-    #[arg(long, default_value_t = 3000)]
+    /// Tone window: the caller's most recent speech the features are taken over, ms.
+    #[arg(long, default_value_t = 2000)]
     pub window_ms: u32,
+    /// Only these window features (comma-separated; default all), e.g. to leave out the level
+    /// features when the recordings were gain-normalised one by one.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub features: Vec<String>,
+    /// Media time after which a frame leaves the tone window (so a long silence clears it), ms.
+    #[arg(long, default_value_t = 6000)]
+    pub max_age_ms: u32,
     /// Speech the window must hold before it is scored, ms.
     #[arg(long, default_value_t = 500)]
     pub min_speech_ms: u32,
     /// Sustain: the score must stay at or above the threshold this long (written to the model
     /// and used for the calls check), ms.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     pub sustain_ms: u32,
     /// A clip's score is the highest level its live score holds this long (0 = maximum), ms.
     #[arg(long, default_value_t = 0)]
     pub clip_hold_ms: u32,
     /// L2 penalty of the logistic fit.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.1)]
     pub l2: f64,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
@@ -96,6 +103,8 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         folds: args.folds,
         max_fpr: args.max_fpr,
         window_ms: args.window_ms,
+        max_age_ms: args.max_age_ms,
+        features: args.features.clone(),
         min_speech_ms: args.min_speech_ms,
         sustain_ms: args.sustain_ms,
         clip_hold_ms: args.clip_hold_ms,

@@ -83,7 +83,7 @@ impl Default for ToneConfig {
             weight: 0.6,
             threshold: None,
             release_margin: 0.05,
-            min_duration_ms: 1000,
+            min_duration_ms: 500,
         }
     }
 }

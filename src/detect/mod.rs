@@ -26,7 +26,7 @@
 //! weight = 0.6
 //! # threshold = 0.5          # overrides the model's
 //! release_margin = 0.05
-//! min_duration_ms = 1000
+//! min_duration_ms = 500
 //! [detector.human_request]
 //! weight = 1.0
 //! hold_ms = 120000
@@ -387,6 +387,7 @@ mod tests {
                 loudness_db: rel_db,
                 tilt_db: 0.0,
                 rate_ratio: rate / 4.0,
+                ..Relative::default()
             },
             ..Default::default()
         }
@@ -730,8 +731,8 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].1.summary.caller_intent, "unknown (no transcript)");
         assert_eq!(h[0].1.summary.whisper, "Caller sounds angry.");
-        // Tone counts after 1 s, the score holds 0.5 s.
-        assert_eq!(h[0].0, 2500);
+        // Tone counts after 0.5 s, the score holds 0.5 s.
+        assert_eq!(h[0].0, 2000);
     }
 
     #[test]

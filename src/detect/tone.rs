@@ -1,13 +1,15 @@
 //! The tone score: caller frustration from prosody relative to the caller's own baseline, over
 //! a short sliding window, through a logistic model file produced by `warmline tune`.
 //!
-//! [`ToneScorer`] keeps running sums over a ring of the last `window_ms` of frames, so each hop
-//! costs O(1) and allocates nothing; [`ToneModel`] turns the window's features into
+//! [`ToneScorer`] keeps running sums over a ring of the caller's last `window_ms` of *speech*
+//! (frames older than `max_age_ms` of media time leave it), so each hop costs O(1) and allocates
+//! nothing. Pauses between sentences neither add to nor empty the window: the score holds through
+//! them, so a sustain rule is not restarted by every breath, and a long silence still clears it; [`ToneModel`] turns the window's features into
 //! `sigmoid(w·z + b)` with `z = (x − mean) / std`. Only frames that are speech *and* have an
 //! established speaker baseline count, so a caller's normal voice — low, high, loud or fast —
 //! sits near zero on every relative feature.
 
-use crate::dsp::Frame;
+use crate::dsp::{CEPSTRUM_LEN, Frame};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +18,14 @@ use std::sync::Arc;
 pub const DEFAULT_MODEL_JSON: &str = include_str!("../../models/default.json");
 
 /// The model file format version this build reads and writes.
-pub const MODEL_VERSION: u32 = 1;
+pub const MODEL_VERSION: u32 = 2;
+
+/// Default of [`ToneModel::max_age_ms`].
+const DEFAULT_MAX_AGE_MS: u32 = 6000;
+
+fn default_max_age_ms() -> u32 {
+    DEFAULT_MAX_AGE_MS
+}
 
 /// Window features, in the order [`ToneScorer::features`] returns them.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
@@ -32,10 +41,14 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "f0_range_st",
     "voiced_frac",
     "pause_ratio",
+    "cep1_rel",
+    "cep2_rel",
+    "cep3_rel",
+    "cep4_rel",
 ];
 
 /// How many window features there are.
-pub const N_FEATURES: usize = 12;
+pub const N_FEATURES: usize = 16;
 
 /// Semitones above baseline that count a voiced frame as "high" (`f0_high_frac`).
 const F0_HIGH_ST: f32 = 4.0;
@@ -111,8 +124,11 @@ pub struct ToneModel {
     pub bias: f32,
     /// Score at or above which the tone signal fires.
     pub threshold: f32,
-    /// Window length the features are taken over, ms.
+    /// Speech the window's features are taken over, ms (the caller's most recent speech).
     pub window_ms: u32,
+    /// Media time after which a frame leaves the window even if little speech followed it, ms.
+    #[serde(default = "default_max_age_ms")]
+    pub max_age_ms: u32,
     /// Speech (with a ready baseline) the window must hold before it is scored, ms.
     pub min_speech_ms: u32,
     /// Recommended time the score must stay at or above the threshold, ms.
@@ -144,9 +160,10 @@ impl ToneModel {
             weights: vec![0.0],
             bias: -20.0,
             threshold: 0.5,
-            window_ms: 3000,
+            window_ms: 2000,
+            max_age_ms: DEFAULT_MAX_AGE_MS,
             min_speech_ms: 500,
-            sustain_ms: 1000,
+            sustain_ms: 500,
             operating_point: OperatingPoint::default(),
             provenance: Provenance::default(),
         })
@@ -218,6 +235,12 @@ impl ToneModel {
         }
         if !(200..=10_000).contains(&self.window_ms) {
             return Err(format!("window_ms {} outside 200..=10000", self.window_ms));
+        }
+        if self.max_age_ms < self.window_ms || self.max_age_ms > 60_000 {
+            return Err(format!(
+                "max_age_ms {} outside window_ms..=60000",
+                self.max_age_ms
+            ));
         }
         if self.min_speech_ms > self.window_ms {
             return Err(format!(
@@ -306,7 +329,7 @@ pub struct ToneEvidence {
     pub rate_ratio: f32,
     /// Voiced share of speech frames.
     pub voiced_frac: f32,
-    /// Share of the window without scored speech.
+    /// Share of the window's time span without scored speech.
     pub pause_ratio: f32,
     /// Scored speech in the window, ms.
     pub speech_ms: u32,
@@ -319,7 +342,6 @@ pub struct ToneEvidence {
 struct Slot {
     t_ms: u64,
     dur_ms: u32,
-    speech: bool,
     voiced: bool,
     f0_st: f32,
     energy_db: f32,
@@ -327,12 +349,12 @@ struct Slot {
     tilt_db: f32,
     log_rate: f32,
     f0_range_st: f32,
+    cepstrum: [f32; CEPSTRUM_LEN],
 }
 
 /// Running sums over the window's slots.
 #[derive(Debug, Clone, Copy, Default)]
 struct Sums {
-    total_ms: f64,
     speech_ms: f64,
     n_speech: f64,
     n_voiced: f64,
@@ -346,14 +368,11 @@ struct Sums {
     tilt: f64,
     log_rate: f64,
     f0_range: f64,
+    cepstrum: [f64; CEPSTRUM_LEN],
 }
 
 impl Sums {
     fn apply(&mut self, s: &Slot, sign: f64) {
-        self.total_ms += sign * f64::from(s.dur_ms);
-        if !s.speech {
-            return;
-        }
         self.speech_ms += sign * f64::from(s.dur_ms);
         self.n_speech += sign;
         let e = f64::from(s.energy_db);
@@ -366,6 +385,9 @@ impl Sums {
         self.tilt += sign * f64::from(s.tilt_db);
         self.log_rate += sign * f64::from(s.log_rate);
         self.f0_range += sign * f64::from(s.f0_range_st);
+        for (sum, c) in self.cepstrum.iter_mut().zip(&s.cepstrum) {
+            *sum += sign * f64::from(*c);
+        }
         if s.voiced {
             let f = f64::from(s.f0_st);
             self.n_voiced += sign;
@@ -397,7 +419,7 @@ pub struct ToneScorer {
 impl ToneScorer {
     /// A scorer for one track.
     pub fn new(model: Arc<ToneModel>) -> Self {
-        // Room for the window at the finest hop (10 ms), plus the frame being added.
+        // Room for the window's speech at the finest hop (10 ms), plus the frame being added.
         let capacity = (model.window_ms as usize).div_ceil(10) + 2;
         Self {
             linear: model.linear(),
@@ -413,7 +435,8 @@ impl ToneScorer {
     }
 
     /// Feeds one frame; returns the current score, 0..1 (0 until the window holds
-    /// `min_speech_ms` of speech with a ready baseline).
+    /// `min_speech_ms` of speech with a ready baseline). A frame without speech leaves the score
+    /// where it was, unless it ages speech out of the window.
     pub fn push(&mut self, frame: &Frame) -> f32 {
         self.update(frame);
         self.score = match self.features() {
@@ -455,25 +478,19 @@ impl ToneScorer {
             _ => 10,
         };
         self.last_t_ms = Some(frame.t_ms);
-        let window_ms = u64::from(self.model.window_ms);
-        // Evict what has left the window, and the oldest if the ring is full (only when media
-        // time stalls or runs backwards).
-        while self.len > 0 {
-            let oldest = self.ring[self.head];
-            if oldest.t_ms + window_ms > frame.t_ms && self.len < self.ring.len() {
-                break;
-            }
-            self.sums.apply(&oldest, -1.0);
-            self.head = (self.head + 1) % self.ring.len();
-            self.len -= 1;
+        // Age out what is older than `max_age_ms`, whatever the frame is.
+        let max_age_ms = u64::from(self.model.max_age_ms);
+        while self.len > 0 && self.ring[self.head].t_ms + max_age_ms <= frame.t_ms {
+            self.pop_oldest();
         }
         let rel = &frame.rel;
-        let speech = frame.speech && rel.baseline_ready;
+        if !(frame.speech && rel.baseline_ready) {
+            return;
+        }
         let slot = Slot {
             t_ms: frame.t_ms,
             dur_ms,
-            speech,
-            voiced: speech && frame.voiced && frame.f0_hz > 0.0,
+            voiced: frame.voiced && frame.f0_hz > 0.0,
             f0_st: clamp(rel.f0_st),
             energy_db: clamp(rel.energy_db),
             loudness_db: clamp(rel.loudness_db),
@@ -484,7 +501,17 @@ impl ToneScorer {
                 0.0
             },
             f0_range_st: clamp(frame.f0_range_st).max(0.0),
+            cepstrum: rel.cepstrum.map(clamp),
         };
+        // Keep the most recent `window_ms` of speech (and never overrun the ring, which only
+        // happens when media time stalls or runs backwards).
+        let window_ms = f64::from(self.model.window_ms);
+        while self.len > 0
+            && (self.sums.speech_ms + f64::from(dur_ms) > window_ms + 0.5
+                || self.len >= self.ring.len())
+        {
+            self.pop_oldest();
+        }
         let tail = (self.head + self.len) % self.ring.len();
         self.ring[tail] = slot;
         self.len += 1;
@@ -492,6 +519,17 @@ impl ToneScorer {
         self.since_recompute += 1;
         if self.since_recompute >= self.ring.len() {
             self.recompute();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        let oldest = self.ring[self.head];
+        self.sums.apply(&oldest, -1.0);
+        self.head = (self.head + 1) % self.ring.len();
+        self.len -= 1;
+        if self.len == 0 {
+            // Exact zero, whatever rounding the running sums collected.
+            self.sums = Sums::default();
         }
     }
 
@@ -531,13 +569,28 @@ impl ToneScorer {
             mean(s.log_rate, s.n_speech),
             mean(s.f0_range, s.n_speech),
             mean(s.n_voiced, s.n_speech),
-            if s.total_ms > 0.0 {
-                (1.0 - s.speech_ms / s.total_ms).clamp(0.0, 1.0)
-            } else {
-                1.0
-            },
+            self.pause_ratio(),
+            mean(s.cepstrum[0], s.n_speech),
+            mean(s.cepstrum[1], s.n_speech),
+            mean(s.cepstrum[2], s.n_speech),
+            mean(s.cepstrum[3], s.n_speech),
         ];
         Some(x.map(|v| v as f32))
+    }
+
+    /// Share of the window's span (oldest to newest speech) that was not speech.
+    fn pause_ratio(&self) -> f64 {
+        if self.len == 0 {
+            return 1.0;
+        }
+        let oldest = self.ring[self.head];
+        let newest = self.ring[(self.head + self.len - 1) % self.ring.len()];
+        let span_ms = (newest.t_ms + u64::from(newest.dur_ms)).saturating_sub(oldest.t_ms) as f64;
+        if span_ms > 0.0 {
+            (1.0 - self.sums.speech_ms / span_ms).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
     }
 
     /// The current window's feature values, for explanations (zeros before it is scored).
@@ -592,6 +645,7 @@ mod tests {
             bias: -4.0,
             threshold: 0.5,
             window_ms: 3000,
+            max_age_ms: 6000,
             min_speech_ms: 500,
             sustain_ms: 1000,
             operating_point: OperatingPoint::default(),
@@ -614,6 +668,7 @@ mod tests {
                 loudness_db: energy_db,
                 tilt_db,
                 rate_ratio: 1.0,
+                ..Relative::default()
             },
             ..Frame::default()
         }
@@ -745,7 +800,8 @@ mod tests {
         }
         // A fresh scorer over just the last window must agree.
         let mut fresh = ToneScorer::new(model);
-        for f in &frames[frames.len() - 300..] {
+        // The window holds the last 300 speech frames (3 s); 400 frames hold that many.
+        for f in &frames[frames.len() - 400..] {
             fresh.push(f);
         }
         let (a, b) = (long.features().unwrap(), fresh.features().unwrap());
@@ -758,6 +814,32 @@ mod tests {
                 b[i]
             );
         }
+    }
+
+    #[test]
+    fn the_score_holds_through_a_pause_and_a_long_silence_clears_it() {
+        let model = Arc::new(toy_model());
+        let mut s = ToneScorer::new(model.clone());
+        // 2 s of raised voice, then a 3 s pause between sentences.
+        for k in 0..200u64 {
+            s.push(&frame(k * 10, true, 5.0, 10.0, 4.0));
+        }
+        let raised = s.score();
+        assert!(raised > model.threshold, "raised voice scored {raised}");
+        for k in 200..500u64 {
+            assert_eq!(s.push(&frame(k * 10, false, 0.0, -30.0, 0.0)), raised);
+        }
+        // Calm speech after the pause displaces the raised voice from the window gradually.
+        for k in 500..520u64 {
+            s.push(&frame(k * 10, true, 0.0, 0.0, 0.0));
+        }
+        assert!(s.score() > model.threshold && s.score() <= raised);
+        // A silence longer than `max_age_ms` empties the window.
+        for k in 520..1200u64 {
+            s.push(&frame(k * 10, false, 0.0, -30.0, 0.0));
+        }
+        assert_eq!(s.score(), 0.0);
+        assert_eq!(s.evidence().speech_ms, 0);
     }
 
     #[test]

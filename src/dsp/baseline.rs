@@ -8,8 +8,8 @@
 //! provisional baseline (same statistics over what has been collected, refreshed every
 //! [`REFRESH_FRAMES`] speech frames) fills the relative features while `baseline_ready` is false.
 
-use super::Baseline;
 use super::features::semitones;
+use super::{Baseline, CEPSTRUM_LEN};
 
 /// Speech needed before provisional relative values are given, s.
 pub(crate) const PROVISIONAL_SPEECH_S: f32 = 2.0;
@@ -26,7 +26,10 @@ pub(crate) struct BaselineTracker {
     energy_db: Vec<f32>,
     loudness_db: Vec<f32>,
     tilt_db: Vec<f32>,
+    cepstrum: Vec<[f32; CEPSTRUM_LEN]>,
     scratch: Vec<f32>,
+    /// One cepstrum coefficient's values, for its median.
+    column: Vec<f32>,
     nuclei: usize,
     since_refresh: usize,
     current: Option<Baseline>,
@@ -44,7 +47,9 @@ impl BaselineTracker {
             energy_db: Vec::with_capacity(target_frames),
             loudness_db: Vec::with_capacity(target_frames),
             tilt_db: Vec::with_capacity(target_frames),
+            cepstrum: Vec::with_capacity(target_frames),
             scratch: Vec::with_capacity(target_frames),
+            column: Vec::with_capacity(target_frames),
             nuclei: 0,
             since_refresh: 0,
             current: None,
@@ -62,6 +67,7 @@ impl BaselineTracker {
         energy_db: f32,
         loudness_db: f32,
         tilt_db: f32,
+        cepstrum: [f32; CEPSTRUM_LEN],
         nucleus: bool,
     ) {
         if self.frozen {
@@ -77,6 +83,7 @@ impl BaselineTracker {
         self.energy_db.push(energy_db);
         self.loudness_db.push(loudness_db);
         self.tilt_db.push(tilt_db);
+        self.cepstrum.push(cepstrum);
         self.since_refresh += 1;
         let n = self.energy_db.len();
         if n >= self.target_frames {
@@ -110,6 +117,15 @@ impl BaselineTracker {
         let (energy_db, energy_mad_db) = median_mad(&self.energy_db, &mut self.scratch);
         let (loudness_db, _) = median_mad(&self.loudness_db, &mut self.scratch);
         let (tilt_db, _) = median_mad(&self.tilt_db, &mut self.scratch);
+        let mut cepstrum = [0.0f32; CEPSTRUM_LEN];
+        for (c, out) in cepstrum.iter_mut().enumerate() {
+            // One coefficient at a time through a reused buffer: no allocation once warm.
+            let mut column = std::mem::take(&mut self.column);
+            column.clear();
+            column.extend(self.cepstrum.iter().map(|v| v[c]));
+            *out = median_mad(&column, &mut self.scratch).0;
+            self.column = column;
+        }
         Baseline {
             f0_hz: if self.f0_st.is_empty() {
                 0.0
@@ -127,6 +143,7 @@ impl BaselineTracker {
                 0.0
             },
             speech_s,
+            cepstrum,
         }
     }
 }
@@ -170,11 +187,19 @@ mod tests {
         let mut b = BaselineTracker::new(4.0, 0.01);
         // Lots of silence first: must not count.
         for _ in 0..1000 {
-            b.push(false, 0.0, -90.0, -90.0, 0.0, false);
+            b.push(false, 0.0, -90.0, -90.0, 0.0, [0.0; CEPSTRUM_LEN], false);
         }
         assert!(b.current().is_none());
         for i in 0..200 {
-            b.push(true, 120.0, -20.0, -22.0, -5.0, i % 20 == 0);
+            b.push(
+                true,
+                120.0,
+                -20.0,
+                -22.0,
+                -5.0,
+                [0.0; CEPSTRUM_LEN],
+                i % 20 == 0,
+            );
         }
         let prov = *b.current().unwrap();
         assert!(b.complete().is_none());
@@ -183,7 +208,15 @@ mod tests {
             "{prov:?}"
         );
         for i in 0..200 {
-            b.push(true, 120.0, -20.0, -22.0, -5.0, i % 20 == 0);
+            b.push(
+                true,
+                120.0,
+                -20.0,
+                -22.0,
+                -5.0,
+                [0.0; CEPSTRUM_LEN],
+                i % 20 == 0,
+            );
         }
         let done = *b.complete().unwrap();
         assert_eq!(done.energy_db, -20.0);
@@ -191,7 +224,7 @@ mod tests {
         assert!((done.speech_s - 4.0).abs() < 1e-3);
         // Later shouting moves nothing.
         for _ in 0..1000 {
-            b.push(true, 300.0, -5.0, -5.0, 5.0, true);
+            b.push(true, 300.0, -5.0, -5.0, 5.0, [0.0; CEPSTRUM_LEN], true);
         }
         assert_eq!(*b.complete().unwrap(), done);
     }

@@ -1,8 +1,8 @@
 //! Level measures: frame energy (dBFS), an A-weighted loudness-like level, and spectral tilt
 //! (high band over low band, a vocal-effort cue).
 //!
-//! Loudness and tilt read the power spectrum the pitch tracker already computed for the
-//! frame's analysis window, so they cost no extra FFT.
+//! Loudness, tilt and the band cepstrum read the power spectrum the pitch tracker already
+//! computed for the frame's analysis window, so they cost no extra FFT.
 
 use super::ANALYSIS_RATE_HZ;
 
@@ -15,6 +15,16 @@ const LOW_BAND_HZ: f32 = 300.0;
 const SPLIT_HZ: f32 = 1000.0;
 /// Upper edge of the high band, Hz (the telephone channel's upper edge).
 const HIGH_BAND_HZ: f32 = 3400.0;
+
+/// Band edges of the band cepstrum, Hz: eight bands over the telephone channel, narrower low
+/// down where formants of raised effort move.
+const CEPSTRUM_EDGES_HZ: [f32; CEPSTRUM_BANDS + 1] = [
+    250.0, 500.0, 750.0, 1000.0, 1400.0, 1800.0, 2300.0, 2900.0, 3500.0,
+];
+/// Bands the cepstrum is taken over.
+const CEPSTRUM_BANDS: usize = 8;
+/// Cepstral coefficients kept (c1..c4; c0 is the level, which `energy` already measures).
+pub const CEPSTRUM_LEN: usize = 4;
 
 /// Power in dB of a mean square, floored at [`FLOOR_DB`].
 pub(crate) fn power_db(mean_square: f32) -> f32 {
@@ -37,6 +47,10 @@ pub(crate) struct SpectralLevels {
     a_weight: Vec<f32>,
     low: std::ops::Range<usize>,
     high: std::ops::Range<usize>,
+    /// Bins of each cepstrum band.
+    bands: [std::ops::Range<usize>; CEPSTRUM_BANDS],
+    /// DCT-II basis, `dct[c][b]` for coefficient c+1 over band b, divided by the band count.
+    dct: [[f32; CEPSTRUM_BANDS]; CEPSTRUM_LEN],
     /// Converts a one-sided weighted power sum into a mean square of the window.
     norm: f32,
 }
@@ -48,6 +62,9 @@ pub(crate) struct Levels {
     pub loudness_db: f32,
     /// High band over low band, dB.
     pub tilt_db: f32,
+    /// Spectral-shape coefficients c1..c4 (DCT of eight log band energies, dB): a coarse
+    /// formant/effort envelope that level changes do not move.
+    pub cepstrum: [f32; CEPSTRUM_LEN],
 }
 
 impl SpectralLevels {
@@ -62,10 +79,21 @@ impl SpectralLevels {
             })
             .collect();
         let bin = |hz: f32| (hz / hz_per_bin).round() as usize;
+        let bands = std::array::from_fn(|b| {
+            bin(CEPSTRUM_EDGES_HZ[b])..bin(CEPSTRUM_EDGES_HZ[b + 1]).min(bins)
+        });
+        let dct = std::array::from_fn(|c| {
+            std::array::from_fn(|b| {
+                let n = CEPSTRUM_BANDS as f32;
+                (std::f32::consts::PI * (c + 1) as f32 * (b as f32 + 0.5) / n).cos() / n
+            })
+        });
         Self {
             a_weight,
             low: bin(LOW_BAND_HZ)..bin(SPLIT_HZ),
             high: bin(SPLIT_HZ)..bin(HIGH_BAND_HZ).min(bins),
+            bands,
+            dct,
             norm: 1.0 / (fft_len as f32 * window_len as f32),
         }
     }
@@ -93,9 +121,21 @@ impl SpectralLevels {
         } else {
             0.0
         };
+        let mut band_db = [0.0f32; CEPSTRUM_BANDS];
+        for (db, band) in band_db.iter_mut().zip(&self.bands) {
+            *db = power_db(band_sum(power, band) * self.norm);
+        }
+        let cepstrum = std::array::from_fn(|c| {
+            self.dct[c]
+                .iter()
+                .zip(&band_db)
+                .map(|(w, db)| w * db)
+                .sum::<f32>()
+        });
         Levels {
             loudness_db: power_db(weighted * self.norm),
             tilt_db,
+            cepstrum,
         }
     }
 }
@@ -170,5 +210,39 @@ mod tests {
         let low = sine(200.0, 0.5, 320);
         let ml = lv.measure(&power_spectrum(&low, 512));
         assert!(ml.loudness_db < energy_dbfs(&low) - 8.0, "{ml:?}");
+    }
+
+    /// Harmonics of 125 Hz up to the band edge, the k-th with amplitude k^-slope.
+    fn harmonic(slope: f32, amp: f32, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                (1..28)
+                    .map(|k| {
+                        let f = 125.0 * k as f32;
+                        amp * (k as f32).powf(-slope)
+                            * (2.0 * std::f32::consts::PI * f * i as f32 / 8000.0).sin()
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn band_cepstrum_ignores_level_and_sees_spectral_shape() {
+        let lv = SpectralLevels::new(512, 320);
+        let loud = lv.measure(&power_spectrum(&harmonic(1.0, 0.1, 320), 512));
+        let quiet = lv.measure(&power_spectrum(&harmonic(1.0, 0.01, 320), 512));
+        for c in 0..CEPSTRUM_LEN {
+            assert!(
+                (loud.cepstrum[c] - quiet.cepstrum[c]).abs() < 0.05,
+                "{loud:?} {quiet:?}"
+            );
+        }
+        // A steeper roll-off (less vocal effort) has more low-band weight: a higher c1.
+        let steep = lv.measure(&power_spectrum(&harmonic(2.0, 0.1, 320), 512));
+        assert!(
+            steep.cepstrum[0] > loud.cepstrum[0] + 1.0,
+            "{steep:?} {loud:?}"
+        );
     }
 }

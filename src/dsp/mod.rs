@@ -37,6 +37,7 @@ use std::io::{self, Write};
 use serde::{Deserialize, Serialize};
 
 use baseline::BaselineTracker;
+pub use energy::CEPSTRUM_LEN;
 use energy::{SpectralLevels, energy_dbfs, power_db};
 use features::SlidingWindow;
 use pitch::{Candidates, DECISION_LAG, PitchParams, PitchTracker, WINDOW_LEN, WindowAnalysis};
@@ -127,6 +128,8 @@ pub struct Relative {
     pub tilt_db: f32,
     /// Speaking rate over the baseline rate.
     pub rate_ratio: f32,
+    /// Band cepstrum (spectral shape) minus the baseline's, dB.
+    pub cepstrum: [f32; CEPSTRUM_LEN],
 }
 
 /// One 10 ms hop of one track.
@@ -160,6 +163,8 @@ pub struct Frame {
     pub nucleus: bool,
     /// Relative to the speaker's baseline.
     pub rel: Relative,
+    /// Spectral shape: c1..c4 of the DCT of eight log band energies over 250-3500 Hz, dB.
+    pub cepstrum: [f32; CEPSTRUM_LEN],
 }
 
 /// The speaker's normal voice, from their first seconds of speech.
@@ -181,6 +186,8 @@ pub struct Baseline {
     pub rate_sps: f32,
     /// Seconds of speech it was taken over.
     pub speech_s: f32,
+    /// Median band cepstrum of speech frames, dB.
+    pub cepstrum: [f32; CEPSTRUM_LEN],
 }
 
 /// Frames below this level are never speech and never voiced, dBFS.
@@ -438,6 +445,7 @@ impl Core {
                 energy_db,
                 loudness_db: levels.loudness_db,
                 tilt_db: levels.tilt_db,
+                cepstrum: levels.cepstrum,
                 ..Frame::default()
             },
             window_db,
@@ -474,6 +482,7 @@ impl Core {
             f.energy_db,
             f.loudness_db,
             f.tilt_db,
+            f.cepstrum,
             f.nucleus,
         );
         if let Some(b) = self.baseline.current() {
@@ -492,6 +501,7 @@ impl Core {
                 } else {
                     0.0
                 },
+                cepstrum: std::array::from_fn(|c| f.cepstrum[c] - b.cepstrum[c]),
             };
         }
         f

@@ -16,7 +16,7 @@ pub mod roc;
 
 use crate::detect::tone::{
     FEATURE_NAMES, MODEL_VERSION, ModelError, N_FEATURES, OperatingPoint, Provenance, ToneModel,
-    ToneScorer,
+    ToneScorer, feature_index,
 };
 use crate::dsp::{DspConfig, Frame, TrackAnalyzer};
 use dataset::{Audio, LabelRow, RowProblem};
@@ -79,6 +79,11 @@ pub struct TuneOptions {
     pub max_fpr: f64,
     /// Tone window, ms.
     pub window_ms: u32,
+    /// Media time after which a frame leaves the tone window, ms.
+    pub max_age_ms: u32,
+    /// Features the model may use (names from `FEATURE_NAMES`); empty means all. Leaving out
+    /// the level features suits recordings whose gain was normalised clip by clip.
+    pub features: Vec<String>,
     /// Speech needed in the window before scoring, ms.
     pub min_speech_ms: u32,
     /// Recommended sustain written into the model, ms.
@@ -102,11 +107,13 @@ impl Default for TuneOptions {
             dsp: DspConfig::default(),
             folds: None,
             max_fpr: 0.05,
-            window_ms: 3000,
+            window_ms: 2000,
+            max_age_ms: 6000,
+            features: Vec::new(),
             min_speech_ms: 500,
-            sustain_ms: 1000,
+            sustain_ms: 500,
             clip_hold_ms: 0,
-            l2: 0.01,
+            l2: 0.1,
             train_stride: 5,
             threads: 2,
             progress: false,
@@ -226,6 +233,7 @@ fn window_model(opts: &TuneOptions) -> ToneModel {
         bias: 0.0,
         threshold: 0.5,
         window_ms: opts.window_ms,
+        max_age_ms: opts.max_age_ms,
         min_speech_ms: opts.min_speech_ms,
         sustain_ms: opts.sustain_ms,
         operating_point: OperatingPoint::default(),
@@ -368,6 +376,21 @@ pub fn fit_model(
 ) -> Result<ToneModel, TuneError> {
     let n_pos = labels.iter().filter(|l| **l).count().max(1) as f64;
     let n_neg = (labels.len() as f64 - n_pos).max(1.0);
+    let mut used = Vec::new();
+    for name in &opts.features {
+        let k = feature_index(name).ok_or_else(|| {
+            TuneError::Fit(format!(
+                "unknown feature {name:?} (known: {})",
+                FEATURE_NAMES.join(", ")
+            ))
+        })?;
+        if !used.contains(&k) {
+            used.push(k);
+        }
+    }
+    if used.is_empty() {
+        used = (0..N_FEATURES).collect();
+    }
     let mut rows = Vec::new();
     let mut ys = Vec::new();
     let mut ws = Vec::new();
@@ -384,7 +407,7 @@ pub fn fit_model(
         // Each clip weighs the same, and both classes weigh the same in total.
         let w = if y { 0.5 / n_pos } else { 0.5 / n_neg } / ready.len() as f64;
         for x in ready {
-            rows.push(x.iter().map(|v| f64::from(*v)).collect::<Vec<f64>>());
+            rows.push(used.iter().map(|&k| f64::from(x[k])).collect::<Vec<f64>>());
             ys.push(y);
             ws.push(w);
         }
@@ -392,7 +415,7 @@ pub fn fit_model(
     let fit = logistic::fit(&rows, &ys, &ws, opts.l2)
         .ok_or_else(|| TuneError::Fit("need scored windows of both classes".into()))?;
     let mut model = window_model(opts);
-    model.features = FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect();
+    model.features = used.iter().map(|&k| FEATURE_NAMES[k].to_owned()).collect();
     model.means = fit.means.iter().map(|v| *v as f32).collect();
     model.stds = fit.stds.iter().map(|v| *v as f32).collect();
     model.weights = fit.weights.iter().map(|v| *v as f32).collect();
