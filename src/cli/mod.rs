@@ -68,10 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Features(a) => features::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::run(a),
-        Command::Tune(a) => {
-            tune::run(&a)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Tune(a) => tune::run(&a),
     }
 }
 

@@ -95,8 +95,10 @@ pub struct TuneArgs {
     pub quiet: bool,
 }
 
-/// Runs `warmline tune`.
-pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
+/// Runs `warmline tune`. Rows that cannot be used are named on stderr and skipped; the run goes
+/// on with the rest and writes its outputs, then exits 1 so a script notices.
+pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
+    let mut skipped_rows = 0usize;
     let opts = TuneOptions {
         telephone: args.telephone,
         dsp: DspConfig::default(),
@@ -148,6 +150,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         for p in &problems {
             eprintln!("skipped {p}");
         }
+        skipped_rows = problems.len();
         let report = match &given {
             Some(m) => tune::evaluate(&clips, problems, m, &opts)?,
             None => tune::train(&clips, problems, &opts)?,
@@ -224,7 +227,11 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         }
     }
     println!("{}", serde_json::Value::Object(json));
-    Ok(())
+    if skipped_rows > 0 {
+        eprintln!("warmline: {skipped_rows} row(s) skipped (named above); exit status 1");
+        return Ok(std::process::ExitCode::from(1));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn num(v: f64) -> serde_json::Value {

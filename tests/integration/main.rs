@@ -7,3 +7,4 @@ mod fixtures;
 mod gateway;
 mod replay;
 mod simulate;
+mod tune;

@@ -1,0 +1,143 @@
+//! `warmline tune` end to end on generated voices: labelled clips in, a model that `replay`
+//! loads, an ROC plot, and bad rows named with their file and line.
+
+use std::path::Path;
+use std::process::Command;
+use warmline::detect::tone::ToneModel;
+use warmline::synth::{Segment, speech};
+
+fn warmline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warmline"))
+}
+
+fn write_wav(path: &Path, samples: &[i16], rate_hz: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate_hz,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        w.write_sample(*s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// Four speakers at different pitches, each with three calm clips and two agitated ones, at
+/// 16 kHz (so the telephone channel resamples them). Returns the labels CSV text.
+fn corpus(dir: &Path) -> String {
+    let mut csv = String::from("path,label,speaker\n");
+    for (s, f0) in [110.0f32, 135.0, 190.0, 230.0].iter().enumerate() {
+        for k in 0..5u64 {
+            let (seg, label) = if k < 3 {
+                (Segment::calm(4.0, *f0), "neutral")
+            } else {
+                (Segment::agitated(3.0, *f0), "angry")
+            };
+            let name = format!("s{s}_{k}.wav");
+            let audio = speech(&[seg], 16_000, 1000 * s as u64 + k);
+            write_wav(&dir.join(&name), &audio, 16_000);
+            csv.push_str(&format!("{name},{label},spk{s}\n"));
+        }
+    }
+    csv
+}
+
+fn summary(stdout: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn tune_trains_a_loadable_model_with_a_plot_and_names_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = corpus(dir.path());
+    csv.push_str("missing.wav,angry,spk0\n"); // line 22
+    csv.push_str("s0_0.wav,0.7,spk0\n"); // line 23: a score, not a label
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(&labels, &csv).unwrap();
+    let model = dir.path().join("m.json");
+    let roc = dir.path().join("roc.svg");
+    let run = || {
+        warmline()
+            .args(["tune", "--quiet", "--labels"])
+            .arg(&labels)
+            .arg("--out")
+            .arg(&model)
+            .arg("--plot")
+            .arg(&roc)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Bad rows are named with file and line; the run goes on, then exits 1.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("labels.csv:22") && err.contains("missing.wav"),
+        "{err}"
+    );
+    assert!(
+        err.contains("labels.csv:23") && err.contains("unknown label"),
+        "{err}"
+    );
+    let s = summary(&out.stdout);
+    assert_eq!(
+        (s["n_pos"].as_u64(), s["n_neg"].as_u64()),
+        (Some(8), Some(12))
+    );
+    assert_eq!(s["skipped"].as_u64(), Some(2));
+    assert_eq!(
+        s["unprimed"].as_u64(),
+        Some(0),
+        "each speaker's calm clips primed the baseline"
+    );
+    // Agitated synthetic voices are louder, higher and brighter than each speaker's own calm
+    // clips: speaker-disjoint folds must separate them.
+    let auc = s["auc"].as_f64().unwrap();
+    assert!(auc >= 0.9, "AUC {auc}");
+
+    let m = ToneModel::load(&model).unwrap();
+    assert!(m.threshold > 0.0 && m.threshold < 1.0);
+    assert_eq!(m.provenance.folds, 4);
+    let svg = std::fs::read_to_string(&roc).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the ROC plot is valid XML");
+    let texts: String = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(texts.contains("AUC"), "legend names the AUC: {texts}");
+    assert!(
+        doc.descendants()
+            .any(|n| n.has_tag_name("polyline") || n.has_tag_name("path")),
+        "the curve is drawn"
+    );
+
+    // Deterministic: a second run writes the same model.
+    let first = std::fs::read(&model).unwrap();
+    run();
+    assert_eq!(std::fs::read(&model).unwrap(), first);
+
+    // `replay` loads it through the config.
+    let cfg = dir.path().join("cfg.toml");
+    std::fs::write(
+        &cfg,
+        format!("[detector]\nmodel = {:?}\n", model.display().to_string()),
+    )
+    .unwrap();
+    let out = warmline()
+        .arg("replay")
+        .arg("--config")
+        .arg(&cfg)
+        .arg(dir.path().join("s0_3.wav"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
