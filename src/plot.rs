@@ -3,6 +3,7 @@
 
 use crate::event::EventKind;
 use crate::replay::CallReport;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -74,18 +75,7 @@ pub fn write_call_svg(path: &Path, r: &CallReport, tone_threshold: f64) -> Resul
 
     // F0
     {
-        let mut c = ChartBuilder::on(&panels[0])
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption("Caller F0", ("sans-serif", 16))
-            .build_cartesian_2d(0.0..t_max, 50.0..f0_max)
-            .map_err(err)?;
-        c.configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("F0 (Hz)")
-            .draw()
-            .map_err(err)?;
+        let mut c = panel(&panels[0], "Caller F0", 50.0..f0_max, "F0 (Hz)", t_max)?;
         c.draw_series(
             voiced
                 .iter()
@@ -96,116 +86,84 @@ pub fn write_call_svg(path: &Path, r: &CallReport, tone_threshold: f64) -> Resul
         .legend(|(x, y)| Circle::new((x + 10, y), 3, BLUE.filled()));
         if let Some(b) = r.baseline.filter(|b| b.f0_hz > 0.0) {
             let y = f64::from(b.f0_hz);
-            c.draw_series(LineSeries::new([(0.0, y), (t_max, y)], baseline_style))
-                .map_err(err)?
-                .label(format!("caller baseline {y:.0} Hz"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], baseline_style));
+            hline(
+                &mut c,
+                y,
+                t_max,
+                baseline_style,
+                format!("caller baseline {y:.0} Hz"),
+            )?;
         }
         if let Some(h) = handoff_s {
-            c.draw_series(LineSeries::new([(h, 50.0), (h, f0_max)], handoff_style))
-                .map_err(err)?;
+            vline(&mut c, h, (50.0, f0_max), handoff_style, None)?;
         }
-        c.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .draw()
-            .map_err(err)?;
+        legend(&mut c)?;
     }
     // Energy
     {
-        let mut c = ChartBuilder::on(&panels[1])
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption("Caller energy", ("sans-serif", 16))
-            .build_cartesian_2d(0.0..t_max, -80.0..0.0)
-            .map_err(err)?;
-        c.configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("energy (dBFS)")
-            .draw()
-            .map_err(err)?;
-        c.draw_series(LineSeries::new(speech_energy.iter().copied(), &GREEN))
-            .map_err(err)?
-            .label("energy")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], GREEN));
+        let mut c = panel(
+            &panels[1],
+            "Caller energy",
+            -80.0..0.0,
+            "energy (dBFS)",
+            t_max,
+        )?;
+        line(&mut c, &speech_energy, GREEN.into(), "energy")?;
         if let Some(b) = r.baseline {
             let y = f64::from(b.energy_db);
-            c.draw_series(LineSeries::new([(0.0, y), (t_max, y)], baseline_style))
-                .map_err(err)?
-                .label(format!("caller baseline {y:.1} dBFS"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], baseline_style));
+            hline(
+                &mut c,
+                y,
+                t_max,
+                baseline_style,
+                format!("caller baseline {y:.1} dBFS"),
+            )?;
         }
         if let Some(h) = handoff_s {
-            c.draw_series(LineSeries::new([(h, -80.0), (h, 0.0)], handoff_style))
-                .map_err(err)?;
+            vline(&mut c, h, (-80.0, 0.0), handoff_style, None)?;
         }
-        c.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .draw()
-            .map_err(err)?;
+        legend(&mut c)?;
     }
     // Rate
     {
-        let mut c = ChartBuilder::on(&panels[2])
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption("Caller speaking rate", ("sans-serif", 16))
-            .build_cartesian_2d(0.0..t_max, 0.0..rate_max)
-            .map_err(err)?;
-        c.configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("syllables/s")
-            .draw()
-            .map_err(err)?;
-        c.draw_series(LineSeries::new(rate.iter().copied(), &MAGENTA))
-            .map_err(err)?
-            .label("speaking rate")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], MAGENTA));
+        let mut c = panel(
+            &panels[2],
+            "Caller speaking rate",
+            0.0..rate_max,
+            "syllables/s",
+            t_max,
+        )?;
+        line(&mut c, &rate, MAGENTA.into(), "speaking rate")?;
         if let Some(b) = r.baseline.filter(|b| b.rate_sps > 0.0) {
             let y = f64::from(b.rate_sps);
-            c.draw_series(LineSeries::new([(0.0, y), (t_max, y)], baseline_style))
-                .map_err(err)?
-                .label(format!("caller baseline {y:.1} syl/s"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], baseline_style));
+            hline(
+                &mut c,
+                y,
+                t_max,
+                baseline_style,
+                format!("caller baseline {y:.1} syl/s"),
+            )?;
         }
-        c.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .draw()
-            .map_err(err)?;
+        legend(&mut c)?;
     }
     // Tone, threshold, signals, handoff
     {
-        let mut c = ChartBuilder::on(&panels[3])
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(60)
-            .caption("Caller tone score, signals and handoff", ("sans-serif", 16))
-            .build_cartesian_2d(0.0..t_max, 0.0..1.05)
-            .map_err(err)?;
-        c.configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("tone score")
-            .draw()
-            .map_err(err)?;
-        c.draw_series(LineSeries::new(
-            tone.iter().copied(),
+        let caption = "Caller tone score, signals and handoff";
+        let mut c = panel(&panels[3], caption, 0.0..1.05, "tone score", t_max)?;
+        line(
+            &mut c,
+            &tone,
             ShapeStyle::from(&BLACK).stroke_width(2),
-        ))
-        .map_err(err)?
-        .label("tone score")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+            "tone score",
+        )?;
         let th = ShapeStyle::from(&RGBColor(255, 140, 0)).stroke_width(2);
-        c.draw_series(LineSeries::new(
-            [(0.0, tone_threshold), (t_max, tone_threshold)],
+        hline(
+            &mut c,
+            tone_threshold,
+            t_max,
             th,
-        ))
-        .map_err(err)?
-        .label(format!("threshold {tone_threshold:.2}"))
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], th));
+            format!("threshold {tone_threshold:.2}"),
+        )?;
         c.draw_series(signals.iter().map(|(x, name)| {
             EmptyElement::at((*x, 0.95))
                 + TriangleMarker::new((0, 0), 6, RGBColor(0, 120, 200).filled())
@@ -215,17 +173,86 @@ pub fn write_call_svg(path: &Path, r: &CallReport, tone_threshold: f64) -> Resul
         .label("signal crossing")
         .legend(|(x, y)| TriangleMarker::new((x + 10, y), 5, RGBColor(0, 120, 200).filled()));
         if let Some(h) = handoff_s {
-            c.draw_series(LineSeries::new([(h, 0.0), (h, 1.05)], handoff_style))
-                .map_err(err)?
-                .label(format!("handoff at {h:.1} s"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], handoff_style));
+            let label = format!("handoff at {h:.1} s");
+            vline(&mut c, h, (0.0, 1.05), handoff_style, Some(label))?;
         }
-        c.configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .draw()
-            .map_err(err)?;
+        legend(&mut c)?;
     }
     root.present().map_err(err)?;
     Ok(())
+}
+
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One panel over the call's time axis, with its caption and axis descriptions.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    y: std::ops::Range<f64>,
+    y_desc: &str,
+    t_max: f64,
+) -> Result<Chart<'a, 'b>, PlotError> {
+    let mut c = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .caption(caption, ("sans-serif", 16))
+        .build_cartesian_2d(0.0..t_max, y)
+        .map_err(err)?;
+    c.configure_mesh()
+        .x_desc("time (s)")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    Ok(c)
+}
+
+/// A labelled line series.
+fn line(
+    c: &mut Chart,
+    points: &[(f64, f64)],
+    style: ShapeStyle,
+    label: &str,
+) -> Result<(), PlotError> {
+    c.draw_series(LineSeries::new(points.iter().copied(), style))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+    Ok(())
+}
+
+/// A labelled horizontal reference line (baseline, threshold) across the call.
+fn hline(
+    c: &mut Chart,
+    y: f64,
+    t_max: f64,
+    style: ShapeStyle,
+    label: String,
+) -> Result<(), PlotError> {
+    line(c, &[(0.0, y), (t_max, y)], style, &label)
+}
+
+/// A vertical marker (the handoff), labelled in the legend when `label` is given.
+fn vline(
+    c: &mut Chart,
+    x: f64,
+    (y0, y1): (f64, f64),
+    style: ShapeStyle,
+    label: Option<String>,
+) -> Result<(), PlotError> {
+    match label {
+        Some(l) => line(c, &[(x, y0), (x, y1)], style, &l),
+        None => c
+            .draw_series(LineSeries::new([(x, y0), (x, y1)], style))
+            .map(|_| ())
+            .map_err(err),
+    }
+}
+
+fn legend<'a, 'b: 'a>(c: &mut Chart<'a, 'b>) -> Result<(), PlotError> {
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(err)
 }

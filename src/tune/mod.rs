@@ -296,21 +296,35 @@ pub fn clip_windows(
 pub fn extract_all(clips: &[Clip], opts: &TuneOptions) -> Result<Vec<ClipWindows>, TuneError> {
     let window = Arc::new(window_model(opts));
     let bar = progress_bar(clips.len() as u64, opts.progress, "streaming clips");
+    let results = parallel_map(clips.len(), opts.threads, &bar, |i| {
+        clip_windows(clips, i, &opts.dsp, &window)
+    });
+    bar.finish_and_clear();
+    results.into_iter().collect()
+}
+
+/// Runs `f(0..len)` on up to `threads` worker threads, in index order; a worker that panics
+/// (a bug) turns its items into errors instead of taking the run down.
+fn parallel_map<R: Send>(
+    len: usize,
+    threads: usize,
+    bar: &indicatif::ProgressBar,
+    f: impl Fn(usize) -> Result<R, TuneError> + Sync,
+) -> Vec<Result<R, TuneError>> {
     let next = AtomicUsize::new(0);
-    let threads = opts.threads.clamp(1, 16);
-    let mut results: Vec<Option<Result<ClipWindows, TuneError>>> = Vec::new();
-    results.resize_with(clips.len(), || None);
+    let mut results: Vec<Option<Result<R, TuneError>>> = Vec::new();
+    results.resize_with(len, || None);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
+        let handles: Vec<_> = (0..threads.clamp(1, 16))
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= clips.len() {
+                        if i >= len {
                             break;
                         }
-                        mine.push((i, clip_windows(clips, i, &opts.dsp, &window)));
+                        mine.push((i, f(i)));
                         bar.inc(1);
                     }
                     mine
@@ -318,7 +332,6 @@ pub fn extract_all(clips: &[Clip], opts: &TuneOptions) -> Result<Vec<ClipWindows
             })
             .collect();
         for h in handles {
-            // A worker only panics on a bug; its clips then report an error below.
             if let Ok(mine) = h.join() {
                 for (i, r) in mine {
                     results[i] = Some(r);
@@ -326,7 +339,6 @@ pub fn extract_all(clips: &[Clip], opts: &TuneOptions) -> Result<Vec<ClipWindows
             }
         }
     });
-    bar.finish_and_clear();
     results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(TuneError::Fit("a worker thread panicked".into()))))
@@ -763,40 +775,12 @@ pub fn evaluate_calls(
     }
     let model = Arc::new(model.clone());
     let bar = progress_bar(calls.len() as u64, progress, "streaming calls");
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<CallOutcome, TuneError>>> = Vec::new();
-    results.resize_with(calls.len(), || None);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads.clamp(1, 16))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= calls.len() {
-                            break;
-                        }
-                        let (wav, kind, onset) = &calls[i];
-                        mine.push((i, run_call(wav, kind, *onset, &model, dsp, sustain_ms)));
-                        bar.inc(1);
-                    }
-                    mine
-                })
-            })
-            .collect();
-        for h in handles {
-            if let Ok(mine) = h.join() {
-                for (i, r) in mine {
-                    results[i] = Some(r);
-                }
-            }
-        }
+    let results = parallel_map(calls.len(), threads, &bar, |i| {
+        let (wav, kind, onset) = &calls[i];
+        run_call(wav, kind, *onset, &model, dsp, sustain_ms)
     });
     bar.finish_and_clear();
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(TuneError::Fit("a worker thread panicked".into()))))
-        .collect()
+    results.into_iter().collect()
 }
 
 fn run_call(
