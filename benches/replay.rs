@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     g.bench_function("twilio_jsonl", |b| {
         b.iter(|| {
-            let mut call = Call::new(Provider::Twilio, settings.clone());
+            let mut call = Call::new(Provider::Twilio, settings.clone(), "bench");
             let mut out = Vec::new();
             for m in &msgs {
                 let _ = call.on_text(m, &mut out);

@@ -403,10 +403,11 @@ impl std::fmt::Debug for Call {
 }
 
 impl Call {
-    /// A call waiting for its provider's start message.
-    pub fn new(provider: Provider, settings: Arc<PipelineSettings>) -> Self {
+    /// A call waiting for its provider's start message. `connection_id` names the call when the
+    /// provider's stream does not (a Vonage socket without a call id in its headers).
+    pub fn new(provider: Provider, settings: Arc<PipelineSettings>, connection_id: &str) -> Self {
         Self {
-            adapter: provider.adapter(),
+            adapter: provider.adapter_for(connection_id),
             provider,
             session: Session::new(),
             pipeline: None,
@@ -552,7 +553,11 @@ mod tests {
             .map(|i| ((i as f32 * 0.1).sin() * 8000.0) as i16)
             .collect();
         let msgs = Provider::Twilio.render(&RenderSpec::new("CA9", Codec::Mulaw, 8000), &pcm, None);
-        let mut call = Call::new(Provider::Twilio, Arc::new(PipelineSettings::default()));
+        let mut call = Call::new(
+            Provider::Twilio,
+            Arc::new(PipelineSettings::default()),
+            "c1",
+        );
         let mut out = Vec::new();
         for m in &msgs {
             let WireMessage::Text(t) = m else { panic!() };

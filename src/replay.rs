@@ -310,7 +310,12 @@ fn replay_jsonl(
         });
     }
     let provider = provider.unwrap_or_else(|| detect_provider(&text));
-    let mut call = Call::new(provider, settings.clone());
+    // A recording whose stream names no call (Vonage without headers) is named after its file.
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut call = Call::new(provider, settings.clone(), &stem);
     let mut events = Vec::new();
     for line in lines {
         call.push_transcript(line, &mut events);

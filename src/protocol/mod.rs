@@ -64,12 +64,23 @@ impl Provider {
 
     /// A fresh adapter for one stream.
     pub fn adapter(self) -> Box<dyn Adapter> {
+        self.adapter_for("")
+    }
+
+    /// A fresh adapter for one stream on connection `connection_id`, which names the call when
+    /// the stream itself does not (Vonage without a call id header: `vonage-<connection_id>`).
+    pub fn adapter_for(self, connection_id: &str) -> Box<dyn Adapter> {
         match self {
             Provider::Twilio => Box::new(twilio::TwilioAdapter),
             Provider::Telnyx => Box::new(telnyx::TelnyxAdapter),
             Provider::Plivo => Box::new(plivo::PlivoAdapter),
             Provider::Exotel => Box::new(exotel::ExotelAdapter),
-            Provider::Vonage => Box::new(vonage::VonageAdapter::default()),
+            Provider::Vonage if connection_id.is_empty() => {
+                Box::new(vonage::VonageAdapter::default())
+            }
+            Provider::Vonage => Box::new(vonage::VonageAdapter::with_fallback_call_id(format!(
+                "vonage-{connection_id}"
+            ))),
         }
     }
 

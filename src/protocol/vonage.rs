@@ -8,8 +8,8 @@
 //!
 //! The call id comes from the first connected-frame field of [`CALL_ID_FIELDS`] present (put the
 //! call's `uuid` in the NCCO `headers`; it is what Vonage's transfer API takes). Without one, the
-//! adapter's fallback is used: [`VonageAdapter::with_fallback_call_id`], or `vonage-<n>` with a
-//! per-process counter.
+//! adapter's fallback is used ([`VonageAdapter::with_fallback_call_id`]; the server passes one
+//! per connection); with neither, the stream is refused with a message saying what to add.
 
 use super::{
     Adapter, MediaChunk, Payload, ProtocolError, Provider, ProviderEvent, RenderSpec, StreamStart,
@@ -19,7 +19,6 @@ use crate::codec::Codec;
 use crate::event::Track;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const P: Provider = Provider::Vonage;
 
@@ -34,8 +33,6 @@ pub const CALL_ID_FIELDS: [&str; 5] = [
 
 /// Vonage frames are always 20 ms.
 pub const FRAME_MS: u32 = 20;
-
-static FALLBACK_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Adapter for one Vonage stream: remembers the format announced by `websocket:connected`.
 #[derive(Debug, Default)]
@@ -105,7 +102,12 @@ impl VonageAdapter {
             .iter()
             .find_map(|k| params.get(*k).filter(|v| !v.is_empty()).cloned())
             .or_else(|| self.fallback_call_id.clone())
-            .unwrap_or_else(|| format!("vonage-{}", FALLBACK_IDS.fetch_add(1, Ordering::Relaxed)));
+            .ok_or_else(|| {
+                malformed(
+                    "websocket:connected names no call: put the call's uuid in the NCCO \
+                     websocket headers",
+                )
+            })?;
         let stream_id = params.get("conversation_uuid").cloned();
         let from = params.get("from").cloned();
         let to = params.get("to").cloned();
@@ -268,9 +270,19 @@ mod tests {
         let bare = r#"{"event":"websocket:connected","content-type":"audio/l16;rate=8000"}"#;
         let s = start(&mut VonageAdapter::with_fallback_call_id("conn-42"), bare);
         assert_eq!(s.call_id, "conn-42");
-        let one = start(&mut VonageAdapter::default(), bare).call_id;
-        let two = start(&mut VonageAdapter::default(), bare).call_id;
-        assert!(one.starts_with("vonage-") && one != two);
+        // The server names each connection; two connections never share a call id.
+        let named = |conn: &str| match Provider::Vonage.adapter_for(conn).parse_text(bare) {
+            Ok(ProviderEvent::Start(s)) => s.call_id,
+            other => panic!("{other:?}"),
+        };
+        let (one, two) = (named("1a2b-1"), named("1a2b-2"));
+        assert_eq!(
+            (one.as_str(), two.as_str()),
+            ("vonage-1a2b-1", "vonage-1a2b-2")
+        );
+        // Without any name the stream is refused with what to fix.
+        let e = VonageAdapter::default().parse_text(bare).unwrap_err();
+        assert!(e.to_string().contains("uuid"), "{e}");
     }
 
     #[test]

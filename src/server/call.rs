@@ -127,7 +127,8 @@ pub(super) async fn run(
     let metrics = st.metrics();
     metrics.active_calls.inc();
     let counters = TrackCounters::new(metrics);
-    let mut call = Call::new(provider, st.inner.settings.clone());
+    let connection_id = st.next_connection_id();
+    let mut call = Call::new(provider, st.inner.settings.clone(), &connection_id);
     let (transcript_tx, mut transcript_rx) = mpsc::channel(cfg.transcript_queue);
     let mut transcript_tx = Some(transcript_tx);
     let mut call_id: Option<String> = None;

@@ -61,6 +61,9 @@ struct Inner {
     metrics: Metrics,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Names this process's connections, for providers whose stream may not name its call.
+    connection_prefix: String,
+    connections: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -78,8 +81,25 @@ impl AppState {
                 metrics: Metrics::new(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                // Start time in ms keeps ids from a restarted gateway apart from the last run's.
+                connection_prefix: format!(
+                    "{:x}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis())
+                ),
+                connections: std::sync::atomic::AtomicU64::new(1),
             }),
         }
+    }
+
+    /// A name for a new connection, unique within this process and across restarts.
+    pub(crate) fn next_connection_id(&self) -> String {
+        let n = self
+            .inner
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{n}", self.inner.connection_prefix)
     }
 
     /// The configuration.
