@@ -5,5 +5,6 @@ mod bridge;
 mod common;
 mod fixtures;
 mod gateway;
+mod metrics;
 mod replay;
 mod simulate;
