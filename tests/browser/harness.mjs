@@ -33,15 +33,14 @@ export function fail(msg) {
 }
 
 export async function shutdown(code) {
-  for (const c of cleanups.splice(0)) {
-    try { await c(); } catch { /* already gone */ }
-  }
   for (const ch of children) {
     if (ch.exitCode === null) {
       ch.stopping = true;
       ch.kill("SIGTERM");
     }
   }
+  const done = Promise.all(cleanups.splice(0).map((c) => Promise.resolve().then(c).catch(() => {})));
+  await Promise.race([done, sleep(5000)]);
   process.exit(code);
 }
 
@@ -73,7 +72,10 @@ export function webhookReceiver() {
       res.end("{}");
     });
   });
-  cleanups.push(() => new Promise((r) => server.close(r)));
+  cleanups.push(() => new Promise((r) => {
+    server.closeAllConnections();
+    server.close(r);
+  }));
   return new Promise((resolve) => {
     server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${server.address().port}`, seen }));
   });

@@ -4,7 +4,8 @@
 // tasks, the time from an SSE batch's arrival to the frame that shows it, and the time from a
 // click on a call to the frame with its details open.
 //   node load500.mjs [calls=500] [duration_s=60]
-import { launchBrowser, shutdown, simulate, sleep, startServer, TOKEN, deadline } from "./harness.mjs";
+import { REPO, fail, launchBrowser, shutdown, simulate, sleep, startServer, TOKEN, deadline } from "./harness.mjs";
+import path from "node:path";
 import { readFileSync } from "node:fs";
 
 try {
@@ -30,7 +31,12 @@ try {
   await page.goto(`${srv.base}/?token=${TOKEN}`);
   await page.waitForSelector('#conn[data-state="live"]');
   console.log(`loadavg before: ${loadavg()}`);
-  const sim = simulate(srv, { calls, durationS, rampS, json: true });
+  // The bundled demo call (calm, then agitated at 24 s, looped) with its transcript: every
+  // call escalates and is handed off.
+  const wav = path.join(REPO, "fixtures/demo/escalating.wav");
+  const transcript = path.join(REPO, "fixtures/demo/escalating.transcript.jsonl");
+  const sim = simulate(srv, { wav, transcript, calls, durationS, rampS, json: true });
+  sim.on("exit", (code) => { if (code !== 0) fail(`simulate exited ${code}`); });
 
   // Steady state: all calls open, tones rising, handoffs arriving.
   await sleep((rampS + 5) * 1000);
@@ -65,7 +71,7 @@ try {
   }), t0);
   await sim.done;
   let report = {};
-  try { report = JSON.parse(sim.output); } catch { /* printed below */ }
+  try { report = JSON.parse(sim.output); } catch { console.error(sim.tail.join("\n")); }
   const longTotal = s.long.reduce((a, b) => a + b, 0);
   console.log(JSON.stringify({
     calls, duration_s: durationS, window_s: windowS, rows_on_page_max: rowsSeen,

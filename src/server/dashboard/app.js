@@ -1,8 +1,9 @@
 // warmline supervisor dashboard: /v1/calls and /v1/handoffs snapshots, then the /v1/events
 // feed (SSE batches, at most four a second). Events only update per-call state and mark rows
 // dirty; one requestAnimationFrame pass renders at most MAX_ROWS_PER_FRAME rows and re-sorts
-// at most once per REORDER_MS, so 500 live calls stay cheap. All text goes in through
-// textContent: call data is untrusted.
+// at most once per REORDER_MS. Only the MAX_ROWS hottest calls have rows in the page (the rest
+// are counted below the table), so the DOM and the work per update stay bounded however many
+// calls are live. All text goes in through textContent: call data is untrusted.
 "use strict";
 (function () {
   const token = new URLSearchParams(location.search).get("token");
@@ -12,11 +13,13 @@
   const ENDED_LINGER_MS = 20000;
   const MAX_HANDOFF_CARDS = 50;
   const MAX_ROWS_PER_FRAME = 100;
+  const MAX_ROWS = Number(new URLSearchParams(location.search).get("rows")) || 100;
   const REORDER_MS = 1000;
   const SPARK_W = 120, SPARK_H = 28;
   const TONE_WARM = 0.4, TONE_HOT = 0.7;
 
   const calls = new Map(); // call_id -> call state
+  let shown = new Set(); // calls with a row in the table, hottest MAX_ROWS
   const dirty = new Set();
   const handoffCards = new Map(); // handoff_id -> card element
   const handoffIds = new Set(); // every handoff seen, for the total
@@ -42,6 +45,7 @@
   const statHot = $("stat-hot");
   const statHandoffs = $("stat-handoffs");
   const connEl = $("conn");
+  const moreEl = $("more");
 
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -77,7 +81,7 @@
         id, provider: provider || "", tone: 0, tMs: 0, points: [],
         f0Hz: null, f0Rel: null, energyDb: null, energyRel: null, baselineReady: false,
         signals: new Map(), // signal -> crossing event
-        handoff: null, ended: false, row: null, shownTone: -1,
+        handoff: null, ended: false, row: null, stale: true,
       };
       calls.set(id, c);
       orderDirty = true;
@@ -165,13 +169,14 @@
   }
 
   function deltaCell(cell, abs, rel, relUnit, upAt) {
-    cell.textContent = "";
-    if (abs === null || abs === undefined) { cell.textContent = "–"; return; }
-    cell.append(el("span", "abs", abs));
-    if (rel !== null && rel !== undefined) cell.append(el("span", "rel", fmtDelta(rel, relUnit)));
-    else cell.append(el("span", "rel muted", "no baseline yet"));
-    cell.classList.toggle("up", rel > upAt);
-    cell.classList.toggle("down", rel < -upAt);
+    if (!cell.firstChild) cell.append(el("span", "abs"), el("span", "rel"));
+    const [absEl, relEl] = cell.children;
+    const noBaseline = rel === null || rel === undefined;
+    setText(absEl, abs === null || abs === undefined ? "–" : abs);
+    setText(relEl, abs === null || abs === undefined ? "" : noBaseline ? "no baseline yet" : fmtDelta(rel, relUnit));
+    relEl.classList.toggle("muted", noBaseline);
+    cell.classList.toggle("up", !noBaseline && rel > upAt);
+    cell.classList.toggle("down", !noBaseline && rel < -upAt);
   }
 
   function renderRow(c) {
@@ -206,8 +211,7 @@
     r.tr.dataset.handoff = c.handoff ? "1" : "0";
     drawSpark(c);
     if (r.details) fillDetails(c);
-    if (c.shownTone !== c.tone) orderDirty = true;
-    c.shownTone = c.tone;
+    c.stale = false;
     stats.rowRenders++;
   }
 
@@ -239,7 +243,7 @@
     if (selected === id) { selected = null; return; }
     selected = id;
     const c = calls.get(id);
-    if (!c || !c.row) return;
+    if (!c || !c.row || !c.row.tr.isConnected) return;
     const tr = el("tr", "details");
     const td = el("td");
     td.colSpan = 6;
@@ -251,18 +255,36 @@
     fillDetails(c);
   }
 
+  function dropRow(c) {
+    c.row.tr.remove();
+    if (c.row.details) {
+      c.row.details.remove();
+      c.row.details = null;
+      c.row.tr.classList.remove("selected");
+      if (selected === c.id) selected = null;
+    }
+  }
+
+  // Puts the MAX_ROWS hottest calls in the table in order, moving only rows out of place, and
+  // takes the others out (they keep their state and come back rendered when they heat up).
   function reorder() {
     const sorted = Array.from(calls.values())
-      .filter((c) => c.row)
       .sort((a, b) => b.tone - a.tone || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    // Move only rows that are out of place; a details row travels with its call.
+    const top = sorted.slice(0, MAX_ROWS);
+    const next = new Set(top);
+    for (const c of shown) if (!next.has(c) && c.row) dropRow(c);
     let cursor = tbody.firstChild;
-    for (const c of sorted) {
+    for (const c of top) {
+      if (!c.row || c.stale) renderRow(c);
       for (const tr of c.row.details ? [c.row.tr, c.row.details] : [c.row.tr]) {
         if (tr === cursor) cursor = cursor.nextSibling;
         else tbody.insertBefore(tr, cursor);
       }
     }
+    shown = next;
+    const hidden = sorted.length - top.length;
+    moreEl.hidden = hidden === 0;
+    setText(moreEl, hidden + " calmer call" + (hidden === 1 ? "" : "s") + " not shown (the " + MAX_ROWS + " hottest are)");
   }
 
   function flush(now) {
@@ -273,10 +295,12 @@
       if (n >= MAX_ROWS_PER_FRAME) break;
       dirty.delete(c);
       if (calls.get(c.id) !== c) continue;
+      // Calls without a row only keep their state; the next re-sort may bring them in.
+      if (!shown.has(c)) { c.stale = true; continue; }
       renderRow(c);
       n++;
     }
-    if (orderDirty && (t0 - lastReorder >= REORDER_MS - 100 || !tbody.firstChild)) {
+    if (orderDirty && (t0 - lastReorder >= REORDER_MS - 100 || shown.size < Math.min(calls.size, 3))) {
       reorder();
       orderDirty = false;
       lastReorder = t0;
@@ -311,13 +335,12 @@
   }
 
   function removeCall(c) {
-    if (c.row) {
-      c.row.tr.remove();
-      if (c.row.details) c.row.details.remove();
-    }
+    if (c.row) dropRow(c);
     if (selected === c.id) selected = null;
     calls.delete(c.id);
+    shown.delete(c);
     dirty.delete(c);
+    orderDirty = true;
     schedule();
   }
 
@@ -438,6 +461,7 @@
       c.tMs = Math.max(c.tMs, v.t_ms || 0);
       if (v.scores && typeof v.scores.tone === "number") {
         c.tone = v.scores.tone;
+        orderDirty = true;
         pushPoint(c, c.tMs, c.tone);
       }
     }
@@ -458,6 +482,7 @@
       if (e.track !== "caller") return;
       const c = getCall(e.call_id);
       c.tMs = Math.max(c.tMs, e.t_ms);
+      if (c.tone !== e.tone_score) orderDirty = true;
       c.tone = e.tone_score;
       c.f0Hz = e.f0_hz === undefined ? null : e.f0_hz;
       c.energyDb = e.energy_db;
