@@ -277,7 +277,8 @@ impl Feed {
         self.pending.push(e);
     }
 
-    fn take_batch(&mut self) -> Option<axum::response::sse::Event> {
+    /// The pending events as one batch's JSON.
+    fn take_batch(&mut self) -> Option<String> {
         let batch = Batch {
             resync: self.resync,
             events: self.pending.iter().map(AsRef::as_ref).collect(),
@@ -288,11 +289,7 @@ impl Feed {
         self.first_at = None;
         self.resync = false;
         match json {
-            Ok(json) => Some(
-                axum::response::sse::Event::default()
-                    .event("batch")
-                    .data(json),
-            ),
+            Ok(json) => Some(json),
             Err(err) => {
                 tracing::warn!("dashboard batch not serialisable: {err}");
                 None
@@ -300,8 +297,8 @@ impl Feed {
         }
     }
 
-    /// The next batch; `None` on shutdown or once the gateway's sender is gone.
-    async fn next(&mut self) -> Option<axum::response::sse::Event> {
+    /// The next batch's JSON; `None` on shutdown or once the gateway's sender is gone.
+    async fn next(&mut self) -> Option<String> {
         loop {
             if self.pending.len() >= MAX_BATCH_EVENTS {
                 if let Some(b) = self.take_batch() {
@@ -350,7 +347,10 @@ pub(super) async fn events(
     }
     let feed = Feed::new(st.subscribe(), st.shutdown_token());
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        let ev = feed.next().await?;
+        let json = feed.next().await?;
+        let ev = axum::response::sse::Event::default()
+            .event("batch")
+            .data(json);
         Some((Ok::<_, Infallible>(ev), feed))
     });
     Sse::new(stream)
@@ -360,4 +360,113 @@ pub(super) async fn events(
                 .text("keep-alive"),
         )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{CallEnded, Prosody};
+
+    fn prosody(call: &str, t_ms: u64, track: Track, tone: f64) -> Arc<Event> {
+        Arc::new(Event {
+            call_id: call.into(),
+            t_ms,
+            kind: EventKind::Prosody(Prosody {
+                track,
+                f0_hz: Some(180.0),
+                energy_db: -20.0,
+                rate_sps: 4.0,
+                tone_score: tone,
+                vad_ratio: 1.0,
+                f0_rel_st: None,
+                energy_rel_db: None,
+                baseline_ready: false,
+            }),
+        })
+    }
+
+    fn ended(call: &str) -> Arc<Event> {
+        Arc::new(Event {
+            call_id: call.into(),
+            t_ms: 9_000,
+            kind: EventKind::CallEnded(CallEnded {
+                duration_ms: 9_000,
+                handoff: false,
+                frames: 450,
+                dropped_frames: 0,
+                reason: "stop".into(),
+            }),
+        })
+    }
+
+    fn parse(json: String) -> serde_json::Value {
+        serde_json::from_str(&json).expect("batch json")
+    }
+
+    #[tokio::test]
+    async fn a_batch_keeps_the_callers_latest_prosody_per_call_and_every_other_event() {
+        let (_tx, rx) = broadcast::channel(64);
+        let mut feed = Feed::new(rx, CancellationToken::new());
+        feed.add(prosody("A", 1_000, Track::Caller, 0.1));
+        feed.add(prosody("A", 1_000, Track::Agent, 0.9));
+        feed.add(prosody("B", 1_000, Track::Caller, 0.2));
+        feed.add(prosody("A", 2_000, Track::Caller, 0.3));
+        feed.add(ended("B"));
+        let b = parse(feed.take_batch().expect("a batch"));
+        assert_eq!(b["resync"], false);
+        let events = b["events"].as_array().unwrap();
+        let summary: Vec<(String, String, u64)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["call_id"].as_str().unwrap().to_owned(),
+                    e["event"].as_str().unwrap().to_owned(),
+                    e["t_ms"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("A".into(), "prosody".into(), 2_000),
+                ("B".into(), "prosody".into(), 1_000),
+                ("B".into(), "call_ended".into(), 9_000),
+            ]
+        );
+        assert!(events.iter().all(|e| e["track"] != "agent"));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_to_resync_and_never_blocks_the_sender() {
+        let (tx, rx) = broadcast::channel(4);
+        let mut feed = Feed::new(rx, CancellationToken::new());
+        // The publisher never waits for this subscriber: all sends succeed at once.
+        for i in 0..20 {
+            tx.send(ended(&format!("C{i}"))).unwrap();
+        }
+        let first = parse(feed.next().await.expect("a batch"));
+        assert_eq!(first["resync"], true);
+        // What survived is the newest events, in order (normally all in that first batch).
+        let mut ids: Vec<String> = Vec::new();
+        let mut b = first;
+        loop {
+            ids.extend(
+                b["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["call_id"].as_str().unwrap().to_owned()),
+            );
+            if ids.len() >= 4 {
+                break;
+            }
+            b = parse(feed.next().await.expect("the rest"));
+        }
+        assert_eq!(ids, ["C16", "C17", "C18", "C19"]);
+        drop(tx);
+        assert!(
+            feed.next().await.is_none(),
+            "the feed ends with the gateway"
+        );
+    }
 }
