@@ -81,6 +81,20 @@ pub struct TargetLabels {
     pub outcome: String,
 }
 
+/// `target` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabel {
+    /// `webhook`, `twilio`, …
+    pub target: String,
+}
+
+/// A histogram family whose members share one bucket layout.
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn delivery_latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
 /// Every metric the gateway exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -117,6 +131,8 @@ pub struct Metrics {
     pub deliveries: Family<TargetLabels, Counter>,
     /// Delivery attempts made, by target.
     pub delivery_attempts: Family<TargetLabels, Counter>,
+    /// Wall time from the handoff decision to its delivery finishing, by target.
+    pub handoff_delivery_latency: HistogramFamily<TargetLabel>,
     /// Handoffs that found the bridge queue full (kept by the call and retried).
     pub bridge_queue_full: Counter,
     /// Transcript lines accepted.
@@ -150,6 +166,7 @@ impl Metrics {
             handoff_after_first_crossing: Histogram::new(exponential_buckets(0.125, 2.0, 12)),
             deliveries: Family::default(),
             delivery_attempts: Family::default(),
+            handoff_delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
             bridge_queue_full: Counter::default(),
             transcript_lines: Counter::default(),
             registry: Registry::default(),
@@ -237,6 +254,12 @@ impl Metrics {
             "handoff_delivery_attempts",
             "Handoff delivery attempts made, by target and final outcome",
             m.delivery_attempts.clone(),
+        );
+        r.register_with_unit(
+            "handoff_delivery",
+            "Wall time from the handoff decision to its delivery finishing (delivered or failed), by target",
+            Unit::Seconds,
+            m.handoff_delivery_latency.clone(),
         );
         r.register(
             "bridge_queue_full",

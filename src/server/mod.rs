@@ -59,6 +59,7 @@ struct Inner {
     bridge: Bridge,
     events: broadcast::Sender<Arc<Event>>,
     metrics: Metrics,
+    recent_handoffs: dashboard::RecentHandoffs,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// Names this process's connections, for providers whose stream may not name its call.
@@ -79,6 +80,7 @@ impl AppState {
                 bridge,
                 events,
                 metrics: Metrics::new(),
+                recent_handoffs: dashboard::RecentHandoffs::default(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 // Start time in ms keeps ids from a restarted gateway apart from the last run's.
@@ -229,6 +231,9 @@ impl AppState {
                 }
                 _ => log_event(&e),
             }
+            self.inner
+                .recent_handoffs
+                .on_event(&self.inner.cfg.bridge, &self.inner.metrics, &e);
             // No subscribers is fine.
             let _ = self.inner.events.send(Arc::new(e));
         }

@@ -22,7 +22,8 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/", get(dashboard::index))
         .route("/dashboard/app.js", get(dashboard::app_js))
         .route("/dashboard/style.css", get(dashboard::style_css))
-        .route("/v1/events", get(dashboard::events));
+        .route("/v1/events", get(dashboard::events))
+        .route("/v1/handoffs", get(dashboard::handoffs));
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));
     }
