@@ -1,4 +1,6 @@
-//! Audio payload codecs: G.711 mu-law and A-law, and 16-bit little-endian linear PCM (L16).
+//! Audio payload codecs: G.711 mu-law and A-law, and 16-bit linear PCM (L16) in both byte
+//! orders: little-endian as most providers send it raw, big-endian (network order) as RTP
+//! carries it (RFC 3551), which is what Telnyx's base64 RTP payloads hold.
 //!
 //! Decoders append to a caller-owned `Vec<i16>` so the hot path reuses one buffer per call.
 //! Nothing here allocates except through that buffer's growth.
@@ -19,6 +21,8 @@ pub enum Codec {
     Alaw,
     /// Signed 16-bit little-endian linear PCM, two bytes per sample.
     L16,
+    /// Signed 16-bit big-endian (network order) linear PCM, as in RTP: Telnyx's `L16`.
+    L16Be,
 }
 
 /// A payload that cannot be decoded. Recoverable: the chunk is dropped and counted.
@@ -40,6 +44,7 @@ impl Codec {
             Codec::Mulaw => "pcmu",
             Codec::Alaw => "pcma",
             Codec::L16 => "l16",
+            Codec::L16Be => "l16be",
         }
     }
 
@@ -47,7 +52,7 @@ impl Codec {
     pub fn bytes_per_sample(self) -> usize {
         match self {
             Codec::Mulaw | Codec::Alaw => 1,
-            Codec::L16 => 2,
+            Codec::L16 | Codec::L16Be => 2,
         }
     }
 
@@ -56,17 +61,18 @@ impl Codec {
         match self {
             Codec::Mulaw => out.extend(payload.iter().map(|&b| mulaw_to_linear(b))),
             Codec::Alaw => out.extend(payload.iter().map(|&b| alaw_to_linear(b))),
-            Codec::L16 => {
+            Codec::L16 | Codec::L16Be => {
                 if payload.len() % 2 != 0 {
                     return Err(CodecError::OddL16Length {
                         len_bytes: payload.len(),
                     });
                 }
-                out.extend(
-                    payload
-                        .chunks_exact(2)
-                        .map(|p| i16::from_le_bytes([p[0], p[1]])),
-                );
+                let pairs = payload.chunks_exact(2).map(|p| [p[0], p[1]]);
+                if self == Codec::L16 {
+                    out.extend(pairs.map(i16::from_le_bytes));
+                } else {
+                    out.extend(pairs.map(i16::from_be_bytes));
+                }
             }
         }
         Ok(())
@@ -82,6 +88,11 @@ impl Codec {
                     out.extend_from_slice(&s.to_le_bytes());
                 }
             }
+            Codec::L16Be => {
+                for s in samples {
+                    out.extend_from_slice(&s.to_be_bytes());
+                }
+            }
         }
     }
 
@@ -90,7 +101,7 @@ impl Codec {
         match self {
             Codec::Mulaw => mulaw_to_linear(linear_to_mulaw(sample)),
             Codec::Alaw => alaw_to_linear(linear_to_alaw(sample)),
-            Codec::L16 => sample,
+            Codec::L16 | Codec::L16Be => sample,
         }
     }
 }
@@ -142,5 +153,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn l16_byte_orders_are_mirror_images() {
+        let samples = [1i16, -2, 0x1234, i16::MIN, i16::MAX];
+        let (mut le, mut be) = (Vec::new(), Vec::new());
+        Codec::L16.encode_into(&samples, &mut le);
+        Codec::L16Be.encode_into(&samples, &mut be);
+        assert_eq!(
+            &be[4..6],
+            &[0x12, 0x34],
+            "network order puts the high byte first"
+        );
+        assert_eq!(&le[4..6], &[0x34, 0x12]);
+        let mut out = Vec::new();
+        Codec::L16Be.decode_into(&be, &mut out).unwrap();
+        assert_eq!(out, samples);
+        // Reading one order as the other garbles every sample but zero.
+        out.clear();
+        Codec::L16.decode_into(&be, &mut out).unwrap();
+        assert_ne!(out[2], 0x1234);
     }
 }

@@ -375,6 +375,7 @@ mod tests {
         Frame {
             t_ms,
             vad: speech,
+            speech,
             voiced: speech,
             f0_hz: f0,
             energy_db: energy,

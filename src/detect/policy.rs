@@ -180,7 +180,9 @@ struct ToneAcc {
 
 impl ToneAcc {
     fn add(&mut self, f: &Frame) {
-        if !f.rel.baseline_ready || !f.vad {
+        // The frames the tone scorer counts: speech (VAD and above the noise floor) against a
+        // complete baseline. VAD alone admits quiet frames that would drag the means down.
+        if !f.rel.baseline_ready || !f.speech {
             return;
         }
         self.frames += 1;

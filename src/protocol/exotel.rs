@@ -165,7 +165,7 @@ fn encoding_name(codec: Codec) -> &'static str {
     match codec {
         Codec::Mulaw => "audio/x-mulaw",
         Codec::Alaw => "audio/x-alaw",
-        Codec::L16 => "audio/x-l16",
+        Codec::L16 | Codec::L16Be => "audio/x-l16",
     }
 }
 

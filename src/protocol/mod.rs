@@ -686,8 +686,8 @@ mod tests {
         (Provider::Twilio, Codec::Mulaw, 8000),
         (Provider::Telnyx, Codec::Mulaw, 8000),
         (Provider::Telnyx, Codec::Alaw, 8000),
-        (Provider::Telnyx, Codec::L16, 8000),
-        (Provider::Telnyx, Codec::L16, 16000),
+        (Provider::Telnyx, Codec::L16Be, 8000),
+        (Provider::Telnyx, Codec::L16Be, 16000),
         (Provider::Plivo, Codec::L16, 8000),
         (Provider::Plivo, Codec::L16, 16000),
         (Provider::Plivo, Codec::Mulaw, 8000),
@@ -788,7 +788,12 @@ mod tests {
                 let spec = RenderSpec::new("c", codec, 8000);
                 let caller = signal(800, 3.0);
                 let (start, audio, _) = run(provider, &provider.render(&spec, &caller, None));
-                assert_eq!(start.codec, Some(codec), "{provider} {codec:?}");
+                // Telnyx's L16 is an RTP payload: big-endian on its wire.
+                let on_wire = match (provider, codec) {
+                    (Provider::Telnyx, Codec::L16) => Codec::L16Be,
+                    _ => codec,
+                };
+                assert_eq!(start.codec, Some(on_wire), "{provider} {codec:?}");
                 let expect: Vec<i16> = caller.iter().map(|&s| codec.round_trip(s)).collect();
                 assert_eq!(audio[0], expect, "{provider} {codec:?}");
             }

@@ -110,7 +110,7 @@ impl Adapter for TelnyxAdapter {
             "start" => {
                 let m: StartMsg = parse_as(P, text)?;
                 let format = &m.start.media_format;
-                let codec = codec_from_encoding(P, &format.encoding)?;
+                let codec = wire_codec(codec_from_encoding(P, &format.encoding)?);
                 let rate = check_rate(P, format.sample_rate.0)?;
                 // call_control_id is what the transfer API needs; the others only name the call.
                 let call_id = m
@@ -164,7 +164,15 @@ fn encoding_name(codec: Codec) -> &'static str {
     match codec {
         Codec::Mulaw => "PCMU",
         Codec::Alaw => "PCMA",
-        Codec::L16 => "L16",
+        Codec::L16 | Codec::L16Be => "L16",
+    }
+}
+
+/// The codec Telnyx's `L16` really is on the wire: RTP payload, so big-endian.
+fn wire_codec(codec: Codec) -> Codec {
+    match codec {
+        Codec::L16 => Codec::L16Be,
+        c => c,
     }
 }
 
@@ -172,6 +180,10 @@ fn encoding_name(codec: Codec) -> &'static str {
 /// interleaved `media` per track (string counters; `chunk` per track from 1, `timestamp` the
 /// per-stream ms counter), then `stop` if `spec.send_stop`.
 pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<WireMessage> {
+    let spec = &RenderSpec {
+        codec: wire_codec(spec.codec),
+        ..spec.clone()
+    };
     let mut out = Vec::new();
     let mut seq = 1u64;
     let ids = (
@@ -288,7 +300,7 @@ mod tests {
             ("PCMU", Codec::Mulaw),
             ("audio/x-mulaw", Codec::Mulaw),
             ("PCMA", Codec::Alaw),
-            ("L16", Codec::L16),
+            ("L16", Codec::L16Be),
         ] {
             let msg = START.replace(r#""encoding":"PCMU""#, &format!(r#""encoding":"{enc}""#));
             let ProviderEvent::Start(s) = TelnyxAdapter.parse_text(&msg).unwrap() else {

@@ -183,7 +183,7 @@ impl Adapter for VonageAdapter {
 /// type so a render with it still round-trips.
 fn content_type(codec: Codec, rate_hz: u32) -> String {
     let base = match codec {
-        Codec::L16 => "audio/l16",
+        Codec::L16 | Codec::L16Be => "audio/l16",
         Codec::Mulaw => "audio/pcmu",
         Codec::Alaw => "audio/pcma",
     };
