@@ -209,9 +209,14 @@ impl Detector {
 
         let mut decision = None;
         if track == Track::Caller {
+            // The window behind the score is only worth describing near the threshold.
+            let scorer = &self.tone[i];
+            let window = (tone_score >= scorer.threshold() * 0.75)
+                .then(|| scorer.evidence())
+                .filter(|w| w.speech_ms > 0);
             decision = self
                 .policy
-                .on_tone(frame.t_ms, tone_score, Some(frame), out);
+                .on_tone(frame.t_ms, tone_score, Some(frame), window, out);
         }
         let Self {
             dynamics, policy, ..
@@ -440,6 +445,41 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn tone_evidence_describes_the_scorers_window() {
+        // A toy model that scores raised energy, through the real scorer (`on_frame`).
+        let model = Arc::new(ToneModel {
+            features: vec!["energy_rel_db".into()],
+            means: vec![0.0],
+            stds: vec![1.0],
+            weights: vec![1.0],
+            bias: -4.0,
+            threshold: 0.9,
+            ..ToneModel::bundled()
+        });
+        let mut d = Detector::new("CA", &DetectorConfig::default(), model);
+        let mut out = Vec::new();
+        // Calm for 10 s, then +7 dB in 1.5 s phrases with 1 s pauses.
+        for k in 0..3000u64 {
+            let t = k * 10;
+            let speech = t < 10_000 || (t - 10_000) % 2500 < 1500;
+            let f = caller_frame(t, speech, t >= 10_000);
+            d.on_frame(Track::Caller, &f, Some(&baseline()), &mut out);
+        }
+        let h = handoffs(&out);
+        assert_eq!(h.len(), 1);
+        let tone = h[0]
+            .1
+            .reasons
+            .iter()
+            .find(|r| r.signal == Signal::Tone)
+            .expect("tone is a reason");
+        let v = &tone.evidence.values;
+        assert_eq!(v["energy_rel_db"], 7.0, "{v:?}");
+        assert_eq!(v["f0_rel_st"], 3.0, "{v:?}");
+        assert!(v["window_speech_s"] >= 0.5, "{v:?}");
     }
 
     fn handoffs(out: &[Event]) -> Vec<(u64, &Handoff)> {

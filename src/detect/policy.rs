@@ -7,6 +7,7 @@
 //! Pure and allocation-free on the per-frame path (evidence objects are built only when a
 //! signal crosses or a handoff is decided). Tests drive it directly with `(t_ms, score)`.
 
+use crate::detect::tone::ToneEvidence;
 use crate::dsp::Frame;
 use crate::event::{Event, EventKind, Evidence, Signal, SignalCrossing};
 use sha2::{Digest, Sha256};
@@ -226,6 +227,9 @@ pub struct Policy {
     evidence: [Option<Evidence>; 8],
     rises: [u32; 8],
     tone_acc: ToneAcc,
+    /// The tone scorer's window when the score was last offered with it: what the score
+    /// actually rests on (the caller's last seconds of speech, through pauses).
+    tone_window: Option<ToneEvidence>,
     pending_since: Option<u64>,
     decided_ms: Option<u64>,
     now_ms: u64,
@@ -254,6 +258,7 @@ impl Policy {
             evidence: Default::default(),
             rises: [0; 8],
             tone_acc: ToneAcc::default(),
+            tone_window: None,
             pending_since: None,
             decided_ms: None,
             now_ms: 0,
@@ -307,14 +312,20 @@ impl Policy {
         }
     }
 
-    /// The caller's tone score for one frame (`frame` supplies relative prosody for evidence).
+    /// The caller's tone score for one frame. `frame` supplies relative prosody for evidence;
+    /// `window`, when given, is the scorer's window behind the score, which the evidence then
+    /// reports instead of the per-frame means.
     pub fn on_tone(
         &mut self,
         t_ms: u64,
         score: f32,
         frame: Option<&Frame>,
+        window: Option<ToneEvidence>,
         out: &mut Vec<Event>,
     ) -> Option<Decision> {
+        if window.is_some() {
+            self.tone_window = window;
+        }
         self.now_ms = self.now_ms.max(t_ms);
         let i = idx(Signal::Tone);
         let was_pending = self.gates[i].pending_since().is_some();
@@ -341,7 +352,26 @@ impl Policy {
             to_ms: t_ms,
             ..Default::default()
         };
-        self.tone_acc.values(&mut ev.values);
+        match &self.tone_window {
+            Some(w) => {
+                let v = &mut ev.values;
+                v.insert("f0_rel_st".into(), round2(f64::from(w.f0_rel_st)));
+                v.insert("energy_rel_db".into(), round2(f64::from(w.energy_rel_db)));
+                v.insert(
+                    "loudness_rel_db".into(),
+                    round2(f64::from(w.loudness_rel_db)),
+                );
+                v.insert("tilt_rel_db".into(), round2(f64::from(w.tilt_rel_db)));
+                v.insert("rate_ratio".into(), round2(f64::from(w.rate_ratio)));
+                v.insert("voiced_frac".into(), round2(f64::from(w.voiced_frac)));
+                v.insert("pause_ratio".into(), round2(f64::from(w.pause_ratio)));
+                v.insert(
+                    "window_speech_s".into(),
+                    round2(f64::from(w.speech_ms) / 1000.0),
+                );
+            }
+            None => self.tone_acc.values(&mut ev.values),
+        }
         ev.values.insert("peak".into(), round2(g.peak()));
         ev.values.insert(
             "duration_s".into(),
@@ -581,7 +611,7 @@ mod tests {
         let mut d = None;
         let mut t = from;
         while t < to {
-            let r = p.on_tone(t, score, None, out);
+            let r = p.on_tone(t, score, None, None, out);
             d = d.or(r);
             t += 10;
         }
