@@ -548,7 +548,7 @@ pub fn write_features_csv<W: Write>(
         out,
         "t_ms,vad,voiced,f0_hz,energy_db,rate_sps,speech,loudness_db,tilt_db,f0_range_st,\
          f0_var_st,pause_ratio,nucleus,baseline_ready,rel_f0_st,rel_energy_db,rel_loudness_db,\
-         rel_tilt_db,rel_rate_ratio"
+         rel_tilt_db,rel_rate_ratio,cep1,cep2,cep3,cep4,rel_cep1,rel_cep2,rel_cep3,rel_cep4"
     )?;
     for f in &frames {
         write!(
@@ -561,7 +561,7 @@ pub fn write_features_csv<W: Write>(
         if f.voiced {
             write!(out, "{:.1}", f.f0_hz)?;
         }
-        writeln!(
+        write!(
             out,
             ",{:.2},{:.2},{},{:.2},{:.2},{:.2},{:.2},{:.3},{},{},{:.2},{:.2},{:.2},{:.2},{:.3}",
             f.energy_db,
@@ -580,6 +580,10 @@ pub fn write_features_csv<W: Write>(
             f.rel.tilt_db,
             f.rel.rate_ratio,
         )?;
+        for c in f.cepstrum.iter().chain(&f.rel.cepstrum) {
+            write!(out, ",{c:.2}")?;
+        }
+        writeln!(out)?;
     }
     Ok(())
 }
