@@ -21,6 +21,7 @@
 #   MAX_CALLS=N        max_calls of the overload step (default: largest sustained N)
 #   OVER=N             calls offered beyond max_calls in the overload step (default max(500, cap/4))
 #   OUT=dir            keep the JSON reports there (default: a temp dir, printed)
+#   NICE="nice -n -5"  run both processes at a higher priority (other load on the cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60}
@@ -28,6 +29,8 @@ RAMP_S=${RAMP_S:-5}
 MAX_N=${MAX_N:-8000}
 STEPS=${STEPS:-$(seq 500 500 "$MAX_N" | tr '\n' ' ')}
 OVERLOAD=${OVERLOAD:-1}
+# e.g. NICE="nice -n -5" to measure the gateway rather than the scheduler on a shared machine.
+NICE=${NICE:-}
 ulimit -n 65536 2>/dev/null || ulimit -n 20000
 cargo build --release --quiet
 BIN=target/release/warmline
@@ -47,7 +50,7 @@ auth_token = "bench-token"
 [bridge]
 outbox_dir = "$OUT/outbox"
 TOML
-  RUST_LOG=warmline=warn taskset -c 0 "$BIN" serve --config "$OUT/cfg.toml" > "$OUT/serve.log" 2>&1 &
+  RUST_LOG=warmline=warn taskset -c 0 $NICE "$BIN" serve --config "$OUT/cfg.toml" > "$OUT/serve.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 50); do
     curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1 && return 0
@@ -66,7 +69,7 @@ stop_server() {
 
 run_step() { # name calls max_calls
   start_server "$3"
-  taskset -c 1 "$BIN" simulate --provider twilio --calls "$2" --ramp-s "$RAMP_S" \
+  taskset -c 1 $NICE "$BIN" simulate --provider twilio --calls "$2" --ramp-s "$RAMP_S" \
     --duration-s "$DURATION" --twilio-auth-token bench-token --server-pid "$SERVER" --json \
     fixtures/demo/escalating.wav "ws://127.0.0.1:$PORT" > "$OUT/$1.json"
   stop_server
@@ -83,23 +86,36 @@ admitted = min(r["calls"], max_calls)
 ok = (r["opened"] == admitted and r["completed"] == admitted and r["failed"] == 0
       and whole.get("frames_dropped", 1) == 0 and s and lg.get("p99_ms", 1e9) < 20.0
       and w.get("active_calls", 0) == admitted)
-print("| %5d | %5d | %5d | %5d | %6.3f | %6.3f | %6.3f | %6.3f | %6d | %4d | %5.0f %% | %6.0f | %5.0f | %6.2f | %s |" % (
+# Server CPU per second of one call, and the calls one whole core would carry at that cost
+# (a ceiling: it ignores the headroom p99 needs, but it does not depend on other processes
+# sharing the core the way the lag does).
+cpu = w.get("cpu_pct") or 0; active = max(w.get("active_calls", 0), 1)
+us_per_call_s = cpu / 100 * 1e6 / active
+print("| %5d | %5d | %5d | %5d | %6.3f | %6.3f | %6.3f | %6.3f | %6d | %4d | %5.0f %% | %5.0f | %5.0f | %6.0f | %5.0f | %6.2f | %s |" % (
     r["calls"], r["opened"], r["refused"], w.get("active_calls", 0),
     pl.get("p50_ms", 0), pl.get("p99_ms", 0), lg.get("p50_ms", 0), lg.get("p99_ms", 0),
     s.get("frames_lag_over_20ms", 0), whole.get("frames_dropped", 0),
-    w.get("cpu_pct") or 0, (w.get("rss_kib") or 0) / 1024, w.get("rss_per_call_kib") or 0,
+    cpu, us_per_call_s, 1e6 / us_per_call_s if us_per_call_s else 0,
+    (w.get("rss_kib") or 0) / 1024, w.get("rss_per_call_kib") or 0,
     r["send_lag"]["p99_ms"], "yes" if ok else "NO"))
 sys.exit(0 if ok else 1)
 PY
 }
 
 echo "reports in $OUT; $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| N | opened | refused | open in window | proc p50 ms | proc p99 ms | lag p50 ms | lag p99 ms | lag > 20 ms | dropped | server CPU | RSS MiB | KiB/call | gen lag p99 ms | sustained |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| N | opened | refused | open in window | proc p50 ms | proc p99 ms | lag p50 ms | lag p99 ms | lag > 20 ms | dropped | server CPU | CPU µs per call-s | calls/core at 100 % | RSS MiB | KiB/call | gen lag p99 ms | sustained |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 BEST=0
 for N in $STEPS; do
   run_step "n$N" "$N" "$((N + 1000))"
   if row "n$N" "$((N + 1000))"; then BEST=$N; else break; fi
+done
+# Nothing held: halve until something does, so the overload step has a capacity to use.
+N=${N:-500}
+while [ "$BEST" = 0 ] && [ "$N" -gt 125 ]; do
+  N=$((N / 2))
+  run_step "n$N" "$N" "$((N + 1000))"
+  if row "n$N" "$((N + 1000))"; then BEST=$N; fi
 done
 echo "largest sustained N: $BEST (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 

@@ -585,7 +585,9 @@ impl Conn {
         {
             req.headers_mut().insert(name, v);
         }
-        let mut ws = match tokio_tungstenite::connect_async(req).await {
+        // A provider streams small messages every 20 ms: with Nagle on, each waits for the ACK
+        // of the previous one, which the gateway delays (it rarely writes), adding tens of ms.
+        let mut ws = match tokio_tungstenite::connect_async_with_config(req, None, true).await {
             Ok((ws, _)) => ws,
             Err(tungstenite::Error::Http(resp)) if resp.status().as_u16() == 503 => {
                 t.refused.fetch_add(1, Ordering::Relaxed);
