@@ -18,6 +18,9 @@ pub const CLOSE_TIMEOUT: u16 = 4408;
 /// Close code for a call id that is already streaming on another connection.
 pub const CLOSE_DUPLICATE_CALL: u16 = 4409;
 
+/// How long a call waits for the peer's close reply after sending its close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+
 /// Initial read buffer of a media WebSocket. tungstenite's default is 128 KiB, and it zero-fills
 /// the buffer's spare capacity before every socket read and reallocates it while a received
 /// message still borrows it: at a few hundred bytes per media message that was most of a
@@ -326,13 +329,17 @@ pub(super) async fn run(
         }
         End::Stop | End::PeerClosed | End::Shutdown => {}
     }
+    let mut close_sent = false;
     if let Some((code, text)) = end.close_frame(&cfg) {
         let frame = CloseFrame {
             code,
             reason: truncate_reason(text).into(),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
-            .await;
+        close_sent = matches!(
+            tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
+                .await,
+            Ok(Ok(()))
+        );
     }
     let stats = call.stats();
     for t in Track::ALL {
@@ -362,6 +369,20 @@ pub(super) async fn run(
         st.unregister(id);
     }
     metrics.active_calls.dec();
+    if close_sent {
+        // Finish the closing handshake before dropping the socket: closing it with unread data
+        // (the peer's close reply, a late pong) makes the kernel reset the connection, and the
+        // peer can lose our close frame and its code. Seen as ~1 % of load-test calls ending
+        // without their 1000.
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            while let Some(Ok(m)) = ws.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Publishes new events, mirrors them into the registry, and hands a new handoff to the bridge.
