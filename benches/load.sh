@@ -22,6 +22,7 @@
 #   OVER=N             calls offered beyond max_calls in the overload step (default max(500, cap/4))
 #   OUT=dir            keep the JSON reports there (default: a temp dir, printed)
 #   NICE="nice -n -5"  run both processes at a higher priority (other load on the cores)
+#   TRANSCRIPT=1       also POST the demo call's transcript lines to every call (handoffs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60}
@@ -31,6 +32,8 @@ STEPS=${STEPS:-$(seq 500 500 "$MAX_N" | tr '\n' ' ')}
 OVERLOAD=${OVERLOAD:-1}
 # e.g. NICE="nice -n -5" to measure the gateway rather than the scheduler on a shared machine.
 NICE=${NICE:-}
+TRANSCRIPT_ARGS=()
+[ "${TRANSCRIPT:-0}" = 1 ] && TRANSCRIPT_ARGS=(--transcript fixtures/demo/escalating.transcript.jsonl)
 ulimit -n 65536 2>/dev/null || ulimit -n 20000
 cargo build --release --quiet
 BIN=target/release/warmline
@@ -70,7 +73,7 @@ stop_server() {
 run_step() { # name calls max_calls
   start_server "$3"
   taskset -c 1 $NICE "$BIN" simulate --provider twilio --calls "$2" --ramp-s "$RAMP_S" \
-    --duration-s "$DURATION" --twilio-auth-token bench-token --server-pid "$SERVER" --json \
+    --duration-s "$DURATION" ${TRANSCRIPT_ARGS[@]+"${TRANSCRIPT_ARGS[@]}"} --twilio-auth-token bench-token --server-pid "$SERVER" --json \
     fixtures/demo/escalating.wav "ws://127.0.0.1:$PORT" > "$OUT/$1.json"
   stop_server
 }
@@ -91,10 +94,10 @@ ok = (r["opened"] == admitted and r["completed"] == admitted and r["failed"] == 
 # sharing the core the way the lag does).
 cpu = w.get("cpu_pct") or 0; active = max(w.get("active_calls", 0), 1)
 us_per_call_s = cpu / 100 * 1e6 / active
-print("| %5d | %5d | %5d | %5d | %6.3f | %6.3f | %6.3f | %6.3f | %6d | %4d | %5.0f %% | %5.0f | %5.0f | %6.0f | %5.0f | %6.2f | %s |" % (
+print("| %5d | %5d | %5d | %5d | %6.3f | %6.3f | %6.3f | %6.3f | %6d | %4d | %5d | %5.0f %% | %5.0f | %5.0f | %6.0f | %5.0f | %6.2f | %s |" % (
     r["calls"], r["opened"], r["refused"], w.get("active_calls", 0),
     pl.get("p50_ms", 0), pl.get("p99_ms", 0), lg.get("p50_ms", 0), lg.get("p99_ms", 0),
-    s.get("frames_lag_over_20ms", 0), whole.get("frames_dropped", 0),
+    s.get("frames_lag_over_20ms", 0), whole.get("frames_dropped", 0), whole.get("handoffs", 0),
     cpu, us_per_call_s, 1e6 / us_per_call_s if us_per_call_s else 0,
     (w.get("rss_kib") or 0) / 1024, w.get("rss_per_call_kib") or 0,
     r["send_lag"]["p99_ms"], "yes" if ok else "NO"))
@@ -103,8 +106,8 @@ PY
 }
 
 echo "reports in $OUT; $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| N | opened | refused | open in window | proc p50 ms | proc p99 ms | lag p50 ms | lag p99 ms | lag > 20 ms | dropped | server CPU | CPU µs per call-s | calls/core at 100 % | RSS MiB | KiB/call | gen lag p99 ms | sustained |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| N | opened | refused | open in window | proc p50 ms | proc p99 ms | lag p50 ms | lag p99 ms | lag > 20 ms | dropped | handoffs | server CPU | CPU µs per call-s | calls/core at 100 % | RSS MiB | KiB/call | gen lag p99 ms | sustained |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 BEST=0
 for N in $STEPS; do
   run_step "n$N" "$N" "$((N + 1000))"
@@ -130,8 +133,9 @@ if [ "$OVERLOAD" = 1 ] && { [ "$BEST" -gt 0 ] || [ -n "${MAX_CALLS:-}" ]; }; the
 import json, sys
 r = json.load(open(sys.argv[1])); s = r.get("server") or {}
 print("refused with 503 (generator): %d; warmline_admission_rejections_total delta: %d; "
-      "admitted calls completed cleanly: %d of %d" % (
-    r["refused"], s.get("admission_rejections", 0), r["completed"], r["opened"]))
+      "admitted calls completed cleanly: %d of %d; handoffs: %d" % (
+    r["refused"], s.get("admission_rejections", 0), r["completed"], r["opened"],
+    s.get("handoffs", 0)))
 PY
 fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
