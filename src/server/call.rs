@@ -170,6 +170,10 @@ pub(super) async fn run(
     let mut last_frames = [0u64; 2];
     let mut clock = MediaClock::default();
     let token = st.shutdown_token();
+    // One cancellation future for the whole call: a fresh one per loop turn registers and
+    // drops a waiter on every message.
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
     let first_timeout = Duration::from_millis(cfg.first_message_timeout_ms);
     let idle_timeout = Duration::from_millis(cfg.idle_timeout_ms);
     let deadline = tokio::time::sleep(first_timeout);
@@ -184,7 +188,7 @@ pub(super) async fn run(
     let end = loop {
         let started = call.start().is_some();
         tokio::select! {
-            () = token.cancelled() => break End::Shutdown,
+            () = &mut cancelled => break End::Shutdown,
             () = &mut deadline => {
                 let due = last_heard + if started { idle_timeout } else { first_timeout };
                 if due > tokio::time::Instant::now() {
