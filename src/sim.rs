@@ -120,8 +120,14 @@ pub struct Percentiles {
 /// Counter deltas and latency scraped from the gateway's `/metrics`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServerMetrics {
-    /// Time from a message's arrival to its features and decision being ready.
+    /// Time from a message's arrival (when the call's task read it) to its features and
+    /// decision being ready: processing only.
     pub frame_latency: Percentiles,
+    /// Time from when a frame's audio ended by the call's media clock to its features and
+    /// decision being ready: processing plus socket and scheduler queueing.
+    pub frame_lag: Percentiles,
+    /// Frames whose lag exceeded 20 ms.
+    pub frames_lag_over_20ms: u64,
     /// Media frames processed.
     pub frames: u64,
     /// Frames lost (missing or late), all tracks.
@@ -149,6 +155,27 @@ pub struct ProcessStats {
     pub rss_peak_kib: u64,
     /// (peak - before) / peak concurrent streams.
     pub rss_per_call_kib: f64,
+}
+
+/// The stretch of the run when every call is open (after the ramp and a settling second,
+/// before the first call stops): the gateway's CPU, memory and latency under N live calls,
+/// without the idle ramp and tail diluting them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SteadyState {
+    /// Window start, seconds after the first connection.
+    pub from_s: f64,
+    /// Window end, seconds after the first connection.
+    pub to_s: f64,
+    /// Streams open at the window's start and end (the smaller).
+    pub active_calls: u64,
+    /// The gateway's metrics over the window.
+    pub server: Option<ServerMetrics>,
+    /// Gateway CPU over the window, percent of one core.
+    pub cpu_pct: Option<f64>,
+    /// Gateway RSS at the window's end.
+    pub rss_kib: Option<u64>,
+    /// (RSS at the window's end - RSS before the first connection) / `active_calls`.
+    pub rss_per_call_kib: Option<f64>,
 }
 
 /// What a run saw.
@@ -184,6 +211,9 @@ pub struct SimReport {
     pub server: Option<ServerMetrics>,
     /// The gateway process, when `server_pid` was given.
     pub server_process: Option<ProcessStats>,
+    /// The all-calls-open window, when the run is long enough to have one (duration at least
+    /// ramp + 4 s).
+    pub steady: Option<SteadyState>,
 }
 
 #[derive(Debug, Default)]
@@ -345,11 +375,25 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
         })
     });
 
+    let t0 = tokio::time::Instant::now();
+    let steady_task = steady_window(cfg.ramp, cfg.duration).map(|(from, to)| {
+        let http = http.clone();
+        let url = metrics_url.clone();
+        let totals = totals.clone();
+        let pid = cfg.server_pid;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(t0 + from).await;
+            let a = Snapshot::take(&http, &url, pid, &totals).await;
+            tokio::time::sleep_until(t0 + to).await;
+            let b = Snapshot::take(&http, &url, pid, &totals).await;
+            (from, to, a, b)
+        })
+    });
+
     let transcript = Arc::new(cfg.transcript.clone());
     let ws_url: Arc<str> = tgt.ws_url.into();
     let http_base: Arc<str> = tgt.http_base.into();
     let mut tasks = tokio::task::JoinSet::new();
-    let t0 = tokio::time::Instant::now();
     for i in 0..cfg.calls {
         let offset = if cfg.calls > 1 {
             cfg.ramp.mul_f64(i as f64 / cfg.calls as f64)
@@ -409,7 +453,13 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
         },
         server: None,
         server_process: None,
+        steady: None,
     };
+    if let Some(task) = steady_task
+        && let Ok((from, to, a, b)) = task.await
+    {
+        report.steady = Some(steady_state(from, to, &a, &b, rss_before));
+    }
     if let (Some(b), Some(a)) = (before, after) {
         report.server = Some(server_delta(&b, &a));
     }
@@ -428,6 +478,71 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
         });
     }
     Ok(report)
+}
+
+/// Start and end of the all-calls-open window, as offsets from the first connection.
+fn steady_window(ramp: Duration, duration: Duration) -> Option<(Duration, Duration)> {
+    // A second for the last connections' handshakes; the first call stops at `duration`.
+    let from = ramp + Duration::from_secs(2);
+    let to = duration.checked_sub(Duration::from_secs(1))?;
+    (to >= from + Duration::from_secs(1)).then_some((from, to))
+}
+
+/// The gateway seen at one instant.
+struct Snapshot {
+    at: Instant,
+    active: u64,
+    cpu_ticks: Option<u64>,
+    rss_kib: Option<u64>,
+    scrape: Option<Scrape>,
+}
+
+impl Snapshot {
+    async fn take(
+        http: &reqwest::Client,
+        metrics_url: &str,
+        pid: Option<u32>,
+        totals: &Totals,
+    ) -> Self {
+        Self {
+            at: Instant::now(),
+            active: totals.active.load(Ordering::Relaxed),
+            cpu_ticks: pid.and_then(proc_cpu_ticks),
+            rss_kib: pid.and_then(proc_rss_kib),
+            scrape: scrape(http, metrics_url).await,
+        }
+    }
+}
+
+fn steady_state(
+    from: Duration,
+    to: Duration,
+    a: &Snapshot,
+    b: &Snapshot,
+    rss_before_kib: u64,
+) -> SteadyState {
+    let active = a.active.min(b.active);
+    let cpu_pct = match (a.cpu_ticks, b.cpu_ticks) {
+        (Some(x), Some(y)) => Some(cpu_pct(
+            y.saturating_sub(x),
+            b.at.saturating_duration_since(a.at),
+        )),
+        _ => None,
+    };
+    SteadyState {
+        from_s: from.as_secs_f64(),
+        to_s: to.as_secs_f64(),
+        active_calls: active,
+        server: match (&a.scrape, &b.scrape) {
+            (Some(x), Some(y)) => Some(server_delta(x, y)),
+            _ => None,
+        },
+        cpu_pct,
+        rss_kib: b.rss_kib,
+        rss_per_call_kib: b
+            .rss_kib
+            .map(|r| r.saturating_sub(rss_before_kib) as f64 / active.max(1) as f64),
+    }
 }
 
 struct Conn {
@@ -470,7 +585,9 @@ impl Conn {
         {
             req.headers_mut().insert(name, v);
         }
-        let mut ws = match tokio_tungstenite::connect_async(req).await {
+        // A provider streams small messages every 20 ms: with Nagle on, each waits for the ACK
+        // of the previous one, which the gateway delays (it rarely writes), adding tens of ms.
+        let mut ws = match tokio_tungstenite::connect_async_with_config(req, None, true).await {
             Ok((ws, _)) => ws,
             Err(tungstenite::Error::Http(resp)) if resp.status().as_u16() == 503 => {
                 t.refused.fetch_add(1, Ordering::Relaxed);
@@ -689,6 +806,8 @@ pub fn percentiles_from_buckets(upper_ms: &[f64], cumulative: &[u64]) -> Percent
 pub struct Scrape {
     /// `(le in ms, cumulative count)` of `warmline_frame_processing_seconds`.
     pub latency_buckets: Vec<(f64, u64)>,
+    /// `(le in ms, cumulative count)` of `warmline_frame_lag_seconds`.
+    pub lag_buckets: Vec<(f64, u64)>,
     /// Sums over all label sets, by metric name (without `_total`).
     pub sums: std::collections::HashMap<String, u64>,
 }
@@ -710,7 +829,12 @@ pub fn parse_metrics(text: &str) -> Scrape {
             Some((n, l)) => (n, l.trim_end_matches('}')),
             None => (name_labels, ""),
         };
-        if name == "warmline_frame_processing_seconds_bucket" {
+        let buckets = match name {
+            "warmline_frame_processing_seconds_bucket" => Some(&mut s.latency_buckets),
+            "warmline_frame_lag_seconds_bucket" => Some(&mut s.lag_buckets),
+            _ => None,
+        };
+        if let Some(buckets) = buckets {
             let le = labels
                 .split(',')
                 .find_map(|kv| kv.strip_prefix("le=\""))
@@ -721,7 +845,7 @@ pub fn parse_metrics(text: &str) -> Scrape {
                 None => f64::NAN,
             };
             if !le_ms.is_nan() {
-                s.latency_buckets.push((le_ms, v as u64));
+                buckets.push((le_ms, v as u64));
             }
             continue;
         }
@@ -729,6 +853,7 @@ pub fn parse_metrics(text: &str) -> Scrape {
         *s.sums.entry(key.to_owned()).or_default() += v as u64;
     }
     s.latency_buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    s.lag_buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     s
 }
 
@@ -753,21 +878,16 @@ fn server_delta(b: &Scrape, a: &Scrape) -> ServerMetrics {
             .unwrap_or(0)
             .saturating_sub(b.sums.get(k).copied().unwrap_or(0))
     };
-    let bounds: Vec<f64> = a.latency_buckets.iter().map(|x| x.0).collect();
-    let cumulative: Vec<u64> = a
-        .latency_buckets
+    let lag = bucket_delta(&b.lag_buckets, &a.lag_buckets);
+    let lag_within_20ms = lag
         .iter()
-        .map(|&(le, c)| {
-            let before = b
-                .latency_buckets
-                .iter()
-                .find(|x| x.0 == le)
-                .map_or(0, |x| x.1);
-            c.saturating_sub(before)
-        })
-        .collect();
+        .find(|x| (x.0 - 20.0).abs() < 1e-9)
+        .map_or(0, |x| x.1);
+    let total = |v: &[(f64, u64)]| v.last().map_or(0, |x| x.1);
     ServerMetrics {
-        frame_latency: percentiles_from_buckets(&bounds, &cumulative),
+        frame_latency: percentiles_of(&bucket_delta(&b.latency_buckets, &a.latency_buckets)),
+        frame_lag: percentiles_of(&lag),
+        frames_lag_over_20ms: total(&lag).saturating_sub(lag_within_20ms),
         frames: d("warmline_frames"),
         frames_dropped: d("warmline_frames_dropped"),
         frames_late: d("warmline_frames_late"),
@@ -776,6 +896,23 @@ fn server_delta(b: &Scrape, a: &Scrape) -> ServerMetrics {
         admission_rejections: d("warmline_admission_rejections"),
         calls_started: d("warmline_calls_started"),
     }
+}
+
+/// Cumulative buckets of `after` minus those of `before`.
+fn bucket_delta(before: &[(f64, u64)], after: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    after
+        .iter()
+        .map(|&(le, c)| {
+            let b = before.iter().find(|x| x.0 == le).map_or(0, |x| x.1);
+            (le, c.saturating_sub(b))
+        })
+        .collect()
+}
+
+fn percentiles_of(buckets: &[(f64, u64)]) -> Percentiles {
+    let bounds: Vec<f64> = buckets.iter().map(|x| x.0).collect();
+    let cumulative: Vec<u64> = buckets.iter().map(|x| x.1).collect();
+    percentiles_from_buckets(&bounds, &cumulative)
 }
 
 /// Clock ticks per second of `/proc/*/stat` times (USER_HZ, 100 on every Linux we target).

@@ -178,6 +178,10 @@ fn print_summary(r: &SimReport) {
                 s.frame_latency.count
             );
             println!(
+                "server frame lag behind the media clock: p50 {:.3} ms, p99 {:.3} ms; {} frames over 20 ms",
+                s.frame_lag.p50_ms, s.frame_lag.p99_ms, s.frames_lag_over_20ms
+            );
+            println!(
                 "server: {} frames, {} dropped, {} late; {} handoffs, {} stream errors, {} admission rejections",
                 s.frames,
                 s.frames_dropped,
@@ -188,6 +192,29 @@ fn print_summary(r: &SimReport) {
             );
         }
         None => println!("server metrics: not available (could not scrape /metrics)"),
+    }
+    if let Some(w) = &r.steady {
+        print!(
+            "steady state ({:.0}-{:.0} s, {} calls open):",
+            w.from_s, w.to_s, w.active_calls
+        );
+        if let Some(s) = &w.server {
+            print!(
+                " processing p50 {:.3} ms, p99 {:.3} ms; lag p50 {:.3} ms, p99 {:.3} ms, {} over 20 ms;",
+                s.frame_latency.p50_ms,
+                s.frame_latency.p99_ms,
+                s.frame_lag.p50_ms,
+                s.frame_lag.p99_ms,
+                s.frames_lag_over_20ms
+            );
+        }
+        if let Some(c) = w.cpu_pct {
+            print!(" server CPU {c:.0}%;");
+        }
+        if let (Some(r), Some(k)) = (w.rss_kib, w.rss_per_call_kib) {
+            print!(" RSS {r} KiB, {k:.0} KiB per call");
+        }
+        println!();
     }
     if let Some(p) = &r.server_process {
         println!(

@@ -18,6 +18,16 @@ pub const CLOSE_TIMEOUT: u16 = 4408;
 /// Close code for a call id that is already streaming on another connection.
 pub const CLOSE_DUPLICATE_CALL: u16 = 4409;
 
+/// How long a call waits for the peer's close reply after sending its close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+
+/// Initial read buffer of a media WebSocket. tungstenite's default is 128 KiB, and it zero-fills
+/// the buffer's spare capacity before every socket read and reallocates it while a received
+/// message still borrows it: at a few hundred bytes per media message that was most of a
+/// call's memory and a steady stream of fresh pages to fault in. Larger messages still fit:
+/// the buffer grows to the frame's announced length.
+pub(super) const READ_BUFFER_BYTES: usize = 4096;
+
 /// Why the loop ended.
 enum End {
     Stop,
@@ -116,6 +126,29 @@ impl TrackCounters {
     }
 }
 
+/// Where the call's media clock sits in wall time. Processing time alone cannot show a gateway
+/// falling behind: a message that waited in the socket or for the scheduler is timed from when
+/// the task read it. Anchoring media time 0 at the earliest `arrival - media time` seen makes
+/// such waiting show up as lag.
+#[derive(Debug, Default)]
+struct MediaClock {
+    origin: Option<Instant>,
+}
+
+impl MediaClock {
+    /// Lag of audio ending at `media` (call media time) whose message arrived at `arrived` and
+    /// whose features and decision were ready at `ready`.
+    fn lag(&mut self, arrived: Instant, ready: Instant, media: Duration) -> Duration {
+        if let Some(origin) = arrived.checked_sub(media) {
+            self.origin = Some(self.origin.map_or(origin, |o| o.min(origin)));
+        }
+        match self.origin {
+            Some(o) => ready.saturating_duration_since(o + media),
+            None => ready.saturating_duration_since(arrived),
+        }
+    }
+}
+
 /// Runs one stream to its end.
 pub(super) async fn run(
     mut ws: WebSocket,
@@ -136,11 +169,19 @@ pub(super) async fn run(
     let mut pending_handoff: Option<Box<HandoffRequest>> = None;
     let mut handoff_seen = false;
     let mut last_frames = [0u64; 2];
+    let mut clock = MediaClock::default();
     let token = st.shutdown_token();
+    // One cancellation future for the whole call: a fresh one per loop turn registers and
+    // drops a waiter on every message.
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
     let first_timeout = Duration::from_millis(cfg.first_message_timeout_ms);
     let idle_timeout = Duration::from_millis(cfg.idle_timeout_ms);
     let deadline = tokio::time::sleep(first_timeout);
     tokio::pin!(deadline);
+    // Re-arming the timer on every message costs a timer-wheel update per message; instead the
+    // timer fires at the old deadline and re-arms itself from the last message's arrival.
+    let mut last_heard = tokio::time::Instant::now();
     let mut ping = tokio::time::interval(Duration::from_millis(cfg.ping_interval_ms));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.reset();
@@ -148,8 +189,15 @@ pub(super) async fn run(
     let end = loop {
         let started = call.start().is_some();
         tokio::select! {
-            () = token.cancelled() => break End::Shutdown,
-            () = &mut deadline => break if started { End::IdleTimeout } else { End::FirstMessageTimeout },
+            () = &mut cancelled => break End::Shutdown,
+            () = &mut deadline => {
+                let due = last_heard + if started { idle_timeout } else { first_timeout };
+                if due > tokio::time::Instant::now() {
+                    deadline.as_mut().reset(due);
+                    continue;
+                }
+                break if started { End::IdleTimeout } else { End::FirstMessageTimeout };
+            }
             _ = ping.tick() => {
                 if ws.send(Message::Ping(Default::default())).await.is_err() {
                     break End::PeerClosed;
@@ -157,7 +205,8 @@ pub(super) async fn run(
             }
             Some(line) = transcript_rx.recv() => call.push_transcript(line, &mut out),
             msg = ws.recv() => {
-                let arrived = Instant::now();
+                last_heard = tokio::time::Instant::now();
+                let arrived = last_heard.into_std();
                 let res = match msg {
                     None => break End::PeerClosed,
                     Some(Err(e)) => {
@@ -172,11 +221,13 @@ pub(super) async fn run(
                     Some(Ok(Message::Close(_))) => break End::PeerClosed,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Step::Nothing),
                 };
-                deadline.as_mut().reset(tokio::time::Instant::now() + if call.start().is_some() { idle_timeout } else { first_timeout });
                 match res {
                     Ok(Step::Audio) => {
-                        let elapsed = arrived.elapsed();
+                        let ready = Instant::now();
+                        let elapsed = ready.saturating_duration_since(arrived);
                         metrics.frame_latency.observe(elapsed.as_secs_f64());
+                        let media = Duration::from_millis(call.pipeline().map_or(0, |p| p.now_ms()));
+                        metrics.frame_lag.observe(clock.lag(arrived, ready, media).as_secs_f64());
                         for t in Track::ALL {
                             let n = call.stats_track_chunks(t);
                             let new = n - last_frames[t.index()];
@@ -206,6 +257,7 @@ pub(super) async fn run(
                         metrics.calls_started.get_or_create(&metrics::ProviderLabel { provider: provider.name().to_owned() }).inc();
                         tracing::info!(call_id = %id, %provider, "call started");
                         call_id = Some(id);
+                        deadline.as_mut().reset(last_heard + idle_timeout);
                     }
                     Ok(Step::Stopped) => {}
                     Ok(Step::Nothing | Step::Dtmf(_)) => {}
@@ -282,13 +334,17 @@ pub(super) async fn run(
         }
         End::Stop | End::PeerClosed | End::Shutdown => {}
     }
+    let mut close_sent = false;
     if let Some((code, text)) = end.close_frame(&cfg) {
         let frame = CloseFrame {
             code,
             reason: truncate_reason(text).into(),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
-            .await;
+        close_sent = matches!(
+            tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
+                .await,
+            Ok(Ok(()))
+        );
     }
     let stats = call.stats();
     for t in Track::ALL {
@@ -318,6 +374,20 @@ pub(super) async fn run(
         st.unregister(id);
     }
     metrics.active_calls.dec();
+    if close_sent {
+        // Finish the closing handshake before dropping the socket: closing it with unread data
+        // (the peer's close reply, a late pong) makes the kernel reset the connection, and the
+        // peer can lose our close frame and its code. Seen as ~1 % of load-test calls ending
+        // without their 1000.
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+            while let Some(Ok(m)) = ws.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Publishes new events, mirrors them into the registry, and hands a new handoff to the bridge.
@@ -367,4 +437,23 @@ fn after_step(
         }
     }
     st.publish(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_shows_queueing_that_processing_time_hides() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut clock = MediaClock::default();
+        // Read as its 20 ms of audio ends, ready 1 ms later.
+        assert_eq!(clock.lag(t0 + ms(20), t0 + ms(21), ms(20)), ms(1));
+        // The next chunk sat 30 ms in the socket: processing took 1 ms, the lag is 31 ms.
+        assert_eq!(clock.lag(t0 + ms(70), t0 + ms(71), ms(40)), ms(31));
+        // An arrival earlier than the clock predicts moves the origin back.
+        assert_eq!(clock.lag(t0 + ms(50), t0 + ms(50), ms(60)), Duration::ZERO);
+        assert_eq!(clock.lag(t0 + ms(80), t0 + ms(81), ms(80)), ms(11));
+    }
 }

@@ -113,6 +113,9 @@ pub struct Metrics {
     pub frames_late: Family<TrackLabel, Counter>,
     /// Time from a message's arrival to its features and decision being ready.
     pub frame_latency: Histogram,
+    /// How far behind the media clock a frame's decision is ready (includes socket and
+    /// scheduler queueing, which `frame_latency` cannot see).
+    pub frame_lag: Histogram,
     /// Stream errors and protocol violations, by kind.
     pub stream_errors: Family<KindLabel, Counter>,
     /// Refused upgrades, by provider and reason.
@@ -157,6 +160,11 @@ impl Metrics {
             frames_dropped: Family::default(),
             frames_late: Family::default(),
             frame_latency: Histogram::new(exponential_buckets(0.000_025, 2.0, 14)),
+            // Bounds at 20 ms so "late" is an exact count, not an interpolation.
+            frame_lag: Histogram::new([
+                0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
+                0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ]),
             stream_errors: Family::default(),
             auth_rejections: Family::default(),
             admission_rejections: Counter::default(),
@@ -207,6 +215,14 @@ impl Metrics {
             "Time from a media message's arrival to its features and decision being ready",
             Unit::Seconds,
             m.frame_latency.clone(),
+        );
+        r.register_with_unit(
+            "frame_lag",
+            "Time from when a media frame's audio ended by the call's media clock (anchored at \
+             the earliest arrival) to its features and decision being ready: processing plus \
+             any queueing in the socket or the scheduler",
+            Unit::Seconds,
+            m.frame_lag.clone(),
         );
         r.register(
             "stream_errors",

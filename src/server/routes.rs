@@ -170,6 +170,7 @@ async fn media(
     let tracker = st.inner.tracker.clone();
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(call::READ_BUFFER_BYTES)
         .on_upgrade(move |socket| tracker.track_future(call::run(socket, st, provider, permit)))
 }
 

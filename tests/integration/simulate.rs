@@ -54,24 +54,27 @@ async fn wait_for_ended(server: &TestServer, n: usize) -> Vec<(String, u64, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_is_received_whole_and_ends_cleanly() {
     let server = TestServer::start().await;
-    // 2 s of media looped from 1 s of input, in real time with jitter.
-    let report: SimReport = warmline::sim::run(sim(&server, 5, 2000))
+    // 4.5 s of media looped from 1 s of input, in real time with jitter: long enough for a
+    // window with every call open (after the ramp and a settling 2 s, before the first stop).
+    let report: SimReport = warmline::sim::run(sim(&server, 5, 4500))
         .await
         .expect("run");
     assert_eq!((report.opened, report.refused, report.failed), (5, 0, 0));
     assert_eq!(report.completed, 5, "{report:?}");
     let ended = wait_for_ended(&server, 5).await;
     assert_eq!(ended.len(), 5);
-    // Twilio: connected + start + 100 media + stop per call.
-    assert_eq!(report.messages_sent, 5 * 103);
+    // Twilio: connected + start + 225 media + stop per call.
+    assert_eq!(report.messages_sent, 5 * 228);
     for (id, frames, reason) in &ended {
-        assert_eq!(*frames, 100, "call {id} frames");
+        assert_eq!(*frames, 225, "call {id} frames");
         assert_eq!(reason, "stop", "call {id}");
     }
     let s = report.server.expect("metrics scraped");
-    assert_eq!(s.frames, 500);
+    assert_eq!(s.frames, 1125);
     assert_eq!(s.frames_dropped, 0);
-    assert_eq!(s.frame_latency.count, 500);
+    assert_eq!(s.frame_latency.count, 1125);
+    // Every frame is also timed against its call's media clock.
+    assert_eq!(s.frame_lag.count, 1125);
     assert!(
         s.frame_latency.p99_ms > 0.0 && s.frame_latency.p99_ms < 20.0,
         "{s:?}"
@@ -79,8 +82,15 @@ async fn every_stream_is_received_whole_and_ends_cleanly() {
     assert_eq!(s.calls_started, 5);
     let p = report.server_process.expect("process stats");
     assert!(p.rss_peak_kib > 0);
-    // Real-time pacing: 2 s of media cannot be sent much faster than 2 s.
-    assert!(report.wall_s >= 1.9, "wall {}", report.wall_s);
+    // The all-calls-open window saw every call streaming.
+    let w = report.steady.expect("steady window");
+    assert_eq!(w.active_calls, 5, "{w:?}");
+    let ws = w.server.as_ref().expect("metrics scraped in the window");
+    assert!(ws.frames > 0 && ws.frames < 1125, "{ws:?}");
+    assert_eq!(ws.frame_lag.count, ws.frame_latency.count);
+    assert!(w.cpu_pct.is_some() && w.rss_kib.is_some(), "{w:?}");
+    // Real-time pacing: 4.5 s of media cannot be sent much faster than 4.5 s.
+    assert!(report.wall_s >= 4.4, "wall {}", report.wall_s);
     server.stop().await;
 }
 
@@ -99,6 +109,8 @@ async fn calls_over_max_calls_are_refused_at_admission() {
     assert_eq!(report.completed, 3, "{report:?}");
     let s = report.server.expect("metrics scraped");
     assert_eq!(s.admission_rejections, 3);
+    // Too short for an all-calls-open window.
+    assert!(report.steady.is_none());
     assert_eq!(s.frames_dropped, 0);
     assert_eq!(
         server
