@@ -525,3 +525,34 @@ async fn dashboard_and_api_need_the_token_when_protected() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_can_live_on_their_own_address() {
+    // A free port for the metrics listener (the gateway binds it itself).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cfg = test_config();
+    cfg.server.metrics_listen = Some(format!("127.0.0.1:{port}"));
+    let server = TestServer::with_config(cfg).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut scraped = None;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(&url).await {
+            scraped = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = scraped.expect("the metrics listener answers");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("warmline_active_calls"), "{text}");
+    // The public listener no longer serves them.
+    let public = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    server.stop().await;
+}
