@@ -438,7 +438,10 @@ impl ToneScorer {
     /// `min_speech_ms` of speech with a ready baseline). A frame without speech leaves the score
     /// where it was, unless it ages speech out of the window.
     pub fn push(&mut self, frame: &Frame) -> f32 {
-        self.update(frame);
+        // Most hops of a pause leave the window as it was: the score stands.
+        if !self.update(frame) {
+            return self.score;
+        }
         self.score = match self.features() {
             Some(x) => self.linear.score(&x),
             None => 0.0,
@@ -471,8 +474,9 @@ impl ToneScorer {
         self.score = 0.0;
     }
 
-    /// Adds a frame to the window without scoring it (what [`push`](Self::push) does first).
-    pub fn update(&mut self, frame: &Frame) {
+    /// Adds a frame to the window without scoring it (what [`push`](Self::push) does first);
+    /// returns whether the window changed.
+    pub fn update(&mut self, frame: &Frame) -> bool {
         let dur_ms = match self.last_t_ms {
             Some(prev) if frame.t_ms > prev => (frame.t_ms - prev).min(1000) as u32,
             _ => 10,
@@ -480,12 +484,14 @@ impl ToneScorer {
         self.last_t_ms = Some(frame.t_ms);
         // Age out what is older than `max_age_ms`, whatever the frame is.
         let max_age_ms = u64::from(self.model.max_age_ms);
+        let mut changed = false;
         while self.len > 0 && self.ring[self.head].t_ms + max_age_ms <= frame.t_ms {
             self.pop_oldest();
+            changed = true;
         }
         let rel = &frame.rel;
         if !(frame.speech && rel.baseline_ready) {
-            return;
+            return changed;
         }
         let slot = Slot {
             t_ms: frame.t_ms,
@@ -520,6 +526,7 @@ impl ToneScorer {
         if self.since_recompute >= self.ring.len() {
             self.recompute();
         }
+        true
     }
 
     fn pop_oldest(&mut self) {
