@@ -9,7 +9,7 @@
 //! established speaker baseline count, so a caller's normal voice — low, high, loud or fast —
 //! sits near zero on every relative feature.
 
-use crate::dsp::{CEPSTRUM_LEN, Frame};
+use crate::dsp::{CEPSTRUM_LEN, Frame, MFCC_LEN};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -45,10 +45,26 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "cep2_rel",
     "cep3_rel",
     "cep4_rel",
+    "mfcc1_spread",
+    "mfcc2_spread",
+    "mfcc3_spread",
+    "mfcc4_spread",
+    "mfcc5_spread",
+    "mfcc6_spread",
+    "mfcc7_spread",
+    "mfcc8_spread",
+    "mfcc9_spread",
+    "mfcc10_spread",
+    "mfcc11_spread",
+    "mfcc12_spread",
 ];
 
 /// How many window features there are.
-pub const N_FEATURES: usize = 16;
+pub const N_FEATURES: usize = 28;
+/// Index of the first `mfccN_spread` feature: the window's standard deviation of mel
+/// cepstrum coefficient N over its speech, relative to the speaker's baseline spread (1 = as
+/// much articulation movement as their normal voice).
+const MFCC_SPREAD_AT: usize = 16;
 
 /// Semitones above baseline that count a voiced frame as "high" (`f0_high_frac`).
 const F0_HIGH_ST: f32 = 4.0;
@@ -350,6 +366,7 @@ struct Slot {
     log_rate: f32,
     f0_range_st: f32,
     cepstrum: [f32; CEPSTRUM_LEN],
+    mfcc_z: [f32; MFCC_LEN],
 }
 
 /// Running sums over the window's slots.
@@ -369,6 +386,8 @@ struct Sums {
     log_rate: f64,
     f0_range: f64,
     cepstrum: [f64; CEPSTRUM_LEN],
+    mfcc_z: [f64; MFCC_LEN],
+    mfcc_z_sq: [f64; MFCC_LEN],
 }
 
 impl Sums {
@@ -387,6 +406,16 @@ impl Sums {
         self.f0_range += sign * f64::from(s.f0_range_st);
         for (sum, c) in self.cepstrum.iter_mut().zip(&s.cepstrum) {
             *sum += sign * f64::from(*c);
+        }
+        for ((sum, sq), &z) in self
+            .mfcc_z
+            .iter_mut()
+            .zip(&mut self.mfcc_z_sq)
+            .zip(&s.mfcc_z)
+        {
+            let z = f64::from(z);
+            *sum += sign * z;
+            *sq += sign * z * z;
         }
         if s.voiced {
             let f = f64::from(s.f0_st);
@@ -508,6 +537,7 @@ impl ToneScorer {
             },
             f0_range_st: clamp(frame.f0_range_st).max(0.0),
             cepstrum: rel.cepstrum.map(clamp),
+            mfcc_z: rel.mfcc_z.map(clamp),
         };
         // Keep the most recent `window_ms` of speech (and never overrun the ring, which only
         // happens when media time stalls or runs backwards).
@@ -564,7 +594,8 @@ impl ToneScorer {
                 0.0
             }
         };
-        let x = [
+        let mut x = [0.0f64; N_FEATURES];
+        let head = [
             mean(s.f0, s.n_voiced),
             sd(s.f0, s.f0_sq, s.n_voiced),
             mean(s.f0_high, s.n_voiced),
@@ -582,6 +613,10 @@ impl ToneScorer {
             mean(s.cepstrum[2], s.n_speech),
             mean(s.cepstrum[3], s.n_speech),
         ];
+        x[..MFCC_SPREAD_AT].copy_from_slice(&head);
+        for c in 0..MFCC_LEN {
+            x[MFCC_SPREAD_AT + c] = sd(s.mfcc_z[c], s.mfcc_z_sq[c], s.n_speech);
+        }
         Some(x.map(|v| v as f32))
     }
 

@@ -9,12 +9,15 @@
 //! [`REFRESH_FRAMES`] speech frames) fills the relative features while `baseline_ready` is false.
 
 use super::features::semitones;
-use super::{Baseline, CEPSTRUM_LEN};
+use super::{Baseline, CEPSTRUM_LEN, MFCC_LEN};
 
 /// Speech needed before provisional relative values are given, s.
 pub(crate) const PROVISIONAL_SPEECH_S: f32 = 2.0;
 /// Speech frames between refreshes of the provisional baseline.
 const REFRESH_FRAMES: usize = 100;
+/// Smallest mel-cepstrum spread a baseline reports, dB: a synthetic or dead-flat voice must
+/// not turn the z-scores into huge numbers.
+const MFCC_SD_FLOOR_DB: f32 = 0.1;
 
 /// Collects speech frames until the baseline is complete.
 #[derive(Debug)]
@@ -30,6 +33,9 @@ pub(crate) struct BaselineTracker {
     scratch: Vec<f32>,
     /// One cepstrum coefficient's values, for its median.
     column: Vec<f32>,
+    /// Running sum and sum of squares of the mel cepstrum (mean and spread need no history).
+    mfcc_sum: [f64; MFCC_LEN],
+    mfcc_sq: [f64; MFCC_LEN],
     nuclei: usize,
     since_refresh: usize,
     current: Option<Baseline>,
@@ -50,6 +56,8 @@ impl BaselineTracker {
             cepstrum: Vec::with_capacity(target_frames),
             scratch: Vec::with_capacity(target_frames),
             column: Vec::with_capacity(target_frames),
+            mfcc_sum: [0.0; MFCC_LEN],
+            mfcc_sq: [0.0; MFCC_LEN],
             nuclei: 0,
             since_refresh: 0,
             current: None,
@@ -68,6 +76,7 @@ impl BaselineTracker {
         loudness_db: f32,
         tilt_db: f32,
         cepstrum: [f32; CEPSTRUM_LEN],
+        mfcc: &[f32; MFCC_LEN],
         nucleus: bool,
     ) {
         if self.frozen {
@@ -84,6 +93,11 @@ impl BaselineTracker {
         self.loudness_db.push(loudness_db);
         self.tilt_db.push(tilt_db);
         self.cepstrum.push(cepstrum);
+        for ((sum, sq), &c) in self.mfcc_sum.iter_mut().zip(&mut self.mfcc_sq).zip(mfcc) {
+            let c = f64::from(c);
+            *sum += c;
+            *sq += c * c;
+        }
         self.since_refresh += 1;
         let n = self.energy_db.len();
         if n >= self.target_frames {
@@ -126,6 +140,12 @@ impl BaselineTracker {
             *out = median_mad(&column, &mut self.scratch).0;
             self.column = column;
         }
+        let n = self.energy_db.len().max(1) as f64;
+        let mfcc_mean = std::array::from_fn(|c| (self.mfcc_sum[c] / n) as f32);
+        let mfcc_sd = std::array::from_fn(|c| {
+            let m = self.mfcc_sum[c] / n;
+            ((self.mfcc_sq[c] / n - m * m).max(0.0).sqrt() as f32).max(MFCC_SD_FLOOR_DB)
+        });
         Baseline {
             f0_hz: if self.f0_st.is_empty() {
                 0.0
@@ -144,6 +164,8 @@ impl BaselineTracker {
             },
             speech_s,
             cepstrum,
+            mfcc_mean,
+            mfcc_sd,
         }
     }
 }
@@ -187,7 +209,16 @@ mod tests {
         let mut b = BaselineTracker::new(4.0, 0.01);
         // Lots of silence first: must not count.
         for _ in 0..1000 {
-            b.push(false, 0.0, -90.0, -90.0, 0.0, [0.0; CEPSTRUM_LEN], false);
+            b.push(
+                false,
+                0.0,
+                -90.0,
+                -90.0,
+                0.0,
+                [0.0; CEPSTRUM_LEN],
+                &[0.0; MFCC_LEN],
+                false,
+            );
         }
         assert!(b.current().is_none());
         for i in 0..200 {
@@ -198,6 +229,7 @@ mod tests {
                 -22.0,
                 -5.0,
                 [0.0; CEPSTRUM_LEN],
+                &[0.0; MFCC_LEN],
                 i % 20 == 0,
             );
         }
@@ -215,6 +247,7 @@ mod tests {
                 -22.0,
                 -5.0,
                 [0.0; CEPSTRUM_LEN],
+                &[0.0; MFCC_LEN],
                 i % 20 == 0,
             );
         }
@@ -224,7 +257,16 @@ mod tests {
         assert!((done.speech_s - 4.0).abs() < 1e-3);
         // Later shouting moves nothing.
         for _ in 0..1000 {
-            b.push(true, 300.0, -5.0, -5.0, 5.0, [0.0; CEPSTRUM_LEN], true);
+            b.push(
+                true,
+                300.0,
+                -5.0,
+                -5.0,
+                5.0,
+                [0.0; CEPSTRUM_LEN],
+                &[0.0; MFCC_LEN],
+                true,
+            );
         }
         assert_eq!(*b.complete().unwrap(), done);
     }

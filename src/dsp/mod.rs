@@ -1,6 +1,7 @@
 //! Per-track prosody: voice activity, F0 and voicing, energy and loudness, vocal effort
 //! (spectral tilt), speaking rate, F0 range/variability, pause ratio, and the speaker's own
-//! baseline, every 10 ms hop.
+//! mel-cepstrum articulation cues and the speaker's own baseline, every 20 ms hop (10 ms on
+//! request).
 //!
 //! Pure and synchronous; everything is allocated in [`TrackAnalyzer::new`], nothing per frame.
 //! Media time comes from sample counts.
@@ -14,19 +15,27 @@
 //! the same per-speaker statistics apply whatever the provider sends.
 //!
 //! # Frames
-//! One [`Frame`] per hop (`hop_ms`, 10 or 20 ms). `t_ms` is the hop's start; energy and VAD
+//! One [`Frame`] per hop (`hop_ms`, 20 or 10 ms). `t_ms` is the hop's start; energy and VAD
 //! cover the hop itself, while F0, loudness and tilt come from a 40 ms window centred on the
 //! hop's centre (enough for two periods at the 60 Hz floor). A frame is emitted once its window
-//! and the pitch tracker's look-ahead (3 hops) are complete, about 55 ms after its start
-//! with 10 ms hops. [`TrackAnalyzer::finish`] flushes the last ones at the end of a stream.
+//! and the pitch tracker's look-ahead (3 hops) are complete, about 90 ms after its start
+//! with 20 ms hops. [`TrackAnalyzer::finish`] flushes the last ones at the end of a stream.
+//!
+//! Why 20 ms by default: it is the media streams' own packet size and webrtc-vad's frame, and
+//! it halves the FFT work per second (the dominant cost per live call) with no loss measured:
+//! on the shared data the 20 ms hop gives pitch errors as low as or lower than 10 ms (synthetic
+//! GPE 0.00/0.39/1.94 % clean/10/5 dB, FDA 0.56 %) and the same tone AUC and call timings. A
+//! 10 ms hop remains available for finer contours in offline work.
 //!
 //! Layout: `resample` (to 8 kHz), `vad` (webrtc-vad), `pitch` (F0 and voicing, whose FFT
-//! also feeds `energy`'s loudness and tilt), `rate` (syllable nuclei), `features`
+//! also feeds `energy`'s loudness and tilt), `mfcc` (mel cepstrum on a tapered 32 ms FFT,
+//! speech frames only), `rate` (syllable nuclei), `features`
 //! (sliding-window rate, F0 range, pause ratio), `baseline` (the speaker's own normal).
 
 mod baseline;
 mod energy;
 mod features;
+mod mfcc;
 mod pitch;
 mod rate;
 mod resample;
@@ -40,6 +49,7 @@ use baseline::BaselineTracker;
 pub use energy::CEPSTRUM_LEN;
 use energy::{SpectralLevels, energy_dbfs, power_db};
 use features::SlidingWindow;
+pub use mfcc::MFCC_LEN;
 use pitch::{Candidates, DECISION_LAG, PitchParams, PitchTracker, WINDOW_LEN, WindowAnalysis};
 use rate::{NucleusPicker, NucleusRules};
 use resample::ToAnalysisRate;
@@ -52,7 +62,7 @@ pub const ANALYSIS_RATE_HZ: u32 = 8000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DspConfig {
-    /// Hop between frames, ms (10 or 20).
+    /// Hop between frames, ms (20, the default, or 10).
     pub hop_ms: u32,
     /// Seconds of the speaker's speech that form their baseline.
     pub baseline_speech_s: f32,
@@ -80,7 +90,7 @@ pub struct DspConfig {
 impl Default for DspConfig {
     fn default() -> Self {
         Self {
-            hop_ms: 10,
+            hop_ms: 20,
             baseline_speech_s: 8.0,
             window_s: 4.0,
             voicing_threshold: 0.5,
@@ -130,9 +140,12 @@ pub struct Relative {
     pub rate_ratio: f32,
     /// Band cepstrum (spectral shape) minus the baseline's, dB.
     pub cepstrum: [f32; CEPSTRUM_LEN],
+    /// Mel cepstrum as z-scores against the baseline's mean and spread per coefficient, so a
+    /// window's spread of these reads as "times the speaker's normal articulation movement".
+    pub mfcc_z: [f32; MFCC_LEN],
 }
 
-/// One 10 ms hop of one track.
+/// One hop (20 ms by default) of one track.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Frame {
     /// Start of the hop, media ms.
@@ -165,6 +178,8 @@ pub struct Frame {
     pub rel: Relative,
     /// Spectral shape: c1..c4 of the DCT of eight log band energies over 250-3500 Hz, dB.
     pub cepstrum: [f32; CEPSTRUM_LEN],
+    /// Mel cepstrum c1..c12 of the analysis window, dB.
+    pub mfcc: [f32; MFCC_LEN],
 }
 
 /// The speaker's normal voice, from their first seconds of speech.
@@ -188,6 +203,10 @@ pub struct Baseline {
     pub speech_s: f32,
     /// Median band cepstrum of speech frames, dB.
     pub cepstrum: [f32; CEPSTRUM_LEN],
+    /// Mean mel cepstrum of speech frames, dB.
+    pub mfcc_mean: [f32; MFCC_LEN],
+    /// Standard deviation of the mel cepstrum over speech frames, dB (floored at 0.1 dB).
+    pub mfcc_sd: [f32; MFCC_LEN],
 }
 
 /// Frames below this level are never speech and never voiced, dBFS.
@@ -237,6 +256,7 @@ struct Core {
     last_vad: bool,
     window: WindowAnalysis,
     levels: SpectralLevels,
+    mel: mfcc::MelCepstrum,
     tracker: PitchTracker,
     cands: Candidates,
     prev_periodic: bool,
@@ -289,6 +309,7 @@ impl TrackAnalyzer {
                 last_vad: false,
                 window: WindowAnalysis::new(),
                 levels: SpectralLevels::new(pitch::FFT_LEN, WINDOW_LEN),
+                mel: mfcc::MelCepstrum::new(),
                 tracker: PitchTracker::new(pitch_params),
                 cands: Candidates::default(),
                 prev_periodic: false,
@@ -446,6 +467,12 @@ impl Core {
                 loudness_db: levels.loudness_db,
                 tilt_db: levels.tilt_db,
                 cepstrum: levels.cepstrum,
+                // Only speech frames use it (tone window, baseline); `speech` needs `loud`.
+                mfcc: if loud {
+                    self.mel.measure(&self.buf)
+                } else {
+                    [0.0; MFCC_LEN]
+                },
                 ..Frame::default()
             },
             window_db,
@@ -483,6 +510,7 @@ impl Core {
             f.loudness_db,
             f.tilt_db,
             f.cepstrum,
+            &f.mfcc,
             f.nucleus,
         );
         if let Some(b) = self.baseline.current() {
@@ -502,6 +530,7 @@ impl Core {
                     0.0
                 },
                 cepstrum: std::array::from_fn(|c| f.cepstrum[c] - b.cepstrum[c]),
+                mfcc_z: std::array::from_fn(|c| (f.mfcc[c] - b.mfcc_mean[c]) / b.mfcc_sd[c]),
             };
         }
         f
@@ -631,8 +660,17 @@ mod tests {
             .collect()
     }
 
+    /// The 10 ms hop: these tests index frames by 10 ms and cover the finer hop, which
+    /// also exercises pairing hops for the 20 ms VAD.
+    fn ten_ms() -> DspConfig {
+        DspConfig {
+            hop_ms: 10,
+            ..DspConfig::default()
+        }
+    }
+
     fn frames(samples: &[i16], rate: u32) -> Vec<Frame> {
-        analyze(samples, rate, &DspConfig::default()).unwrap()
+        analyze(samples, rate, &ten_ms()).unwrap()
     }
 
     /// Median F0 of voiced frames and the voiced fraction, skipping the first and last 100 ms.
@@ -737,7 +775,7 @@ mod tests {
     fn baseline_ignores_silence_and_is_frozen_once_complete() {
         let cfg = DspConfig {
             baseline_speech_s: 3.0,
-            ..DspConfig::default()
+            ..ten_ms()
         };
         let mut a = TrackAnalyzer::new(8000, &cfg).unwrap();
         let mut out = Vec::new();
@@ -792,7 +830,7 @@ mod tests {
     #[test]
     fn rejects_bad_settings() {
         assert!(matches!(
-            TrackAnalyzer::new(96000, &DspConfig::default()),
+            TrackAnalyzer::new(96000, &ten_ms()),
             Err(DspError::UnsupportedRate {
                 sample_rate_hz: 96000
             })
@@ -808,11 +846,9 @@ mod tests {
     }
 
     #[test]
-    fn twenty_ms_hops_work() {
-        let cfg = DspConfig {
-            hop_ms: 20,
-            ..DspConfig::default()
-        };
+    fn twenty_ms_hops_are_the_default_and_work() {
+        let cfg = DspConfig::default();
+        assert_eq!(cfg.hop_ms, 20);
         let fr = analyze(&buzz(180.0, 8000, 1.0, 0.5), 8000, &cfg).unwrap();
         assert_eq!(fr.len(), 50);
         assert_eq!(fr[1].t_ms, 20);
@@ -824,7 +860,7 @@ mod tests {
     #[test]
     fn streaming_in_small_pieces_matches_one_push() {
         let x = talk(160.0, 3.0, 0.4);
-        let mut a = TrackAnalyzer::new(8000, &DspConfig::default()).unwrap();
+        let mut a = TrackAnalyzer::new(8000, &ten_ms()).unwrap();
         let mut pieces = Vec::new();
         for c in x.chunks(160) {
             a.push(c, &mut pieces);
@@ -838,7 +874,7 @@ mod tests {
         let mut x = vec![0i16; 4000];
         x.extend(buzz(200.0, 8000, 0.5, 0.5));
         let mut buf = Vec::new();
-        write_features_csv(&x, 8000, &DspConfig::default(), &mut buf).unwrap();
+        write_features_csv(&x, 8000, &ten_ms(), &mut buf).unwrap();
         let text = String::from_utf8(buf).unwrap();
         let mut lines = text.lines();
         assert!(

@@ -35,9 +35,9 @@ fn ravdess_anger_separates_speaker_disjoint_on_the_telephone_channel() {
     assert_eq!(report.folds, 6);
     assert_eq!((report.n_pos, report.n_neg), (96, 180));
     assert_eq!(report.unprimed, 0, "every clip had its speaker baseline");
-    // Measured 0.899; the 0.93 target is not reached yet (fear is the main confusion).
+    // Measured 0.909; the 0.93 target is not reached yet (fear is the main confusion).
     assert!(
-        report.auc >= 0.89,
+        report.auc >= 0.90,
         "anger vs every other emotion: AUC {}",
         report.auc
     );
@@ -92,10 +92,10 @@ fn bundled_model_fires_on_every_escalating_call_after_onset() {
     delays.sort_unstable();
     assert_eq!(delays.len(), 12);
     // Measured with the bundled model (speech window, score held through pauses, sustain
-    // 1000 ms): median 8.2 s, max 12.8 s, 1 of 12 calm calls fires (ravdess_06).
-    // Targets (median <= 3 s, max <= 8 s, no calm call) are not met yet; these bounds guard
-    // against regressions only.
+    // 1000 ms, 20 ms hops, mel-cepstrum spread): median 8.2 s, max 11.5 s, no calm call fires.
+    // Targets (median <= 3 s, max <= 8 s) are not met yet; these bounds guard against
+    // regressions only.
     assert!(delays[6] <= 8500, "median delay {} ms", delays[6]);
-    assert!(delays[11] <= 13_000, "max delay {} ms", delays[11]);
-    assert!(calm_fired <= 1, "{calm_fired} calm calls fired");
+    assert!(delays[11] <= 12_000, "max delay {} ms", delays[11]);
+    assert_eq!(calm_fired, 0, "{calm_fired} calm calls fired");
 }

@@ -191,7 +191,8 @@ fn features_prints_the_contract_csv() {
             .starts_with("t_ms,vad,voiced,f0_hz,energy_db,rate_sps")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 3600, "36 s at 10 ms");
+    assert_eq!(rows.len(), 1800, "36 s at 20 ms");
+    assert_eq!(rows[1][0], "20");
     assert!(
         rows.iter().any(|r| r[2] == "1" && !r[3].is_empty()),
         "some voiced frames with F0"
@@ -200,4 +201,11 @@ fn features_prints_the_contract_csv() {
         rows.iter().all(|r| r[2] == "1" || r[3].is_empty()),
         "f0_hz empty when unvoiced"
     );
+    let fine = warmline()
+        .args(["features", "--hop-ms", "10", &fixture("escalating.wav")])
+        .output()
+        .unwrap();
+    assert!(fine.status.success());
+    let text = String::from_utf8(fine.stdout).unwrap();
+    assert_eq!(text.lines().count(), 3601, "header and 36 s at 10 ms");
 }
