@@ -123,6 +123,10 @@ fn stages(c: &mut Criterion) {
         let mut e = stage::Energy::new(&xf[8000..8320]);
         b.iter(|| e.run(black_box(&xf)))
     });
+    g.bench_function("mfcc_every_20ms_hop", |b| {
+        let mut m = stage::Mfcc::default();
+        b.iter(|| m.run(black_box(&xf)))
+    });
     let levels: Vec<f32> = xf
         .chunks_exact(80)
         .map(|h| 10.0 * (h.iter().map(|v| v * v).sum::<f32>() / 80.0 + 1e-10).log10())

@@ -23,6 +23,7 @@
 #   OUT=dir            keep the JSON reports there (default: a temp dir, printed)
 #   NICE="nice -n -5"  run both processes at a higher priority (other load on the cores)
 #   TRANSCRIPT=1       also POST the demo call's transcript lines to every call (handoffs)
+#   MODEL=file.json    tone model for the gateway (default: the bundled one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60}
@@ -53,6 +54,7 @@ auth_token = "bench-token"
 [bridge]
 outbox_dir = "$OUT/outbox"
 TOML
+  if [ -n "${MODEL:-}" ]; then printf '[detector]\nmodel = "%s"\n' "$(realpath "$MODEL")" >> "$OUT/cfg.toml"; fi
   RUST_LOG=warmline=warn taskset -c 0 $NICE "$BIN" serve --config "$OUT/cfg.toml" > "$OUT/serve.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 50); do

@@ -7,7 +7,7 @@
 //! leakage smears exactly the band detail this is for. Computed only on frames loud enough to
 //! be speech.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use realfft::num_complex::Complex32;
 use realfft::{RealFftPlanner, RealToComplex};
@@ -24,13 +24,11 @@ const FILTERS: usize = 20;
 /// Lower and upper edge of the filterbank, Hz (inside the telephone channel).
 const EDGES_HZ: (f32, f32) = (200.0, 3600.0);
 
-/// FFT plan, taper, filterbank and buffers for one track.
-pub(crate) struct MelCepstrum {
+/// FFT plan, taper, filterbank and DCT basis: immutable, built once per process and shared by
+/// every track (one copy stays in cache instead of one per call fetched on every hop).
+struct Tables {
     fft: Arc<dyn RealToComplex<f32>>,
     hann: Vec<f32>,
-    time: Vec<f32>,
-    spec: Vec<Complex32>,
-    scratch: Vec<Complex32>,
     /// Per filter: first bin and the triangle's weights from there.
     filters: Vec<(usize, Vec<f32>)>,
     /// DCT-II basis, `dct[c][j]` for coefficient c+1 over filter j.
@@ -39,14 +37,27 @@ pub(crate) struct MelCepstrum {
     norm: f32,
 }
 
+/// One track's buffers over the shared [`Tables`].
+pub(crate) struct MelCepstrum {
+    tables: &'static Tables,
+    time: Vec<f32>,
+    spec: Vec<Complex32>,
+    scratch: Vec<Complex32>,
+}
+
 impl std::fmt::Debug for MelCepstrum {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MelCepstrum").finish_non_exhaustive()
     }
 }
 
-impl MelCepstrum {
-    pub(crate) fn new() -> Self {
+impl Tables {
+    fn get() -> &'static Tables {
+        static TABLES: OnceLock<Tables> = OnceLock::new();
+        TABLES.get_or_init(Tables::new)
+    }
+
+    fn new() -> Self {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(MFCC_WINDOW_LEN);
         let n = MFCC_WINDOW_LEN as f32;
         let hann = (0..MFCC_WINDOW_LEN)
@@ -83,9 +94,6 @@ impl MelCepstrum {
             })
         });
         Self {
-            time: fft.make_input_vec(),
-            spec: fft.make_output_vec(),
-            scratch: fft.make_scratch_vec(),
             hann,
             filters,
             dct,
@@ -93,17 +101,29 @@ impl MelCepstrum {
             fft,
         }
     }
+}
+
+impl MelCepstrum {
+    pub(crate) fn new() -> Self {
+        let tables = Tables::get();
+        Self {
+            time: tables.fft.make_input_vec(),
+            spec: tables.fft.make_output_vec(),
+            scratch: tables.fft.make_scratch_vec(),
+            tables,
+        }
+    }
 
     /// c1..c12 of `window`'s centre [`MFCC_WINDOW_LEN`] samples (all of it when shorter).
     pub(crate) fn measure(&mut self, window: &[f32]) -> [f32; MFCC_LEN] {
+        let t = self.tables;
         let skip = window.len().saturating_sub(MFCC_WINDOW_LEN) / 2;
         let x = &window[skip..window.len().min(skip + MFCC_WINDOW_LEN)];
-        for ((t, &s), &w) in self.time.iter_mut().zip(x).zip(&self.hann) {
+        for ((t, &s), &w) in self.time.iter_mut().zip(x).zip(&t.hann) {
             *t = s * w;
         }
         self.time[x.len()..].iter_mut().for_each(|v| *v = 0.0);
-        if self
-            .fft
+        if t.fft
             .process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch)
             .is_err()
         {
@@ -111,17 +131,17 @@ impl MelCepstrum {
             return [0.0; MFCC_LEN];
         }
         let mut band_db = [0.0f32; FILTERS];
-        for (db, (first, weights)) in band_db.iter_mut().zip(&self.filters) {
+        for (db, (first, weights)) in band_db.iter_mut().zip(&t.filters) {
             let e: f32 = self
                 .spec
                 .get(*first..*first + weights.len())
                 .map_or(0.0, |s| {
                     s.iter().zip(weights).map(|(c, w)| c.norm_sqr() * w).sum()
                 });
-            *db = power_db(e * self.norm);
+            *db = power_db(e * t.norm);
         }
         std::array::from_fn(|c| {
-            self.dct[c]
+            t.dct[c]
                 .iter()
                 .zip(&band_db)
                 .map(|(w, db)| w * db)

@@ -1000,6 +1000,26 @@ pub mod stage {
         }
     }
 
+    /// The mel cepstrum (its own tapered 256-point FFT) on every 20 ms hop.
+    #[derive(Debug)]
+    pub struct Mfcc(mfcc::MelCepstrum);
+
+    impl Default for Mfcc {
+        fn default() -> Self {
+            Self(mfcc::MelCepstrum::new())
+        }
+    }
+
+    impl Mfcc {
+        /// c1..c12 of every 20 ms hop's 40 ms window of `x`; returns a sum.
+        pub fn run(&mut self, x: &[f32]) -> f32 {
+            x.windows(WINDOW_LEN)
+                .step_by(160)
+                .map(|w| self.0.measure(w).iter().sum::<f32>())
+                .sum()
+        }
+    }
+
     /// Nucleus picking plus the sliding-window statistics, per frame.
     #[derive(Debug)]
     pub struct Rate {

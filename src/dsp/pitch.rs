@@ -14,7 +14,7 @@
 //! [`DECISION_LAG`] + 1 frames charges for F0 jumps and voicing flips. The decision for frame
 //! `t` is made when frame `t + DECISION_LAG` arrives (30 ms later).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
@@ -123,11 +123,26 @@ impl std::fmt::Debug for WindowAnalysis {
     }
 }
 
+/// Forward and inverse plans of [`FFT_LEN`] points.
+type Plans = (Arc<dyn RealToComplex<f32>>, Arc<dyn ComplexToReal<f32>>);
+
+/// The FFT plans, built once per process and shared by every track: a plan is immutable, and
+/// one copy of its twiddles stays in cache where a copy per call would be fetched from memory
+/// on every hop of every call.
+fn plans() -> &'static Plans {
+    static PLANS: OnceLock<Plans> = OnceLock::new();
+    PLANS.get_or_init(|| {
+        let mut planner = RealFftPlanner::<f32>::new();
+        (
+            planner.plan_fft_forward(FFT_LEN),
+            planner.plan_fft_inverse(FFT_LEN),
+        )
+    })
+}
+
 impl WindowAnalysis {
     pub(crate) fn new() -> Self {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let fwd = planner.plan_fft_forward(FFT_LEN);
-        let inv = planner.plan_fft_inverse(FFT_LEN);
+        let (fwd, inv) = plans().clone();
         Self {
             time: fwd.make_input_vec(),
             spec: fwd.make_output_vec(),
