@@ -24,6 +24,7 @@
 #   NICE="nice -n -5"  run both processes at a higher priority (other load on the cores)
 #   TRANSCRIPT=1       also POST the demo call's transcript lines to every call (handoffs)
 #   MODEL=file.json    tone model for the gateway (default: the bundled one)
+#   BIN=path           measure this binary instead of building the tree
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60}
@@ -36,8 +37,11 @@ NICE=${NICE:-}
 TRANSCRIPT_ARGS=()
 [ "${TRANSCRIPT:-0}" = 1 ] && TRANSCRIPT_ARGS=(--transcript fixtures/demo/escalating.transcript.jsonl)
 ulimit -n 65536 2>/dev/null || ulimit -n 20000
-cargo build --release --quiet
-BIN=target/release/warmline
+# BIN=path: measure that binary instead of building this tree (A/B comparisons).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/warmline
+fi
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 PORT=18080

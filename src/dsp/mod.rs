@@ -3,7 +3,8 @@
 //! mel-cepstrum articulation cues and the speaker's own baseline, every 20 ms hop (10 ms on
 //! request).
 //!
-//! Pure and synchronous; everything is allocated in [`TrackAnalyzer::new`], nothing per frame.
+//! Pure and synchronous; everything is allocated in [`TrackAnalyzer::new`] (plus one set of
+//! per-hop FFT buffers per thread, see `HopBuffers`), nothing per frame.
 //! Media time comes from sample counts.
 //!
 //! # Analysis rate
@@ -233,6 +234,22 @@ struct Pending {
     window_db: f32,
 }
 
+/// The FFT input/output and lag buffers of one hop's analysis. Every field is written before it
+/// is read within a hop and nothing in them outlives the hop, so one set per thread serves
+/// every track analysed there: with thousands of calls per core, per-call copies (~12 KiB per
+/// track) would be fetched from memory on every hop, while one set stays in cache.
+struct HopBuffers {
+    window: WindowAnalysis,
+    mel: mfcc::MelCepstrum,
+}
+
+thread_local! {
+    static HOP_BUFFERS: std::cell::RefCell<HopBuffers> = std::cell::RefCell::new(HopBuffers {
+        window: WindowAnalysis::new(),
+        mel: mfcc::MelCepstrum::new(),
+    });
+}
+
 /// Analyses one track.
 #[derive(Debug)]
 pub struct TrackAnalyzer {
@@ -254,9 +271,7 @@ struct Core {
     vad: VoiceDetector,
     vad_frame: Vec<i16>,
     last_vad: bool,
-    window: WindowAnalysis,
     levels: SpectralLevels,
-    mel: mfcc::MelCepstrum,
     tracker: PitchTracker,
     cands: Candidates,
     prev_periodic: bool,
@@ -307,9 +322,7 @@ impl TrackAnalyzer {
                 vad: VoiceDetector::new(),
                 vad_frame: vec![0; VAD_FRAME_LEN],
                 last_vad: false,
-                window: WindowAnalysis::new(),
                 levels: SpectralLevels::new(pitch::FFT_LEN, WINDOW_LEN),
-                mel: mfcc::MelCepstrum::new(),
                 tracker: PitchTracker::new(pitch_params),
                 cands: Candidates::default(),
                 prev_periodic: false,
@@ -381,13 +394,16 @@ impl Core {
             let take = (WINDOW_LEN - self.buf.len()).min(xs.len());
             let (now, rest) = xs.split_at(take);
             xs = rest;
-            // DC blocker: a DC offset must not read as energy or bias the VAD.
+            // DC blocker: a DC offset must not read as energy or bias the VAD. Written into
+            // a resized slice: `push` per sample re-checked capacity and stored the length.
             let (mut px, mut py) = (self.dc_x, self.dc_y);
-            for &x in now {
+            let start = self.buf.len();
+            self.buf.resize(start + now.len(), 0.0);
+            for (o, &x) in self.buf[start..].iter_mut().zip(now) {
                 let y = x - px + DC_POLE * py;
                 px = x;
                 py = y;
-                self.buf.push(y);
+                *o = y;
             }
             (self.dc_x, self.dc_y) = (px, py);
             if self.buf.len() == WINDOW_LEN {
@@ -421,28 +437,29 @@ impl Core {
             }
         }
         let vad = self.last_vad;
-        let window_db = power_db(self.window.load(&self.buf));
-        let levels = self.levels.measure(self.window.power());
-
-        let nf = match self.noise_floor_db {
-            Some(nf) => (nf + NOISE_FLOOR_RISE_DB).min(window_db),
-            None => window_db,
-        };
-        self.noise_floor_db = Some(nf);
-        self.peak_db = (self.peak_db - PEAK_DECAY_DB).max(window_db);
-        let loud = energy_db > SILENCE_DB.max(nf + SPEECH_OVER_NOISE_DB);
-
-        // Pitch only where there can be a voice: skipping quiet non-speech frames saves the
-        // inverse FFT and the lag search. A frame following a periodic one is always searched,
-        // so a sustained voice the VAD dislikes (or that the noise floor crept up to) stays
-        // tracked.
-        if window_db > SILENCE_DB
-            && (vad || window_db > nf + SPEECH_OVER_NOISE_DB || self.prev_periodic)
-        {
-            self.window.candidates(&mut self.cands);
-        } else {
-            self.cands.n = 0;
-        }
+        let (window_db, levels, nf, loud, mfcc) = HOP_BUFFERS.with_borrow_mut(|b| {
+            let window_db = power_db(b.window.load(&self.buf));
+            let levels = self.levels.measure(b.window.power());
+            let (nf, loud) = self.track_levels(energy_db, window_db);
+            // Pitch only where there can be a voice: skipping quiet non-speech frames saves
+            // the inverse FFT and the lag search. A frame following a periodic one is always
+            // searched, so a sustained voice the VAD dislikes (or that the noise floor crept
+            // up to) stays tracked.
+            if window_db > SILENCE_DB
+                && (vad || window_db > nf + SPEECH_OVER_NOISE_DB || self.prev_periodic)
+            {
+                b.window.candidates(&mut self.cands);
+            } else {
+                self.cands.n = 0;
+            }
+            // Only speech frames use it (tone window, baseline), and `speech` needs `loud`.
+            let mfcc = if loud {
+                b.mel.measure(&self.buf)
+            } else {
+                [0.0; MFCC_LEN]
+            };
+            (window_db, levels, nf, loud, mfcc)
+        });
         self.prev_periodic = self.cands.nccf[..self.cands.n]
             .iter()
             .any(|&r| r > self.voicing_threshold);
@@ -467,12 +484,7 @@ impl Core {
                 loudness_db: levels.loudness_db,
                 tilt_db: levels.tilt_db,
                 cepstrum: levels.cepstrum,
-                // Only speech frames use it (tone window, baseline); `speech` needs `loud`.
-                mfcc: if loud {
-                    self.mel.measure(&self.buf)
-                } else {
-                    [0.0; MFCC_LEN]
-                },
+                mfcc,
                 ..Frame::default()
             },
             window_db,
@@ -483,6 +495,18 @@ impl Core {
             let p = self.pending[slot];
             out.push(self.finalise(p, f0_hz));
         }
+    }
+
+    /// Updates the noise floor and running peak with this hop's window level; returns the
+    /// noise floor and whether the hop is loud enough to be speech.
+    fn track_levels(&mut self, energy_db: f32, window_db: f32) -> (f32, bool) {
+        let nf = match self.noise_floor_db {
+            Some(nf) => (nf + NOISE_FLOOR_RISE_DB).min(window_db),
+            None => window_db,
+        };
+        self.noise_floor_db = Some(nf);
+        self.peak_db = (self.peak_db - PEAK_DECAY_DB).max(window_db);
+        (nf, energy_db > SILENCE_DB.max(nf + SPEECH_OVER_NOISE_DB))
     }
 
     fn finalise(&mut self, p: Pending, f0_hz: f32) -> Frame {
