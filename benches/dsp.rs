@@ -73,7 +73,7 @@ fn full_path(c: &mut Criterion) {
     ] {
         if let Some(secs) = secs {
             println!(
-                "dsp full path, 8 kHz, {what} time: {:.0}x real time ({:.2} us per 10 ms hop)",
+                "dsp full path, 8 kHz, {what} time: {:.0}x real time ({:.2} us per 10 ms of audio)",
                 audio_s / secs,
                 secs * 1e6 / (audio_s * 100.0)
             );
@@ -81,7 +81,7 @@ fn full_path(c: &mut Criterion) {
     }
 
     let mut g = c.benchmark_group("dsp");
-    g.throughput(Throughput::Elements(1000)); // 10 ms hops per 10 s
+    g.throughput(Throughput::Elements(1000)); // 10 ms steps of audio per 10 s
     g.bench_function("full_path_8k_10s", |b| {
         let mut a = TrackAnalyzer::new(8000, &cfg).unwrap();
         b.iter(|| {
