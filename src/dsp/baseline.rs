@@ -204,6 +204,22 @@ mod tests {
         assert_eq!(median_mad(&[], &mut s), (0.0, 0.0));
     }
 
+    /// One speech frame of a steady voice whose mel cepstrum alternates between 1 and 3 dB
+    /// (mean 2, spread 1), with a syllable nucleus every 20 frames.
+    fn normal_voice(b: &mut BaselineTracker, i: usize) {
+        let mfcc = [if i % 2 == 0 { 1.0 } else { 3.0 }; MFCC_LEN];
+        b.push(
+            true,
+            120.0,
+            -20.0,
+            -22.0,
+            -5.0,
+            [0.0; CEPSTRUM_LEN],
+            &mfcc,
+            i % 20 == 0,
+        );
+    }
+
     #[test]
     fn ignores_silence_freezes_and_gives_provisional_values_from_two_seconds() {
         let mut b = BaselineTracker::new(4.0, 0.01);
@@ -222,16 +238,7 @@ mod tests {
         }
         assert!(b.current().is_none());
         for i in 0..200 {
-            b.push(
-                true,
-                120.0,
-                -20.0,
-                -22.0,
-                -5.0,
-                [0.0; CEPSTRUM_LEN],
-                &[0.0; MFCC_LEN],
-                i % 20 == 0,
-            );
+            normal_voice(&mut b, i);
         }
         let prov = *b.current().unwrap();
         assert!(b.complete().is_none());
@@ -240,21 +247,16 @@ mod tests {
             "{prov:?}"
         );
         for i in 0..200 {
-            b.push(
-                true,
-                120.0,
-                -20.0,
-                -22.0,
-                -5.0,
-                [0.0; CEPSTRUM_LEN],
-                &[0.0; MFCC_LEN],
-                i % 20 == 0,
-            );
+            normal_voice(&mut b, i);
         }
         let done = *b.complete().unwrap();
         assert_eq!(done.energy_db, -20.0);
         assert!((done.rate_sps - 5.0).abs() < 0.01, "{done:?}");
         assert!((done.speech_s - 4.0).abs() < 1e-3);
+        for c in 0..MFCC_LEN {
+            assert!((done.mfcc_mean[c] - 2.0).abs() < 1e-4, "{done:?}");
+            assert!((done.mfcc_sd[c] - 1.0).abs() < 1e-4, "{done:?}");
+        }
         // Later shouting moves nothing.
         for _ in 0..1000 {
             b.push(
