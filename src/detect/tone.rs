@@ -70,6 +70,8 @@ const MFCC_SPREAD_AT: usize = 16;
 const F0_HIGH_ST: f32 = 4.0;
 /// dB above baseline that count a speech frame as an energy peak (`energy_peak_frac`).
 const ENERGY_PEAK_DB: f32 = 6.0;
+/// Slots a new scorer starts with (see [`ToneScorer::grow`]).
+const INITIAL_SLOTS: usize = 32;
 /// Clamp for relative values, so one broken frame cannot dominate a window.
 const REL_CLAMP: f32 = 24.0;
 
@@ -434,8 +436,11 @@ impl Sums {
 pub struct ToneScorer {
     model: Arc<ToneModel>,
     linear: Linear,
-    /// Ring of the window's slots; `head` is the oldest, `len` how many are live.
+    /// Ring of the window's slots; `head` is the oldest, `len` how many are live. It starts
+    /// small and doubles when full, up to `max_slots`: at 20 ms hops a window needs half the
+    /// slots it needs at 10 ms, and a track that never speaks needs almost none.
     ring: Vec<Slot>,
+    max_slots: usize,
     head: usize,
     len: usize,
     sums: Sums,
@@ -449,11 +454,12 @@ impl ToneScorer {
     /// A scorer for one track.
     pub fn new(model: Arc<ToneModel>) -> Self {
         // Room for the window's speech at the finest hop (10 ms), plus the frame being added.
-        let capacity = (model.window_ms as usize).div_ceil(10) + 2;
+        let max_slots = (model.window_ms as usize).div_ceil(10) + 2;
         Self {
             linear: model.linear(),
             model,
-            ring: vec![Slot::default(); capacity],
+            ring: vec![Slot::default(); INITIAL_SLOTS.min(max_slots)],
+            max_slots,
             head: 0,
             len: 0,
             sums: Sums::default(),
@@ -542,10 +548,13 @@ impl ToneScorer {
         // Keep the most recent `window_ms` of speech (and never overrun the ring, which only
         // happens when media time stalls or runs backwards).
         let window_ms = f64::from(self.model.window_ms);
-        while self.len > 0
-            && (self.sums.speech_ms + f64::from(dur_ms) > window_ms + 0.5
-                || self.len >= self.ring.len())
-        {
+        while self.len > 0 && self.sums.speech_ms + f64::from(dur_ms) > window_ms + 0.5 {
+            self.pop_oldest();
+        }
+        if self.len >= self.ring.len() {
+            self.grow();
+        }
+        while self.len >= self.ring.len() {
             self.pop_oldest();
         }
         let tail = (self.head + self.len) % self.ring.len();
@@ -557,6 +566,19 @@ impl ToneScorer {
             self.recompute();
         }
         true
+    }
+
+    /// Doubles the ring (up to `max_slots`), laying the live slots out from index 0.
+    fn grow(&mut self) {
+        let new_len = (self.ring.len() * 2).clamp(1, self.max_slots);
+        if new_len <= self.ring.len() {
+            return;
+        }
+        let mut ring = Vec::with_capacity(new_len);
+        ring.extend((0..self.len).map(|k| self.ring[(self.head + k) % self.ring.len()]));
+        ring.resize(new_len, Slot::default());
+        self.ring = ring;
+        self.head = 0;
     }
 
     fn pop_oldest(&mut self) {
@@ -892,5 +914,40 @@ mod tests {
         }
         assert_eq!(s.evidence().speech_ms, 3000);
         assert!((s.evidence().pause_ratio).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_ring_holds_what_the_hop_needs_and_survives_a_stalled_clock() {
+        let model = Arc::new(toy_model());
+        // A silent track keeps the small initial ring.
+        let mut quiet = ToneScorer::new(model.clone());
+        for k in 0..1000u64 {
+            quiet.push(&frame(k * 20, false, 0.0, -30.0, 0.0));
+        }
+        assert_eq!(quiet.ring.len(), INITIAL_SLOTS);
+        // 3 s of speech at 20 ms hops is 150 slots; at 10 ms, 300 (the ceiling, 302).
+        let mut at20 = ToneScorer::new(model.clone());
+        for k in 0..1000u64 {
+            at20.push(&frame(k * 20, true, 1.0, 1.0, 1.0));
+        }
+        assert!(
+            (150..=256).contains(&at20.ring.len()),
+            "{}",
+            at20.ring.len()
+        );
+        assert_eq!(at20.evidence().speech_ms, 3000);
+        let mut at10 = ToneScorer::new(model.clone());
+        for k in 0..1000u64 {
+            at10.push(&frame(k * 10, true, 1.0, 1.0, 1.0));
+        }
+        assert_eq!(at10.ring.len(), 302);
+        assert_eq!(at10.evidence().speech_ms, 3000);
+        // Media time that stops moving cannot overrun the ring: the oldest slots give way.
+        let mut stalled = ToneScorer::new(model);
+        for _ in 0..1000 {
+            stalled.push(&frame(5000, true, 1.0, 1.0, 1.0));
+        }
+        assert!(stalled.len <= stalled.ring.len() && stalled.ring.len() <= 302);
+        assert!(stalled.features().is_some());
     }
 }
