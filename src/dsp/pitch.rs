@@ -5,7 +5,7 @@
 //! also feeds loudness and tilt ([`super::energy`]). The inverse FFT gives the autocorrelation
 //! `r(τ) = Σ x[j]·x[j+τ]` over the overlapping part, which, divided by the energies of the two
 //! overlapping segments (prefix sums), gives the NCCF `ρ(τ) ∈ [-1, 1]`. Its local maxima in
-//! 60..=450 Hz are the voiced candidates; a strong periodic voice scores near 1, noise stays
+//! 60..=700 Hz are the voiced candidates; a strong periodic voice scores near 1, noise stays
 //! below ~0.3. Normalising per lag keeps long lags (low voices) as strong as short ones even
 //! though the overlap shrinks.
 //!
@@ -28,17 +28,31 @@ pub(crate) const FFT_LEN: usize = 512;
 /// Lowest F0 reported, Hz.
 pub(crate) const F0_MIN_HZ: f32 = 60.0;
 /// Highest F0 reported, Hz.
-pub(crate) const F0_MAX_HZ: f32 = 450.0;
+pub(crate) const F0_MAX_HZ: f32 = 700.0;
+/// Above this F0 a candidate pays [`HIGH_F0_PENALTY`] unless it is near-perfectly periodic.
+/// Raised voices (fear, shouting; a third of the frames of the shared data's female fear clips)
+/// reach 450-700 Hz, but on the telephone band a 200-300 Hz voice whose fundamental the
+/// channel removed also shows a strong peak at half its period; the penalty keeps those at their
+/// true pitch (read-speech GPE unchanged) while a clearly periodic high voice still wins.
+const HIGH_F0_HZ: f32 = 450.0;
+/// Strength a candidate above [`HIGH_F0_HZ`] gives up.
+const HIGH_F0_PENALTY: f32 = 0.1;
+/// NCCF from which a high candidate is trusted without the penalty (a steady tone or buzz is
+/// as periodic at twice its period, and the shortest period must win).
+const HIGH_F0_TRUSTED_NCCF: f32 = 0.9;
 /// Candidates kept per frame.
-pub(crate) const MAX_CANDIDATES: usize = 4;
+pub(crate) const MAX_CANDIDATES: usize = 6;
 /// Frames of look-ahead before a frame's F0 is decided.
 pub(crate) const DECISION_LAG: usize = 3;
 
 const STATES: usize = MAX_CANDIDATES + 1;
-/// Shortest lag examined (one below the 450 Hz period, so a peak there is interior).
+/// Shortest lag examined (one below the 700 Hz period, so a peak there is interior).
 const TAU_LO: usize = (ANALYSIS_RATE_HZ as f32 / F0_MAX_HZ) as usize - 1;
 /// Longest lag examined (one beyond the 60 Hz period).
 const TAU_HI: usize = (ANALYSIS_RATE_HZ as f32 / F0_MIN_HZ) as usize + 2;
+/// Rank bonus per octave when candidates compete for the slots (as the tracker's default
+/// `octave_bonus`).
+const RANK_OCTAVE_BONUS: f32 = 0.02;
 /// Peaks below this NCCF are not worth a candidate.
 const MIN_CANDIDATE_NCCF: f32 = 0.25;
 
@@ -78,6 +92,11 @@ pub(crate) struct Candidates {
 }
 
 impl Candidates {
+    /// Adds a peak; when the list is full, the peak with the lowest rank (NCCF plus
+    /// [`RANK_OCTAVE_BONUS`] per octave) gives way. Ranking by NCCF alone would drop the true
+    /// period of a high voice: a periodic signal peaks at every multiple of its period, the
+    /// long multiples line up with the sample grid better than the first one, and above ~450 Hz
+    /// there are more multiples than slots.
     fn insert(&mut self, f0_hz: f32, nccf: f32) {
         if self.n < MAX_CANDIDATES {
             self.f0_hz[self.n] = f0_hz;
@@ -85,15 +104,16 @@ impl Candidates {
             self.n += 1;
             return;
         }
-        // Replace the weakest when this one is stronger.
+        let rank = |f0: f32, r: f32| r + RANK_OCTAVE_BONUS * (f0 / F0_MIN_HZ).log2();
         let (mut weakest, mut w) = (0, f32::INFINITY);
         for i in 0..self.n {
-            if self.nccf[i] < w {
-                w = self.nccf[i];
+            let r = rank(self.f0_hz[i], self.nccf[i]);
+            if r < w {
+                w = r;
                 weakest = i;
             }
         }
-        if nccf > w {
+        if rank(f0_hz, nccf) > w {
             self.f0_hz[weakest] = f0_hz;
             self.nccf[weakest] = nccf;
         }
@@ -286,8 +306,13 @@ impl PitchTracker {
         local[0] = 1.0 - (p.voicing_threshold + unvoiced_bonus);
         for i in 0..cands.n {
             col.f0_hz[i + 1] = cands.f0_hz[i];
-            local[i + 1] =
-                1.0 - (cands.nccf[i] + p.octave_bonus * (cands.f0_hz[i] / F0_MIN_HZ).log2());
+            local[i + 1] = 1.0
+                - (cands.nccf[i] + p.octave_bonus * (cands.f0_hz[i] / F0_MIN_HZ).log2())
+                + if cands.f0_hz[i] > HIGH_F0_HZ && cands.nccf[i] < HIGH_F0_TRUSTED_NCCF {
+                    HIGH_F0_PENALTY
+                } else {
+                    0.0
+                };
         }
         if self.frames == 0 {
             col.cost[..col.n].copy_from_slice(&local[..col.n]);
