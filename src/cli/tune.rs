@@ -177,7 +177,15 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             };
             let svg = plot::roc_svg(
                 title,
-                &[(format!("AUC {:.3}", report.auc), report.curve.clone())],
+                &[(
+                    match report.auc_ci95 {
+                        Some((lo, hi)) => {
+                            format!("AUC {:.3} (95% CI {lo:.3}-{hi:.3})", report.auc)
+                        }
+                        None => format!("AUC {:.3}", report.auc),
+                    },
+                    report.curve.clone(),
+                )],
                 Some(report.operating_point),
             )
             .map_err(anyhow::Error::msg)?;
@@ -185,6 +193,16 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             println!("ROC plot written to {}", path.display());
         }
         json.insert("auc".into(), num(report.auc));
+        let pair = |c: Option<(f64, f64)>| {
+            c.map_or(serde_json::Value::Null, |(lo, hi)| {
+                serde_json::Value::Array(vec![num(lo), num(hi)])
+            })
+        };
+        json.insert("auc_ci95".into(), pair(report.auc_ci95));
+        json.insert(
+            "auc_neutral_calm_ci95".into(),
+            pair(report.auc_neutral_calm_ci95),
+        );
         json.insert("threshold".into(), num(report.operating_point.threshold));
         json.insert("tpr".into(), num(report.operating_point.tpr));
         json.insert("fpr".into(), num(report.operating_point.fpr));
@@ -312,12 +330,29 @@ fn print_report(args: &TuneArgs, r: &TuneReport) {
             "audio as recorded"
         }
     );
-    println!("AUC: {:.4}", r.auc);
+    let ci = |c: Option<&(f64, f64)>| {
+        c.map_or(String::new(), |(lo, hi)| {
+            format!("  (95% CI {lo:.3}-{hi:.3})")
+        })
+    };
+    println!("AUC: {:.4}{}", r.auc, ci(r.auc_ci95.as_ref()));
     if let Some(a) = r.auc_neutral_calm {
-        println!("AUC vs neutral+calm only: {a:.4}");
+        println!(
+            "AUC vs neutral+calm only: {a:.4}{}",
+            ci(r.auc_neutral_calm_ci95.as_ref())
+        );
     }
     for (label, a) in &r.auc_by_negative {
-        println!("  vs {label:<10} {a:.4}");
+        println!(
+            "  vs {label:<10} {a:.4}{}",
+            ci(r.auc_by_negative_ci95.get(label))
+        );
+    }
+    if r.auc_ci95.is_some() {
+        println!(
+            "  (DeLong intervals treat clips as independent; clips share speakers, so the real \
+             uncertainty is wider)"
+        );
     }
     let op = &r.operating_point;
     println!(
@@ -350,6 +385,7 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
     let mut missed = 0;
     let mut early = 0;
     let mut false_calm = 0;
+    let mut n_calm = 0;
     for c in calls {
         let name = std::path::Path::new(&c.wav)
             .file_name()
@@ -373,21 +409,31 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
                 }
                 delays.push(d);
             }
-            (None, Some(_)) => false_calm += 1,
-            (None, None) => {}
+            (None, Some(_)) => {
+                n_calm += 1;
+                false_calm += 1;
+            }
+            (None, None) => n_calm += 1,
         }
     }
     delays.sort_unstable();
     let median = delays.get(delays.len() / 2).copied();
     let max = delays.last().copied();
+    let false_rate_ci = tune::roc::rate_ci95(false_calm, n_calm);
     println!(
-        "calls: {} escalating fired ({} early, {} missed), median delay {} ms, max {} ms; {} calm calls fired",
+        "calls: {} escalating fired ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls fired{}",
         delays.len(),
         early,
         missed,
         median.map_or("-".into(), |v| v.to_string()),
         max.map_or("-".into(), |v| v.to_string()),
-        false_calm
+        false_calm,
+        n_calm,
+        false_rate_ci.map_or(String::new(), |(lo, hi)| format!(
+            " (false-handoff rate 95% CI {:.0}-{:.0} %)",
+            100.0 * lo,
+            100.0 * hi
+        ))
     );
     serde_json::json!({
         "sustain_ms": sustain_ms,
@@ -395,6 +441,8 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
         "escalating_missed": missed,
         "escalating_early": early,
         "calm_fired": false_calm,
+        "calm_calls": n_calm,
+        "false_handoff_rate_ci95": false_rate_ci.map(|(lo, hi)| [num(lo), num(hi)]),
         "median_delay_ms": median,
         "max_delay_ms": max,
     })

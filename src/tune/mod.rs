@@ -463,10 +463,17 @@ pub struct TuneReport {
     pub n_neg: usize,
     /// AUC over all scored clips.
     pub auc: f64,
+    /// 95 % confidence interval of `auc` (DeLong; clips treated as independent, so with few
+    /// speakers it is if anything too narrow).
+    pub auc_ci95: Option<(f64, f64)>,
     /// AUC of positives against each negative label alone.
     pub auc_by_negative: BTreeMap<String, f64>,
+    /// 95 % confidence intervals of `auc_by_negative`.
+    pub auc_by_negative_ci95: BTreeMap<String, (f64, f64)>,
     /// AUC of positives against the `neutral` and `calm` negatives, when there are any.
     pub auc_neutral_calm: Option<f64>,
+    /// 95 % confidence interval of `auc_neutral_calm`.
+    pub auc_neutral_calm_ci95: Option<(f64, f64)>,
     /// The operating point.
     pub operating_point: RocPoint,
     /// The rule that chose it.
@@ -503,8 +510,11 @@ impl TuneReport {
 struct Summary {
     clips: Vec<ScoredClip>,
     auc: f64,
+    auc_ci: Option<(f64, f64)>,
     by: BTreeMap<String, f64>,
+    by_ci: BTreeMap<String, (f64, f64)>,
     neutral_calm: Option<f64>,
+    neutral_calm_ci: Option<(f64, f64)>,
     curve: Vec<RocPoint>,
 }
 
@@ -529,7 +539,9 @@ fn summarise(
         })
         .collect();
     let auc = roc::auc(&scores, &labels).unwrap_or(f64::NAN);
+    let auc_ci = roc::auc_ci95(&scores, &labels);
     let mut by = BTreeMap::new();
+    let mut by_ci = BTreeMap::new();
     let negative_labels: std::collections::BTreeSet<&str> = clips
         .iter()
         .filter(|c| !c.row.positive)
@@ -542,20 +554,27 @@ fn summarise(
             .filter(|(c, _)| c.row.positive || keep(c))
             .map(|(c, s)| (*s, c.row.positive))
             .unzip();
-        roc::auc(&s, &l)
+        (roc::auc(&s, &l), roc::auc_ci95(&s, &l))
     };
     for neg in negative_labels {
-        if let Some(a) = subset_auc(&|c: &Clip| c.row.label == neg) {
+        let (a, ci) = subset_auc(&|c: &Clip| c.row.label == neg);
+        if let Some(a) = a {
             by.insert(neg.to_owned(), a);
         }
+        if let Some(ci) = ci {
+            by_ci.insert(neg.to_owned(), ci);
+        }
     }
-    let nc = subset_auc(&|c: &Clip| matches!(c.row.label.as_str(), "neutral" | "calm"));
+    let (nc, nc_ci) = subset_auc(&|c: &Clip| matches!(c.row.label.as_str(), "neutral" | "calm"));
     let curve = roc::roc(&scores, &labels);
     Summary {
         clips: scored,
         auc,
+        auc_ci,
         by,
+        by_ci,
         neutral_calm: nc,
+        neutral_calm_ci: nc_ci,
         curve,
     }
 }
@@ -606,8 +625,11 @@ pub fn train_on_windows(
     let Summary {
         clips: scored,
         auc,
+        auc_ci,
         by,
+        by_ci,
         neutral_calm: nc,
+        neutral_calm_ci: nc_ci,
         curve,
     } = summarise(clips, scores, Some(&fold), &primed);
     let rule = format!(
@@ -624,6 +646,16 @@ pub fn train_on_windows(
     };
     model.provenance.folds = k;
     model.provenance.auc.insert("out_of_fold".into(), auc);
+    if let Some((lo, hi)) = auc_ci {
+        model
+            .provenance
+            .auc
+            .insert("out_of_fold_ci95_low".into(), lo);
+        model
+            .provenance
+            .auc
+            .insert("out_of_fold_ci95_high".into(), hi);
+    }
     if let Some(a) = nc {
         model.provenance.auc.insert("vs_neutral_calm".into(), a);
     }
@@ -632,8 +664,11 @@ pub fn train_on_windows(
         n_pos,
         n_neg,
         auc,
+        auc_ci95: auc_ci,
         auc_by_negative: by,
+        auc_by_negative_ci95: by_ci,
         auc_neutral_calm: nc,
+        auc_neutral_calm_ci95: nc_ci,
         operating_point: op,
         rule,
         curve,
@@ -667,8 +702,11 @@ pub fn evaluate(
     let Summary {
         clips: scored,
         auc,
+        auc_ci,
         by,
+        by_ci,
         neutral_calm: nc,
+        neutral_calm_ci: nc_ci,
         curve,
     } = summarise(clips, scores, None, &primed);
     let (n_pos, n_neg) = roc::counts(&labels);
@@ -676,8 +714,11 @@ pub fn evaluate(
         n_pos,
         n_neg,
         auc,
+        auc_ci95: auc_ci,
         auc_by_negative: by,
+        auc_by_negative_ci95: by_ci,
         auc_neutral_calm: nc,
+        auc_neutral_calm_ci95: nc_ci,
         operating_point: op,
         rule: "the model's own threshold".into(),
         curve,

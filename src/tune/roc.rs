@@ -1,4 +1,5 @@
-//! ROC curves, AUC and operating points over scored, labelled items.
+//! ROC curves, AUC (with DeLong confidence intervals) and operating points over scored,
+//! labelled items.
 //!
 //! Convention: an item is called positive when `score >= threshold`. Each curve point sits
 //! halfway between two adjacent distinct scores, so a threshold taken from it does not hinge
@@ -89,6 +90,107 @@ pub fn auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
             .map(|w| (w[1].fpr - w[0].fpr) * 0.5 * (w[1].tpr + w[0].tpr))
             .sum(),
     )
+}
+
+/// DeLong's variance of the AUC (DeLong, DeLong & Clarke-Pearson 1988): from each positive's
+/// share of negatives it outscores and each negative's share of positives above it (ties count
+/// half). `None` when a class has fewer than two items. Items are treated as independent, so
+/// for clips that share speakers the true uncertainty is wider.
+pub fn auc_variance(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    if scores.len() != labels.len() {
+        return None;
+    }
+    let mut pos: Vec<f64> = Vec::new();
+    let mut neg: Vec<f64> = Vec::new();
+    for (&s, &l) in scores.iter().zip(labels) {
+        if l { pos.push(s) } else { neg.push(s) }
+    }
+    let (m, n) = (pos.len(), neg.len());
+    if m < 2 || n < 2 {
+        return None;
+    }
+    pos.sort_by(f64::total_cmp);
+    neg.sort_by(f64::total_cmp);
+    // Items of `sorted` below `x` plus half of those equal to it.
+    let below = |sorted: &[f64], x: f64| {
+        let lt = sorted.partition_point(|&v| v < x);
+        let le = sorted.partition_point(|&v| v <= x);
+        lt as f64 + 0.5 * (le - lt) as f64
+    };
+    let v10: Vec<f64> = pos.iter().map(|&x| below(&neg, x) / n as f64).collect();
+    let v01: Vec<f64> = neg
+        .iter()
+        .map(|&y| (m as f64 - below(&pos, y)) / m as f64)
+        .collect();
+    let auc = v10.iter().sum::<f64>() / m as f64;
+    let s10 = v10.iter().map(|v| (v - auc).powi(2)).sum::<f64>() / (m - 1) as f64;
+    let s01 = v01.iter().map(|v| (v - auc).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Some(s10 / m as f64 + s01 / n as f64)
+}
+
+/// A 95 % confidence interval for the AUC from [`auc_variance`], built on the logit scale so
+/// it stays inside 0..1. A perfect (or perfectly reversed) ranking has zero variance and gives
+/// the point itself, which on a handful of clips means "not measured" rather than "certain".
+pub fn auc_ci95(scores: &[f64], labels: &[bool]) -> Option<(f64, f64)> {
+    const Z95: f64 = 1.959_964;
+    let a = auc(scores, labels)?;
+    let var = auc_variance(scores, labels)?;
+    if a <= 0.0 || a >= 1.0 || var <= 0.0 {
+        return Some((a, a));
+    }
+    let logit = (a / (1.0 - a)).ln();
+    let half = Z95 * var.sqrt() / (a * (1.0 - a));
+    let back = |v: f64| 1.0 / (1.0 + (-v).exp());
+    Some((back(logit - half), back(logit + half)))
+}
+
+/// Exact (Clopper-Pearson) 95 % interval of a rate observed as `k` events in `n` trials, e.g.
+/// false handoffs over calm calls: with 0 of 12 the true rate may still be up to 26 %.
+/// `None` when `n` is 0 or `k > n`.
+pub fn rate_ci95(k: usize, n: usize) -> Option<(f64, f64)> {
+    if n == 0 || k > n {
+        return None;
+    }
+    // Both bounds by bisection on P(X <= j), which falls as p rises.
+    let solve = |j: usize, target: f64| {
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if binomial_cdf(n, j, mid) > target {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    let upper = if k == n { 1.0 } else { solve(k, 0.025) };
+    // The lower bound is where P(X >= k) = 1 - P(X <= k - 1) reaches 2.5 %.
+    let lower = if k == 0 { 0.0 } else { solve(k - 1, 0.975) };
+    Some((lower, upper))
+}
+
+/// P(X <= j) for X ~ Binomial(n, p), summed in log space so a large `n` does not underflow.
+fn binomial_cdf(n: usize, j: usize, p: f64) -> f64 {
+    if p <= 0.0 || j >= n {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    let mut log_choose = 0.0f64;
+    let mut top = f64::NEG_INFINITY;
+    let mut terms = Vec::with_capacity(j + 1);
+    for i in 0..=j {
+        if i > 0 {
+            log_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        let t = log_choose + i as f64 * lp + (n - i) as f64 * lq;
+        top = top.max(t);
+        terms.push(t);
+    }
+    (top + terms.iter().map(|t| (t - top).exp()).sum::<f64>().ln()).exp()
 }
 
 /// The operating point with the highest TPR whose FPR is at most `max_fpr`; among equals the
@@ -209,6 +311,87 @@ mod tests {
         let a = auc(&scores, &labels).unwrap();
         assert!((a - wins / pairs).abs() < 1e-12);
         assert!(a > 0.55 && a < 0.8, "{a}");
+    }
+
+    #[test]
+    fn delong_variance_matches_a_hand_computed_case() {
+        // Positives 0.9, 0.6, 0.4 against negatives 0.5, 0.3, 0.2: AUC 8/9; the positives'
+        // shares are 1, 1, 2/3 and the negatives' 2/3, 1, 1, so S10 = S01 = 1/27 and the
+        // variance is 1/27/3 + 1/27/3 = 2/81.
+        let scores = [0.9, 0.6, 0.4, 0.5, 0.3, 0.2];
+        let labels = [true, true, true, false, false, false];
+        assert!((auc(&scores, &labels).unwrap() - 8.0 / 9.0).abs() < 1e-12);
+        let var = auc_variance(&scores, &labels).unwrap();
+        assert!((var - 2.0 / 81.0).abs() < 1e-12, "{var}");
+        let (lo, hi) = auc_ci95(&scores, &labels).unwrap();
+        assert!(
+            lo < 8.0 / 9.0 && 8.0 / 9.0 < hi && hi < 1.0 && lo > 0.0,
+            "{lo} {hi}"
+        );
+    }
+
+    #[test]
+    fn delong_interval_narrows_with_more_data_and_handles_edges() {
+        let make = |n: usize| {
+            let mut state = 99u64;
+            let (mut s, mut l) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let label = i % 3 == 0;
+                s.push(((state >> 40) % 100) as f64 / 100.0 + if label { 0.3 } else { 0.0 });
+                l.push(label);
+            }
+            (s, l)
+        };
+        let (s1, l1) = make(60);
+        let (s2, l2) = make(600);
+        let w = |s: &[f64], l: &[bool]| {
+            let (lo, hi) = auc_ci95(s, l).unwrap();
+            hi - lo
+        };
+        assert!(w(&s2, &l2) < 0.5 * w(&s1, &l1));
+        // Ties count half in the variance too: all-tied scores give AUC 0.5, variance 0.
+        assert_eq!(
+            auc_variance(&[0.5; 6], &[true, false, true, false, true, false]),
+            Some(0.0)
+        );
+        // Perfect separation: the interval is the point.
+        assert_eq!(
+            auc_ci95(&[0.9, 0.8, 0.2, 0.1], &[true, true, false, false]),
+            Some((1.0, 1.0))
+        );
+        // Too few of a class.
+        assert_eq!(auc_variance(&[0.9, 0.2, 0.1], &[true, false, false]), None);
+    }
+
+    #[test]
+    fn rate_intervals_match_published_clopper_pearson_values() {
+        // 0 of 12: upper bound 1 - 0.025^(1/12) = 0.2646.
+        let (lo, hi) = rate_ci95(0, 12).unwrap();
+        assert_eq!(lo, 0.0);
+        assert!(
+            (hi - (1.0 - 0.025f64.powf(1.0 / 12.0))).abs() < 1e-9,
+            "{hi}"
+        );
+        // 5 of 10: 0.1871-0.8129 (standard tables).
+        let (lo, hi) = rate_ci95(5, 10).unwrap();
+        assert!(
+            (lo - 0.1871).abs() < 1e-4 && (hi - 0.8129).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        // 12 of 12 mirrors 0 of 12.
+        let (lo, hi) = rate_ci95(12, 12).unwrap();
+        assert!((lo - 0.025f64.powf(1.0 / 12.0)).abs() < 1e-9 && hi == 1.0);
+        // Large n does not underflow: 500 of 1000 sits around 0.4685-0.5315.
+        let (lo, hi) = rate_ci95(500, 1000).unwrap();
+        assert!(
+            (lo - 0.4685).abs() < 1e-3 && (hi - 0.5315).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        assert_eq!(rate_ci95(1, 0), None);
+        assert_eq!(rate_ci95(3, 2), None);
     }
 
     #[test]

@@ -98,6 +98,19 @@ fn tune_trains_a_loadable_model_with_a_plot_and_names_bad_rows() {
     // clips: speaker-disjoint folds must separate them.
     let auc = s["auc"].as_f64().unwrap();
     assert!(auc >= 0.9, "AUC {auc}");
+    // The AUC comes with its 95 % interval, which holds it (and is wide on 20 clips).
+    let ci: Vec<f64> = s["auc_ci95"]
+        .as_array()
+        .expect("auc_ci95 is reported")
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        ci.len() == 2 && ci[0] <= auc && auc <= ci[1] && ci[1] <= 1.0,
+        "{ci:?} around {auc}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("95% CI"), "{text}");
 
     let m = ToneModel::load(&model).unwrap();
     assert!(m.threshold > 0.0 && m.threshold < 1.0);
