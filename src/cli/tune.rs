@@ -217,6 +217,10 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             "auc_by_negative".into(),
             serde_json::to_value(&report.auc_by_negative)?,
         );
+        json.insert(
+            "auc_by_speaker".into(),
+            serde_json::to_value(&report.auc_by_speaker)?,
+        );
         json.insert("folds".into(), report.folds.into());
         json.insert("skipped".into(), report.skipped.len().into());
         json.insert("unprimed".into(), report.unprimed.into());
@@ -347,6 +351,22 @@ fn print_report(args: &TuneArgs, r: &TuneReport) {
             "  vs {label:<10} {a:.4}{}",
             ci(r.auc_by_negative_ci95.get(label))
         );
+    }
+    if !r.auc_by_speaker.is_empty() {
+        let worst = r
+            .auc_by_speaker
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(s, a)| format!("; lowest {s} {a:.3}"))
+            .unwrap_or_default();
+        let mean = r.auc_by_speaker.values().sum::<f64>() / r.auc_by_speaker.len() as f64;
+        println!(
+            "AUC within each speaker: mean {mean:.3} over {} speakers{worst}",
+            r.auc_by_speaker.len()
+        );
+        for (sp, a) in &r.auc_by_speaker {
+            println!("  {sp:<14} {a:.3}");
+        }
     }
     if r.auc_ci95.is_some() {
         println!(

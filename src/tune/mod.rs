@@ -474,6 +474,10 @@ pub struct TuneReport {
     pub auc_neutral_calm: Option<f64>,
     /// 95 % confidence interval of `auc_neutral_calm`.
     pub auc_neutral_calm_ci95: Option<(f64, f64)>,
+    /// AUC within each speaker that has both classes (rows with a `speaker`): a voice the
+    /// model reads poorly stands out here, while the pooled AUC also mixes in how differently
+    /// speakers score.
+    pub auc_by_speaker: BTreeMap<String, f64>,
     /// The operating point.
     pub operating_point: RocPoint,
     /// The rule that chose it.
@@ -515,6 +519,7 @@ struct Summary {
     by_ci: BTreeMap<String, (f64, f64)>,
     neutral_calm: Option<f64>,
     neutral_calm_ci: Option<(f64, f64)>,
+    by_speaker: BTreeMap<String, f64>,
     curve: Vec<RocPoint>,
 }
 
@@ -566,6 +571,22 @@ fn summarise(
         }
     }
     let (nc, nc_ci) = subset_auc(&|c: &Clip| matches!(c.row.label.as_str(), "neutral" | "calm"));
+    let speakers: std::collections::BTreeSet<&str> = clips
+        .iter()
+        .filter_map(|c| c.row.speaker.as_deref())
+        .collect();
+    let mut by_speaker = BTreeMap::new();
+    for sp in speakers {
+        let (s, l): (Vec<f64>, Vec<bool>) = clips
+            .iter()
+            .zip(&scores)
+            .filter(|(c, _)| c.row.speaker.as_deref() == Some(sp))
+            .map(|(c, s)| (*s, c.row.positive))
+            .unzip();
+        if let Some(a) = roc::auc(&s, &l) {
+            by_speaker.insert(sp.to_owned(), a);
+        }
+    }
     let curve = roc::roc(&scores, &labels);
     Summary {
         clips: scored,
@@ -575,6 +596,7 @@ fn summarise(
         by_ci,
         neutral_calm: nc,
         neutral_calm_ci: nc_ci,
+        by_speaker,
         curve,
     }
 }
@@ -630,6 +652,7 @@ pub fn train_on_windows(
         by_ci,
         neutral_calm: nc,
         neutral_calm_ci: nc_ci,
+        by_speaker,
         curve,
     } = summarise(clips, scores, Some(&fold), &primed);
     let rule = format!(
@@ -669,6 +692,7 @@ pub fn train_on_windows(
         auc_by_negative_ci95: by_ci,
         auc_neutral_calm: nc,
         auc_neutral_calm_ci95: nc_ci,
+        auc_by_speaker: by_speaker,
         operating_point: op,
         rule,
         curve,
@@ -707,6 +731,7 @@ pub fn evaluate(
         by_ci,
         neutral_calm: nc,
         neutral_calm_ci: nc_ci,
+        by_speaker,
         curve,
     } = summarise(clips, scores, None, &primed);
     let (n_pos, n_neg) = roc::counts(&labels);
@@ -719,6 +744,7 @@ pub fn evaluate(
         auc_by_negative_ci95: by_ci,
         auc_neutral_calm: nc,
         auc_neutral_calm_ci95: nc_ci,
+        auc_by_speaker: by_speaker,
         operating_point: op,
         rule: "the model's own threshold".into(),
         curve,

@@ -111,6 +111,16 @@ fn tune_trains_a_loadable_model_with_a_plot_and_names_bad_rows() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("95% CI"), "{text}");
+    // Each of the four speakers has both classes, so each gets its own AUC.
+    let by_speaker = s["auc_by_speaker"].as_object().expect("auc_by_speaker");
+    let names: Vec<&str> = by_speaker.keys().map(String::as_str).collect();
+    assert_eq!(names, ["spk0", "spk1", "spk2", "spk3"]);
+    assert!(
+        by_speaker
+            .values()
+            .all(|a| a.as_f64().is_some_and(|a| (0.0..=1.0).contains(&a))),
+        "{by_speaker:?}"
+    );
 
     let m = ToneModel::load(&model).unwrap();
     assert!(m.threshold > 0.0 && m.threshold < 1.0);
