@@ -1,5 +1,6 @@
 //! SVG plots of a replayed call: caller F0 and energy against the caller's baseline, speaking
-//! rate, and the tone score with its threshold, signal crossings and the handoff marker.
+//! rate, and the tone score with its threshold, signal crossings and the handoff marker. Each
+//! panel's legend sits in a strip to its right, so it never hides the call's data.
 
 use crate::event::EventKind;
 use crate::replay::CallReport;
@@ -18,7 +19,7 @@ fn err<E: std::fmt::Display>(e: E) -> PlotError {
 
 /// Writes the call's plot to `path`.
 pub fn write_call_svg(path: &Path, r: &CallReport, tone_threshold: f64) -> Result<(), PlotError> {
-    let root = SVGBackend::new(path, (1100, 980)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100 + LEGEND_W, 980)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (title, body) = root.split_vertically(40);
     title
@@ -32,7 +33,11 @@ pub fn write_call_svg(path: &Path, r: &CallReport, tone_threshold: f64) -> Resul
             (20, 10),
         )
         .map_err(err)?;
-    let panels = body.split_evenly((4, 1));
+    let panels: Vec<_> = body
+        .split_evenly((4, 1))
+        .iter()
+        .map(|a| a.split_horizontally(1100))
+        .collect();
     let t_max = (r.duration_ms as f64 / 1000.0).max(1.0);
     let handoff_s = r.events.iter().find_map(|e| match e.kind {
         EventKind::Handoff(_) => Some(e.t_ms as f64 / 1000.0),
@@ -72,111 +77,118 @@ pub fn write_call_svg(path: &Path, r: &CallReport, tone_threshold: f64) -> Resul
 
     let baseline_style = ShapeStyle::from(&RGBColor(200, 60, 60)).stroke_width(2);
     let handoff_style = ShapeStyle::from(&RGBColor(220, 0, 0)).stroke_width(3);
+    let signal_color = RGBColor(0, 120, 200);
+    let handoff_key = handoff_s.map(|h| (Key::Line(handoff_style), format!("handoff at {h:.1} s")));
 
     // F0
     {
-        let mut c = panel(&panels[0], "Caller F0", 50.0..f0_max, "F0 (Hz)", t_max)?;
+        let (area, key_area) = &panels[0];
+        let mut c = panel(area, "Caller F0", 50.0..f0_max, "F0 (Hz)", t_max)?;
         c.draw_series(
             voiced
                 .iter()
                 .map(|&(x, y)| Circle::new((x, y), 2, BLUE.filled())),
         )
-        .map_err(err)?
-        .label("F0 (voiced frames)")
-        .legend(|(x, y)| Circle::new((x + 10, y), 3, BLUE.filled()));
+        .map_err(err)?;
+        let mut keys = vec![(Key::Dot(BLUE), "F0 (voiced frames)".to_owned())];
         if let Some(b) = r.baseline.filter(|b| b.f0_hz > 0.0) {
             let y = f64::from(b.f0_hz);
-            hline(
-                &mut c,
-                y,
-                t_max,
-                baseline_style,
+            hline(&mut c, y, t_max, baseline_style)?;
+            keys.push((
+                Key::Line(baseline_style),
                 format!("caller baseline {y:.0} Hz"),
-            )?;
+            ));
         }
         if let Some(h) = handoff_s {
-            vline(&mut c, h, (50.0, f0_max), handoff_style, None)?;
+            vline(&mut c, h, (50.0, f0_max), handoff_style)?;
         }
-        legend(&mut c)?;
+        keys.extend(handoff_key.clone());
+        legend(key_area, &keys)?;
     }
     // Energy
     {
-        let mut c = panel(
-            &panels[1],
-            "Caller energy",
-            -80.0..0.0,
-            "energy (dBFS)",
-            t_max,
-        )?;
-        line(&mut c, &speech_energy, GREEN.into(), "energy")?;
+        let (area, key_area) = &panels[1];
+        let mut c = panel(area, "Caller energy", -80.0..0.0, "energy (dBFS)", t_max)?;
+        line(&mut c, &speech_energy, GREEN.into())?;
+        let mut keys = vec![(Key::Line(GREEN.into()), "energy".to_owned())];
         if let Some(b) = r.baseline {
             let y = f64::from(b.energy_db);
-            hline(
-                &mut c,
-                y,
-                t_max,
-                baseline_style,
+            hline(&mut c, y, t_max, baseline_style)?;
+            keys.push((
+                Key::Line(baseline_style),
                 format!("caller baseline {y:.1} dBFS"),
-            )?;
+            ));
         }
         if let Some(h) = handoff_s {
-            vline(&mut c, h, (-80.0, 0.0), handoff_style, None)?;
+            vline(&mut c, h, (-80.0, 0.0), handoff_style)?;
         }
-        legend(&mut c)?;
+        keys.extend(handoff_key.clone());
+        legend(key_area, &keys)?;
     }
     // Rate
     {
+        let (area, key_area) = &panels[2];
         let mut c = panel(
-            &panels[2],
+            area,
             "Caller speaking rate",
             0.0..rate_max,
             "syllables/s",
             t_max,
         )?;
-        line(&mut c, &rate, MAGENTA.into(), "speaking rate")?;
+        line(&mut c, &rate, MAGENTA.into())?;
+        let mut keys = vec![(Key::Line(MAGENTA.into()), "speaking rate".to_owned())];
         if let Some(b) = r.baseline.filter(|b| b.rate_sps > 0.0) {
             let y = f64::from(b.rate_sps);
-            hline(
-                &mut c,
-                y,
-                t_max,
-                baseline_style,
+            hline(&mut c, y, t_max, baseline_style)?;
+            keys.push((
+                Key::Line(baseline_style),
                 format!("caller baseline {y:.1} syl/s"),
-            )?;
+            ));
         }
-        legend(&mut c)?;
+        if let Some(h) = handoff_s {
+            vline(&mut c, h, (0.0, rate_max), handoff_style)?;
+        }
+        keys.extend(handoff_key.clone());
+        legend(key_area, &keys)?;
     }
     // Tone, threshold, signals, handoff
     {
+        let (area, key_area) = &panels[3];
         let caption = "Caller tone score, signals and handoff";
-        let mut c = panel(&panels[3], caption, 0.0..1.05, "tone score", t_max)?;
-        line(
-            &mut c,
-            &tone,
-            ShapeStyle::from(&BLACK).stroke_width(2),
-            "tone score",
-        )?;
+        let mut c = panel(area, caption, 0.0..1.05, "tone score", t_max)?;
+        let tone_style = ShapeStyle::from(&BLACK).stroke_width(2);
+        line(&mut c, &tone, tone_style)?;
         let th = ShapeStyle::from(&RGBColor(255, 140, 0)).stroke_width(2);
-        hline(
-            &mut c,
-            tone_threshold,
-            t_max,
-            th,
-            format!("threshold {tone_threshold:.2}"),
-        )?;
+        hline(&mut c, tone_threshold, t_max, th)?;
+        // Every crossing gets a marker; a name only when it does not run into the previous
+        // name (a tone score hovering at its threshold crosses many times in a few seconds).
+        let min_gap_s = t_max * LABEL_GAP_FRACTION;
+        let mut last_label: Option<f64> = None;
         c.draw_series(signals.iter().map(|(x, name)| {
+            let labelled = last_label.is_none_or(|l| x - l >= min_gap_s);
+            if labelled {
+                last_label = Some(*x);
+            }
+            let text = if labelled {
+                name.clone()
+            } else {
+                String::new()
+            };
             EmptyElement::at((*x, 0.95))
-                + TriangleMarker::new((0, 0), 6, RGBColor(0, 120, 200).filled())
-                + Text::new(name.clone(), (4, 6), ("sans-serif", 12).into_font())
+                + TriangleMarker::new((0, 0), 6, signal_color.filled())
+                + Text::new(text, (4, 6), ("sans-serif", 12).into_font())
         }))
-        .map_err(err)?
-        .label("signal crossing")
-        .legend(|(x, y)| TriangleMarker::new((x + 10, y), 5, RGBColor(0, 120, 200).filled()));
+        .map_err(err)?;
         if let Some(h) = handoff_s {
-            let label = format!("handoff at {h:.1} s");
-            vline(&mut c, h, (0.0, 1.05), handoff_style, Some(label))?;
+            vline(&mut c, h, (0.0, 1.05), handoff_style)?;
         }
-        legend(&mut c)?;
+        let mut keys = vec![
+            (Key::Line(tone_style), "tone score".to_owned()),
+            (Key::Line(th), format!("threshold {tone_threshold:.2}")),
+            (Key::Triangle(signal_color), "signal crossing".to_owned()),
+        ];
+        keys.extend(handoff_key);
+        legend(key_area, &keys)?;
     }
     root.present().map_err(err)?;
     Ok(())
@@ -207,52 +219,55 @@ fn panel<'a, 'b>(
     Ok(c)
 }
 
-/// A labelled line series.
-fn line(
-    c: &mut Chart,
-    points: &[(f64, f64)],
-    style: ShapeStyle,
-    label: &str,
-) -> Result<(), PlotError> {
+/// Width of the legend strip to the right of each panel, px.
+const LEGEND_W: u32 = 230;
+/// Signal-crossing names closer than this share of the call's length to the previous name are
+/// left off (their markers stay).
+const LABEL_GAP_FRACTION: f64 = 0.04;
+
+/// How a legend entry is drawn.
+#[derive(Clone, Copy)]
+enum Key {
+    Line(ShapeStyle),
+    Dot(RGBColor),
+    Triangle(RGBColor),
+}
+
+/// A line series.
+fn line(c: &mut Chart, points: &[(f64, f64)], style: ShapeStyle) -> Result<(), PlotError> {
     c.draw_series(LineSeries::new(points.iter().copied(), style))
-        .map_err(err)?
-        .label(label)
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+        .map_err(err)?;
     Ok(())
 }
 
-/// A labelled horizontal reference line (baseline, threshold) across the call.
-fn hline(
-    c: &mut Chart,
-    y: f64,
-    t_max: f64,
-    style: ShapeStyle,
-    label: String,
-) -> Result<(), PlotError> {
-    line(c, &[(0.0, y), (t_max, y)], style, &label)
+/// A horizontal reference line (baseline, threshold) across the call.
+fn hline(c: &mut Chart, y: f64, t_max: f64, style: ShapeStyle) -> Result<(), PlotError> {
+    line(c, &[(0.0, y), (t_max, y)], style)
 }
 
-/// A vertical marker (the handoff), labelled in the legend when `label` is given.
-fn vline(
-    c: &mut Chart,
-    x: f64,
-    (y0, y1): (f64, f64),
-    style: ShapeStyle,
-    label: Option<String>,
+/// A vertical marker (the handoff).
+fn vline(c: &mut Chart, x: f64, (y0, y1): (f64, f64), style: ShapeStyle) -> Result<(), PlotError> {
+    line(c, &[(x, y0), (x, y1)], style)
+}
+
+/// The panel's legend, top-aligned in its strip beside the chart.
+fn legend(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    keys: &[(Key, String)],
 ) -> Result<(), PlotError> {
-    match label {
-        Some(l) => line(c, &[(x, y0), (x, y1)], style, &l),
-        None => c
-            .draw_series(LineSeries::new([(x, y0), (x, y1)], style))
-            .map(|_| ())
-            .map_err(err),
+    const TOP: i32 = 45;
+    const ROW: i32 = 22;
+    let font = ("sans-serif", 13).into_font().color(&BLACK);
+    for (i, (key, text)) in keys.iter().enumerate() {
+        let y = TOP + ROW * i as i32;
+        match *key {
+            Key::Line(style) => area.draw(&PathElement::new([(6, y), (30, y)], style)),
+            Key::Dot(color) => area.draw(&Circle::new((18, y), 3, color.filled())),
+            Key::Triangle(color) => area.draw(&TriangleMarker::new((18, y), 5, color.filled())),
+        }
+        .map_err(err)?;
+        area.draw(&Text::new(text.clone(), (38, y - 7), font.clone()))
+            .map_err(err)?;
     }
-}
-
-fn legend<'a, 'b: 'a>(c: &mut Chart<'a, 'b>) -> Result<(), PlotError> {
-    c.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.85))
-        .draw()
-        .map_err(err)
+    Ok(())
 }

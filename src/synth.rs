@@ -1,7 +1,10 @@
 //! Deterministic synthetic speech-like audio for fixtures, the demo, tests and benchmarks.
 //!
 //! A glottal-pulse source with a known F0 contour, shaped by three formant resonators and a
-//! syllable envelope, with pauses between phrases. An "agitated" segment raises F0, level,
+//! syllable envelope, with pauses between phrases. Each syllable gets its own vowel (its own
+//! first two formants), so the spectrum moves the way speech does: a voice whose spectrum never
+//! moved would give the caller a baseline no real voice has. Vocal effort flattens the source
+//! spectrum (less glottal roll-off) and brightens the upper formants. An "agitated" segment raises F0, level,
 //! high-band energy and syllable rate, the way an angry caller's voice changes. No recorded
 //! audio is involved, so everything generated here may be committed.
 
@@ -99,6 +102,15 @@ impl Resonator {
             y2: 0.0,
         }
     }
+    /// Moves the resonance, keeping the filter state (used at syllable boundaries, where the
+    /// envelope is silent, so no click is heard).
+    fn retune(&mut self, freq_hz: f32, bw_hz: f32, rate_hz: f32) {
+        let fresh = Self::new(freq_hz, bw_hz, rate_hz);
+        self.a1 = fresh.a1;
+        self.a2 = fresh.a2;
+        self.gain = fresh.gain;
+    }
+
     fn tick(&mut self, x: f32) -> f32 {
         let y = self.gain * x + self.a1 * self.y1 + self.a2 * self.y2;
         self.y2 = self.y1;
@@ -106,6 +118,26 @@ impl Resonator {
         y
     }
 }
+
+/// First and second formants of the vowels syllables are drawn from, Hz (adult averages for
+/// /i e æ ɑ o u ʌ/).
+const VOWELS: [(f32, f32); 7] = [
+    (300.0, 2300.0),
+    (450.0, 2000.0),
+    (650.0, 1750.0),
+    (700.0, 1200.0),
+    (500.0, 900.0),
+    (350.0, 850.0),
+    (600.0, 1200.0),
+];
+
+/// One-pole low-pass on the glottal pulses of a relaxed voice: its spectrum falls off towards
+/// the high harmonics, as a real source does.
+const GLOTTAL_ROLLOFF_CALM: f32 = 0.85;
+/// The same at full vocal effort: sharper glottal closures keep more high-frequency energy,
+/// which is most of what makes a raised voice sound pressed (and what real anger shows in
+/// the spectral features the tone model reads).
+const GLOTTAL_ROLLOFF_EFFORT: f32 = 0.5;
 
 /// Renders segments at `sample_rate_hz` as 16-bit PCM.
 pub fn speech(segments: &[Segment], sample_rate_hz: u32, seed: u64) -> Vec<i16> {
@@ -121,6 +153,10 @@ pub fn speech(segments: &[Segment], sample_rate_hz: u32, seed: u64) -> Vec<i16> 
         Resonator::new(1200.0, 110.0, rate),
         Resonator::new(2500.0, 160.0, rate),
     ];
+    // Vowels come from their own generator, so the noise sequence does not depend on them.
+    let mut vowel_rng = Rng::new(seed ^ 0x5EED_F0F0);
+    let mut syllable: i64 = -1;
+    let mut glottal = 0.0f32;
     let mut phase = 0.0f32;
     let mut t_total = 0.0f32;
     for seg in segments {
@@ -138,6 +174,16 @@ pub fn speech(segments: &[Segment], sample_rate_hz: u32, seed: u64) -> Vec<i16> 
             let in_phrase = (t % phrase_s) / phrase_s;
             let speaking = in_phrase < 1.0 - seg.pause_fraction;
             let syl = (std::f32::consts::PI * seg.rate_sps * t).sin().abs();
+            // A new syllable starts where the envelope touches zero: give it a vowel.
+            let k = (seg.rate_sps * t) as i64;
+            if k != syllable {
+                syllable = k;
+                let pick =
+                    ((vowel_rng.next_f32() * VOWELS.len() as f32) as usize).min(VOWELS.len() - 1);
+                let (f1, f2) = VOWELS[pick];
+                formants[0].retune(f1, 90.0, rate);
+                formants[1].retune(f2, 110.0, rate);
+            }
             let env = if speaking { syl.powf(1.5) } else { 0.0 };
             // F0: slow declination and a syllable-rate wiggle, deterministic.
             let f0 = seg.f0_hz
@@ -151,7 +197,11 @@ pub fn speech(segments: &[Segment], sample_rate_hz: u32, seed: u64) -> Vec<i16> 
                 0.0
             };
             let noise = (rng.next_f32() - 0.5) * 0.02;
-            let src = pulse + noise;
+            // The glottal pulse loses its high harmonics less the harder the voice pushes.
+            let a =
+                GLOTTAL_ROLLOFF_CALM + (GLOTTAL_ROLLOFF_EFFORT - GLOTTAL_ROLLOFF_CALM) * seg.effort;
+            glottal = (1.0 - a) * pulse + a * glottal;
+            let src = glottal + noise;
             let mut y = 0.0;
             for (k, f) in formants.iter_mut().enumerate() {
                 let w = match k {
@@ -254,6 +304,34 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 8000);
         assert!(a.iter().any(|&s| s.unsigned_abs() > 1000));
+    }
+
+    #[test]
+    fn the_spectrum_moves_like_speech_and_effort_brightens_it() {
+        use crate::dsp::{DspConfig, TrackAnalyzer};
+        let mut a = TrackAnalyzer::new(8000, &DspConfig::default()).unwrap();
+        let mut frames = Vec::new();
+        a.push(&speech(&[Segment::calm(12.0, 120.0)], 8000, 5), &mut frames);
+        let b = a.baseline().expect("12 s of speech make a baseline");
+        // Vowels change syllable by syllable: the low mel-cepstral coefficients move by dB,
+        // as in real speech, not by the 0.1 dB floor of a fixed spectrum.
+        assert!(b.mfcc_sd[..4].iter().all(|&sd| sd > 1.0), "{:?}", b.mfcc_sd);
+        // The agitated voice has more high-band energy than the calm one (vocal effort).
+        let tilt = |seg: Segment| {
+            let mut a = TrackAnalyzer::new(8000, &DspConfig::default()).unwrap();
+            let mut f = Vec::new();
+            a.push(&speech(&[seg], 8000, 5), &mut f);
+            let t: Vec<f32> = f.iter().filter(|f| f.speech).map(|f| f.tilt_db).collect();
+            t.iter().sum::<f32>() / t.len().max(1) as f32
+        };
+        let (calm, hot) = (
+            tilt(Segment::calm(6.0, 120.0)),
+            tilt(Segment::agitated(6.0, 120.0)),
+        );
+        assert!(
+            hot > calm + 3.0,
+            "tilt calm {calm:.1} dB, agitated {hot:.1} dB"
+        );
     }
 
     #[test]

@@ -74,6 +74,12 @@ const ENERGY_PEAK_DB: f32 = 6.0;
 const INITIAL_SLOTS: usize = 32;
 /// Clamp for relative values, so one broken frame cannot dominate a window.
 const REL_CLAMP: f32 = 24.0;
+/// How far a feature may sit from the model's training mean, in training standard deviations,
+/// before it stops counting more. In the training clips and the shared calls under 0.2 % of
+/// windows reach 8; a voice far outside what the model was fitted on (a synthetic or heavily
+/// processed line whose baseline barely moved reads 50 and more on the cepstral spreads) would
+/// otherwise decide the score by linear extrapolation alone.
+const MAX_Z: f64 = 8.0;
 
 /// A model file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +284,8 @@ impl ToneModel {
     /// scoring a window is a single dot product.
     pub fn linear(&self) -> Linear {
         let mut weights = [0.0f32; N_FEATURES];
+        let mut lo = [f32::NEG_INFINITY; N_FEATURES];
+        let mut hi = [f32::INFINITY; N_FEATURES];
         let mut offset = f64::from(self.bias);
         for (i, name) in self.features.iter().enumerate() {
             if let (Some(k), Some(w), Some(m), Some(s)) = (
@@ -289,11 +297,16 @@ impl ToneModel {
                 let a = f64::from(*w) / f64::from(*s);
                 weights[k] += a as f32;
                 offset -= a * f64::from(*m);
+                let (m, s) = (f64::from(*m), f64::from(*s));
+                lo[k] = lo[k].max((m - MAX_Z * s) as f32);
+                hi[k] = hi[k].min((m + MAX_Z * s) as f32);
             }
         }
         Linear {
             weights,
             offset: offset as f32,
+            lo,
+            hi,
         }
     }
 }
@@ -305,12 +318,22 @@ pub struct Linear {
     pub weights: [f32; N_FEATURES],
     /// Offset.
     pub offset: f32,
+    /// Lowest value of each feature that counts ([`MAX_Z`] training SDs below the mean).
+    pub lo: [f32; N_FEATURES],
+    /// Highest value of each feature that counts.
+    pub hi: [f32; N_FEATURES],
 }
 
 impl Linear {
     /// The score of a feature vector, 0..1.
     pub fn score(&self, x: &[f32; N_FEATURES]) -> f32 {
-        let dot: f32 = self.weights.iter().zip(x).map(|(w, v)| w * v).sum();
+        let dot: f32 = x
+            .iter()
+            .zip(&self.weights)
+            .zip(self.lo.iter().zip(&self.hi))
+            // max/min rather than clamp: never panics, whatever bounds a model produces.
+            .map(|((v, w), (lo, hi))| w * v.max(*lo).min(*hi))
+            .sum();
         sigmoid(self.offset + dot)
     }
 }
@@ -715,6 +738,25 @@ mod tests {
             operating_point: OperatingPoint::default(),
             provenance: Provenance::default(),
         }
+    }
+
+    #[test]
+    fn features_far_outside_the_training_data_stop_counting_at_eight_sds() {
+        // Toy model: tilt has mean 0 and SD 2, so 8 SDs is 16 dB.
+        let lin = toy_model().linear();
+        let tilt = feature_index("tilt_rel_db").unwrap();
+        let at = |v: f32| {
+            let mut x = [0.0f32; N_FEATURES];
+            x[tilt] = v;
+            lin.score(&x)
+        };
+        assert!(at(4.0) > at(0.0), "in range the feature counts");
+        assert!(at(16.0) > at(12.0));
+        assert_eq!(at(16.0), at(500.0), "beyond 8 SDs nothing more is added");
+        assert_eq!(at(-16.0), at(-500.0));
+        // Features the model does not use are not bounded (their weight is 0 anyway).
+        let unused = feature_index("mfcc12_spread").unwrap();
+        assert_eq!(lin.lo[unused], f32::NEG_INFINITY);
     }
 
     fn frame(t_ms: u64, speech: bool, f0_st: f32, energy_db: f32, tilt_db: f32) -> Frame {

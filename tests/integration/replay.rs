@@ -115,6 +115,28 @@ fn text_timeline_and_svg_plot() {
         .filter(|n| n.has_tag_name("polyline") || n.has_tag_name("path"))
         .count();
     assert!(lines >= 6, "plot has {lines} series elements");
+    // Every panel's legend sits right of the 1100 px chart column, off the data.
+    let plot_w: f64 = 1100.0;
+    for key in [
+        "F0 (voiced frames)",
+        "caller baseline",
+        "speaking rate",
+        "signal crossing",
+        "handoff at",
+    ] {
+        let xs: Vec<f64> = doc
+            .descendants()
+            .filter(|n| {
+                n.has_tag_name("text") && n.text().is_some_and(|t| t.trim().starts_with(key))
+            })
+            .filter_map(|n| n.attribute("x")?.parse().ok())
+            .collect();
+        assert!(!xs.is_empty(), "legend lacks {key:?}");
+        assert!(
+            xs.iter().all(|&x| x > plot_w),
+            "{key:?} drawn over the chart at x = {xs:?}"
+        );
+    }
 }
 
 #[test]
