@@ -399,7 +399,7 @@ fn print_report(args: &TuneArgs, r: &TuneReport) {
 
 fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serde_json::Value {
     println!(
-        "calls: score >= {threshold:.4} held {sustain_ms} ms\n  call                                   kind        onset_ms  fired_ms  delay_ms  peak_held  peak_before_onset"
+        "calls: tone alone = score >= {threshold:.4} held {sustain_ms} ms; live = handoff by the full pipeline as `warmline replay` runs it\n  call                                   kind        onset_ms  fired_ms  delay_ms  peak_held  peak_before_onset  live_handoff_ms  live_delay_ms"
     );
     let mut delays = Vec::new();
     let mut missed = 0;
@@ -411,14 +411,16 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
             .file_name()
             .map_or(c.wav.clone(), |n| n.to_string_lossy().into_owned());
         println!(
-            "  {:<38} {:<11} {:>8} {:>9} {:>9} {:>10.3} {:>18.3}",
+            "  {:<38} {:<11} {:>8} {:>9} {:>9} {:>10.3} {:>18.3} {:>16} {:>14}",
             name,
             c.kind,
             c.anger_onset_ms.map_or("-".into(), |v| v.to_string()),
             c.first_cross_ms.map_or("-".into(), |v| v.to_string()),
             c.delay_ms().map_or("-".into(), |v| v.to_string()),
             c.peak_sustained,
-            c.peak_sustained_before_onset
+            c.peak_sustained_before_onset,
+            c.handoff_ms.map_or("-".into(), |v| v.to_string()),
+            c.handoff_delay_ms().map_or("-".into(), |v| v.to_string()),
         );
         match (c.anger_onset_ms, c.first_cross_ms) {
             (Some(_), None) => missed += 1,
@@ -437,11 +439,11 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
         }
     }
     delays.sort_unstable();
-    let median = delays.get(delays.len() / 2).copied();
+    let median = median_ms(&delays);
     let max = delays.last().copied();
     let false_rate_ci = tune::roc::rate_ci95(false_calm, n_calm);
     println!(
-        "calls: {} escalating fired ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls fired{}",
+        "calls, tone alone: {} escalating fired ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls fired{}",
         delays.len(),
         early,
         missed,
@@ -455,6 +457,7 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
             100.0 * hi
         ))
     );
+    let live = live_summary(calls);
     serde_json::json!({
         "sustain_ms": sustain_ms,
         "escalating_fired": delays.len(),
@@ -463,6 +466,65 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
         "calm_fired": false_calm,
         "calm_calls": n_calm,
         "false_handoff_rate_ci95": false_rate_ci.map(|(lo, hi)| [num(lo), num(hi)]),
+        "median_delay_ms": median,
+        "max_delay_ms": max,
+        "live": live,
+    })
+}
+
+/// Median of sorted delays (the mean of the middle two for an even count), ms.
+fn median_ms(sorted: &[i64]) -> Option<i64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
+    }
+}
+
+/// The same figures for the live pipeline's handoffs (what `warmline replay` and `serve` do).
+fn live_summary(calls: &[CallOutcome]) -> serde_json::Value {
+    let mut delays = Vec::new();
+    let (mut missed, mut early, mut false_calm, mut n_calm) = (0, 0, 0, 0);
+    for c in calls {
+        match (c.anger_onset_ms, c.handoff_delay_ms()) {
+            (Some(_), None) => missed += 1,
+            (Some(_), Some(d)) => {
+                early += usize::from(d < 0);
+                delays.push(d);
+            }
+            (None, _) => {
+                n_calm += 1;
+                false_calm += usize::from(c.handoff_ms.is_some());
+            }
+        }
+    }
+    delays.sort_unstable();
+    let median = median_ms(&delays);
+    let max = delays.last().copied();
+    let ci = tune::roc::rate_ci95(false_calm, n_calm);
+    println!(
+        "calls, live handoffs: {} escalating handed off ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls handed off{}",
+        delays.len(),
+        early,
+        missed,
+        median.map_or("-".into(), |v| v.to_string()),
+        max.map_or("-".into(), |v| v.to_string()),
+        false_calm,
+        n_calm,
+        ci.map_or(String::new(), |(lo, hi)| format!(
+            " (false-handoff rate 95% CI {:.0}-{:.0} %)",
+            100.0 * lo,
+            100.0 * hi
+        ))
+    );
+    serde_json::json!({
+        "escalating_handed_off": delays.len(),
+        "escalating_missed": missed,
+        "escalating_early": early,
+        "calm_handed_off": false_calm,
+        "calm_calls": n_calm,
+        "false_handoff_rate_ci95": ci.map(|(lo, hi)| [num(lo), num(hi)]),
         "median_delay_ms": median,
         "max_delay_ms": max,
     })

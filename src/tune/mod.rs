@@ -19,6 +19,7 @@ use crate::detect::tone::{
     ToneScorer, feature_index,
 };
 use crate::dsp::{DspConfig, Frame, TrackAnalyzer};
+use crate::pipeline::PipelineSettings;
 use dataset::{Audio, LabelRow, RowProblem};
 use roc::RocPoint;
 use serde::Serialize;
@@ -64,6 +65,9 @@ pub enum TuneError {
     /// Fitting failed.
     #[error("fitting failed: {0}")]
     Fit(String),
+    /// A call could not be replayed through the live pipeline.
+    #[error(transparent)]
+    Replay(#[from] crate::replay::ReplayError),
 }
 
 /// Settings of a run.
@@ -782,6 +786,10 @@ pub struct CallOutcome {
     pub peak_sustained: f32,
     /// Highest score held for the sustain time before the anger onset (the whole call if calm).
     pub peak_sustained_before_onset: f32,
+    /// When the live pipeline handed the call off, ms: the same call replayed exactly as
+    /// `warmline replay` runs it (default detector and policy settings, this model, the
+    /// transcript sidecar when there is one), so what a deployment would do.
+    pub handoff_ms: Option<u64>,
 }
 
 impl CallOutcome {
@@ -789,10 +797,16 @@ impl CallOutcome {
     pub fn delay_ms(&self) -> Option<i64> {
         Some(self.first_cross_ms? as i64 - self.anger_onset_ms? as i64)
     }
+
+    /// Live handoff delay after the anger onset, ms (negative = handed off early).
+    pub fn handoff_delay_ms(&self) -> Option<i64> {
+        Some(self.handoff_ms? as i64 - self.anger_onset_ms? as i64)
+    }
 }
 
 /// Streams each call of a calls `index.csv` (`wav,…,kind,anger_onset_ms`) through the analyser
-/// and `model`, firing when the score stays at or above the threshold for `sustain_ms`.
+/// and `model`, firing when the score stays at or above the threshold for `sustain_ms`; then
+/// replays it through the live pipeline with `model` for the handoff a deployment would make.
 pub fn evaluate_calls(
     index: &Path,
     model: &ToneModel,
@@ -841,10 +855,21 @@ pub fn evaluate_calls(
         calls.push((root.join(get(c_wav)), get(c_kind).to_owned(), onset));
     }
     let model = Arc::new(model.clone());
+    let live = Arc::new(PipelineSettings {
+        dsp: dsp.clone(),
+        model: model.clone(),
+        ..PipelineSettings::default()
+    });
     let bar = progress_bar(calls.len() as u64, progress, "streaming calls");
     let results = parallel_map(calls.len(), threads, &bar, |i| {
         let (wav, kind, onset) = &calls[i];
-        run_call(wav, kind, *onset, &model, dsp, sustain_ms)
+        let mut outcome = run_call(wav, kind, *onset, &model, dsp, sustain_ms)?;
+        let report = crate::replay::replay_file(wav, None, None, &live, false)?;
+        outcome.handoff_ms = report.events.iter().find_map(|e| match e.kind {
+            crate::event::EventKind::Handoff(_) => Some(e.t_ms),
+            _ => None,
+        });
+        Ok(outcome)
     });
     bar.finish_and_clear();
     results.into_iter().collect()
@@ -902,6 +927,7 @@ fn run_call(
         first_cross_ms: first_cross,
         peak_sustained: sustained_peak(&scores, dsp.hop_ms, sustain_ms),
         peak_sustained_before_onset: sustained_peak(&before, dsp.hop_ms, sustain_ms),
+        handoff_ms: None,
     })
 }
 

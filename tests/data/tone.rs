@@ -99,4 +99,13 @@ fn bundled_model_fires_on_every_escalating_call_after_onset() {
     assert!(delays[6] <= 7800, "median delay {} ms", delays[6]);
     assert!(delays[11] <= 10_500, "max delay {} ms", delays[11]);
     assert_eq!(calm_fired, 0, "{calm_fired} calm calls fired");
+    // The same run also replays each call through the live pipeline (what `tune --calls`
+    // reports as live handoffs): the same verdicts as `warmline replay` (tests/data/calls.rs).
+    for c in &calls {
+        match (c.anger_onset_ms, c.handoff_delay_ms()) {
+            (Some(_), Some(d)) => assert!(d > 0, "{} handed off {} ms early", c.wav, -d),
+            (Some(_), None) => panic!("escalating call {} never handed off live", c.wav),
+            (None, _) => assert_eq!(c.handoff_ms, None, "calm call {} handed off", c.wav),
+        }
+    }
 }
