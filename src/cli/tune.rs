@@ -401,11 +401,6 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
     println!(
         "calls: tone alone = score >= {threshold:.4} held {sustain_ms} ms; live = handoff by the full pipeline as `warmline replay` runs it\n  call                                   kind        onset_ms  fired_ms  delay_ms  peak_held  peak_before_onset  live_handoff_ms  live_delay_ms"
     );
-    let mut delays = Vec::new();
-    let mut missed = 0;
-    let mut early = 0;
-    let mut false_calm = 0;
-    let mut n_calm = 0;
     for c in calls {
         let name = std::path::Path::new(&c.wav)
             .file_name()
@@ -422,110 +417,111 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
             c.handoff_ms.map_or("-".into(), |v| v.to_string()),
             c.handoff_delay_ms().map_or("-".into(), |v| v.to_string()),
         );
-        match (c.anger_onset_ms, c.first_cross_ms) {
-            (Some(_), None) => missed += 1,
-            (Some(_), Some(_)) => {
-                let d = c.delay_ms().unwrap_or(0);
-                if d < 0 {
-                    early += 1;
+    }
+    let tone = Tally::new(calls, |c| (c.first_cross_ms, c.delay_ms()));
+    tone.print("tone alone", "fired");
+    let live = Tally::new(calls, |c| (c.handoff_ms, c.handoff_delay_ms()));
+    live.print("live handoffs", "handed off");
+    let mut json = tone.json("fired");
+    json.insert("sustain_ms".into(), sustain_ms.into());
+    json.insert(
+        "live".into(),
+        serde_json::Value::Object(live.json("handed_off")),
+    );
+    serde_json::Value::Object(json)
+}
+
+/// Escalating and calm calls counted for one way of deciding (the tone alone, or the live
+/// pipeline's handoff).
+struct Tally {
+    /// Delays after the anger onset, sorted, ms.
+    delays: Vec<i64>,
+    early: usize,
+    missed: usize,
+    false_calm: usize,
+    n_calm: usize,
+}
+
+impl Tally {
+    /// `decided` gives a call's decision time and its delay after the onset.
+    fn new(
+        calls: &[CallOutcome],
+        decided: impl Fn(&CallOutcome) -> (Option<u64>, Option<i64>),
+    ) -> Self {
+        let mut t = Tally {
+            delays: Vec::new(),
+            early: 0,
+            missed: 0,
+            false_calm: 0,
+            n_calm: 0,
+        };
+        for c in calls {
+            let (at, delay) = decided(c);
+            match (c.anger_onset_ms, delay) {
+                (Some(_), None) => t.missed += 1,
+                (Some(_), Some(d)) => {
+                    t.early += usize::from(d < 0);
+                    t.delays.push(d);
                 }
-                delays.push(d);
-            }
-            (None, Some(_)) => {
-                n_calm += 1;
-                false_calm += 1;
-            }
-            (None, None) => n_calm += 1,
-        }
-    }
-    delays.sort_unstable();
-    let median = median_ms(&delays);
-    let max = delays.last().copied();
-    let false_rate_ci = tune::roc::rate_ci95(false_calm, n_calm);
-    println!(
-        "calls, tone alone: {} escalating fired ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls fired{}",
-        delays.len(),
-        early,
-        missed,
-        median.map_or("-".into(), |v| v.to_string()),
-        max.map_or("-".into(), |v| v.to_string()),
-        false_calm,
-        n_calm,
-        false_rate_ci.map_or(String::new(), |(lo, hi)| format!(
-            " (false-handoff rate 95% CI {:.0}-{:.0} %)",
-            100.0 * lo,
-            100.0 * hi
-        ))
-    );
-    let live = live_summary(calls);
-    serde_json::json!({
-        "sustain_ms": sustain_ms,
-        "escalating_fired": delays.len(),
-        "escalating_missed": missed,
-        "escalating_early": early,
-        "calm_fired": false_calm,
-        "calm_calls": n_calm,
-        "false_handoff_rate_ci95": false_rate_ci.map(|(lo, hi)| [num(lo), num(hi)]),
-        "median_delay_ms": median,
-        "max_delay_ms": max,
-        "live": live,
-    })
-}
-
-/// Median of sorted delays (the mean of the middle two for an even count), ms.
-fn median_ms(sorted: &[i64]) -> Option<i64> {
-    let n = sorted.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(sorted[n / 2]),
-        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
-    }
-}
-
-/// The same figures for the live pipeline's handoffs (what `warmline replay` and `serve` do).
-fn live_summary(calls: &[CallOutcome]) -> serde_json::Value {
-    let mut delays = Vec::new();
-    let (mut missed, mut early, mut false_calm, mut n_calm) = (0, 0, 0, 0);
-    for c in calls {
-        match (c.anger_onset_ms, c.handoff_delay_ms()) {
-            (Some(_), None) => missed += 1,
-            (Some(_), Some(d)) => {
-                early += usize::from(d < 0);
-                delays.push(d);
-            }
-            (None, _) => {
-                n_calm += 1;
-                false_calm += usize::from(c.handoff_ms.is_some());
+                (None, _) => {
+                    t.n_calm += 1;
+                    t.false_calm += usize::from(at.is_some());
+                }
             }
         }
+        t.delays.sort_unstable();
+        t
     }
-    delays.sort_unstable();
-    let median = median_ms(&delays);
-    let max = delays.last().copied();
-    let ci = tune::roc::rate_ci95(false_calm, n_calm);
-    println!(
-        "calls, live handoffs: {} escalating handed off ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls handed off{}",
-        delays.len(),
-        early,
-        missed,
-        median.map_or("-".into(), |v| v.to_string()),
-        max.map_or("-".into(), |v| v.to_string()),
-        false_calm,
-        n_calm,
-        ci.map_or(String::new(), |(lo, hi)| format!(
-            " (false-handoff rate 95% CI {:.0}-{:.0} %)",
-            100.0 * lo,
-            100.0 * hi
-        ))
-    );
-    serde_json::json!({
-        "escalating_handed_off": delays.len(),
-        "escalating_missed": missed,
-        "escalating_early": early,
-        "calm_handed_off": false_calm,
-        "calm_calls": n_calm,
-        "false_handoff_rate_ci95": ci.map(|(lo, hi)| [num(lo), num(hi)]),
-        "median_delay_ms": median,
-        "max_delay_ms": max,
-    })
+
+    /// Median delay (the mean of the middle two for an even count), ms.
+    fn median(&self) -> Option<i64> {
+        let (d, n) = (&self.delays, self.delays.len());
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(d[n / 2]),
+            _ => Some((d[n / 2 - 1] + d[n / 2]) / 2),
+        }
+    }
+
+    fn false_rate_ci(&self) -> Option<(f64, f64)> {
+        tune::roc::rate_ci95(self.false_calm, self.n_calm)
+    }
+
+    fn print(&self, label: &str, verb: &str) {
+        println!(
+            "calls, {label}: {} escalating {verb} ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls {verb}{}",
+            self.delays.len(),
+            self.early,
+            self.missed,
+            self.median().map_or("-".into(), |v| v.to_string()),
+            self.delays.last().map_or("-".into(), |v| v.to_string()),
+            self.false_calm,
+            self.n_calm,
+            self.false_rate_ci()
+                .map_or(String::new(), |(lo, hi)| format!(
+                    " (false-handoff rate 95% CI {:.0}-{:.0} %)",
+                    100.0 * lo,
+                    100.0 * hi
+                ))
+        );
+    }
+
+    fn json(&self, word: &str) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert(format!("escalating_{word}"), self.delays.len().into());
+        m.insert("escalating_missed".into(), self.missed.into());
+        m.insert("escalating_early".into(), self.early.into());
+        m.insert(format!("calm_{word}"), self.false_calm.into());
+        m.insert("calm_calls".into(), self.n_calm.into());
+        m.insert(
+            "false_handoff_rate_ci95".into(),
+            self.false_rate_ci()
+                .map_or(serde_json::Value::Null, |(lo, hi)| {
+                    serde_json::Value::Array(vec![num(lo), num(hi)])
+                }),
+        );
+        m.insert("median_delay_ms".into(), self.median().into());
+        m.insert("max_delay_ms".into(), self.delays.last().copied().into());
+        m
+    }
 }
