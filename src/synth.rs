@@ -3,10 +3,10 @@
 //! A glottal-pulse source with a known F0 contour, shaped by three formant resonators and a
 //! syllable envelope, with pauses between phrases. Each syllable gets its own vowel (its own
 //! first two formants), so the spectrum moves the way speech does: a voice whose spectrum never
-//! moved would give the caller a baseline no real voice has. Vocal effort flattens the source
-//! spectrum (less glottal roll-off) and brightens the upper formants. An "agitated" segment raises F0, level,
-//! high-band energy and syllable rate, the way an angry caller's voice changes. No recorded
-//! audio is involved, so everything generated here may be committed.
+//! moved would give the caller a baseline no real voice has. An "agitated" segment raises F0,
+//! level, vocal effort (less glottal roll-off, brighter upper formants) and syllable rate, the
+//! way an angry caller's voice changes. No recorded audio is involved, so everything generated
+//! here may be committed.
 
 /// One stretch of synthetic speech.
 #[derive(Debug, Clone, Copy, PartialEq)]
