@@ -34,9 +34,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("pcm_8k", |b| {
         b.iter(|| {
             let info = CallInfo {
-                call_id: "bench".into(),
-                provider: "wav".into(),
-                codec: "l16".into(),
+                call_id: warmline::protocol::CallId::from_name("bench"),
+                provider: warmline::event::CallSource::Wav,
+                codec: warmline::codec::Codec::L16,
                 sample_rate_hz: 8000,
                 tracks: vec![Track::Caller],
                 stream_id: None,

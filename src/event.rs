@@ -2,37 +2,73 @@
 //!
 //! Every event carries `event` (its kind), `call_id` and `t_ms` (media time from sample counts).
 
+use crate::codec::Codec;
+use crate::protocol::Provider;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Which side of the call a track carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Track {
-    /// The caller (provider "inbound").
-    Caller,
-    /// The AI agent or far leg (provider "outbound").
-    Agent,
+pub use crate::protocol::Track;
+
+/// Where a call's audio came from: a provider's media stream, or a WAV file in `replay`.
+/// Serialised as the contract's `provider` string (`twilio`, …, `wav`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallSource {
+    /// A provider's stream (live, or a recorded provider JSONL in replay).
+    Provider(Provider),
+    /// PCM from a WAV file.
+    Wav,
 }
 
-impl Track {
-    /// Both tracks, caller first.
-    pub const ALL: [Track; 2] = [Track::Caller, Track::Agent];
-
-    /// Index into per-track arrays.
-    pub fn index(self) -> usize {
+impl CallSource {
+    /// The contract's name.
+    pub fn name(self) -> &'static str {
         match self {
-            Track::Caller => 0,
-            Track::Agent => 1,
+            CallSource::Provider(p) => p.name(),
+            CallSource::Wav => "wav",
         }
     }
 
-    /// `caller` or `agent`.
-    pub fn name(self) -> &'static str {
+    /// The provider, when the call came from one.
+    pub fn provider(self) -> Option<Provider> {
         match self {
-            Track::Caller => "caller",
-            Track::Agent => "agent",
+            CallSource::Provider(p) => Some(p),
+            CallSource::Wav => None,
         }
+    }
+}
+
+impl From<Provider> for CallSource {
+    fn from(p: Provider) -> Self {
+        CallSource::Provider(p)
+    }
+}
+
+impl std::fmt::Display for CallSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for CallSource {
+    type Err = crate::protocol::ProtocolError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "wav" => Ok(CallSource::Wav),
+            other => other.parse().map(CallSource::Provider),
+        }
+    }
+}
+
+impl Serialize for CallSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for CallSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -74,10 +110,10 @@ pub enum EventKind {
 /// Fields of `call_started`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallStarted {
-    /// `twilio`, `telnyx`, `plivo`, `exotel`, `vonage` or `wav`/`jsonl` in replay.
-    pub provider: String,
-    /// `pcmu`, `pcma` or `l16`.
-    pub codec: String,
+    /// `twilio`, `telnyx`, `plivo`, `exotel`, `vonage`, … or `wav` in replay.
+    pub provider: CallSource,
+    /// `pcmu`, `pcma`, `l16` or `l16be`.
+    pub codec: Codec,
     /// The stream's sample rate.
     pub sample_rate_hz: u32,
     /// The tracks the provider announced.
@@ -211,7 +247,7 @@ pub struct Handoff {
     pub summary: Summary,
     /// Provider the call came from (for transfer targets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<CallSource>,
 }
 
 /// The handoff summary.
@@ -301,6 +337,40 @@ pub struct CallEnded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_provider_and_codec_render_the_contract_strings() {
+        let started = CallStarted {
+            provider: Provider::Telnyx.into(),
+            codec: Codec::Mulaw,
+            sample_rate_hz: 8000,
+            tracks: vec![Track::Caller],
+            stream_id: None,
+            custom_parameters: BTreeMap::new(),
+        };
+        let json = serde_json::to_value(&started).unwrap();
+        assert_eq!(json["provider"], "telnyx");
+        assert_eq!(json["codec"], "pcmu");
+        assert_eq!(json["tracks"][0], "caller");
+        assert_eq!(
+            serde_json::from_value::<CallStarted>(json).unwrap(),
+            started
+        );
+        for (source, name) in [
+            (CallSource::Wav, "wav"),
+            (Provider::Vonage.into(), "vonage"),
+        ] {
+            let text = serde_json::to_string(&source).unwrap();
+            assert_eq!(text, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<CallSource>(&text).unwrap(), source);
+        }
+        assert!(serde_json::from_str::<CallSource>("\"skype\"").is_err());
+        for c in [Codec::Mulaw, Codec::Alaw, Codec::L16, Codec::L16Be] {
+            let text = serde_json::to_string(&c).unwrap();
+            assert_eq!(text, format!("\"{}\"", c.name()));
+            assert_eq!(serde_json::from_str::<Codec>(&text).unwrap(), c);
+        }
+    }
 
     #[test]
     fn events_serialise_with_the_contract_field_names() {

@@ -1,22 +1,26 @@
 //! warmline: listen to live phone calls, hear frustration, warm-transfer the caller to a human.
 //!
-//! # Layout
-//! - [`protocol`]: one adapter per telephony provider, each mapping its wire messages onto
-//!   [`protocol::ProviderEvent`]; [`protocol::session`] turns those into per-track PCM with a
-//!   media clock. Pure.
-//! - [`codec`]: G.711 mu-law/A-law and L16 decoding into caller-owned buffers. Pure.
-//! - [`dsp`]: per-track prosody (VAD, F0, energy, vocal effort, speaking rate, baseline). Pure.
-//! - [`detect`]: tone score, transcript signals, conversation dynamics, handoff policy and
-//!   summary. Pure, media time only.
-//! - [`pipeline`]: one call's audio and transcript in, contract [`event::Event`]s out. Live
-//!   (`serve`) and offline (`replay`) both drive it.
-//! - [`bridge`]: handoff delivery (signed webhook, provider transfer APIs) with a persisted outbox.
-//! - [`server`]: the axum/WebSocket shell: auth, admission, limits, HTTP API, shutdown.
-//! - [`replay`]: recorded calls (WAV, provider JSONL) through the same pipeline.
-//! - [`tune`]: offline evaluation and calibration of the tone detector.
-//! - [`sim`]: the load generator behind `warmline simulate`.
-//! - [`synth`]: deterministic synthetic speech for fixtures, the demo and tests.
-//! - [`cli`]: the `warmline` subcommands.
+//! # Layout (see `docs/ARCHITECTURE.md`)
+//! Front ends → drivers → engine → pure core; the bridge on the side.
+//! - Pure core, synchronous and deterministic (media time from sample counts):
+//!   - [`protocol`]: the provider registry ([`protocol::Provider`]; one file per provider with
+//!     its parser, renderer, call-id rule, auth rule, transfer hook and detection rule), the
+//!     validated [`protocol::CallId`], and [`protocol::session`], which turns provider events
+//!     into per-track PCM with a media clock.
+//!   - [`codec`]: G.711 mu-law/A-law and L16 decoding into caller-owned buffers.
+//!   - [`dsp`]: per-track prosody (VAD, F0, energy, vocal effort, speaking rate, baseline).
+//!   - [`detect`]: tone score, transcript signals, conversation dynamics, handoff policy and
+//!     summary.
+//! - Engine: [`pipeline`]: one call's provider messages or PCM and transcript in, contract
+//!   [`event::Event`]s out.
+//! - Drivers of the engine: the live call task in [`server`], [`replay`] (WAV, provider JSONL),
+//!   [`tune`] (datasets) and [`sim`] (the load generator behind `warmline simulate`).
+//! - Front ends: [`cli`] (the `warmline` subcommands) and [`server`] (axum/WebSocket: auth,
+//!   admission, limits, HTTP API, shutdown).
+//! - On the side: [`bridge`]: handoff delivery (signed webhook, provider transfer APIs) with a
+//!   persisted outbox.
+//! - Shared leaves: [`event`] (the contract's types), [`config`], [`synth`] (deterministic
+//!   synthetic speech for fixtures, the demo and tests), [`plot`].
 
 pub mod bridge;
 pub mod cli;

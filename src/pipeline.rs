@@ -5,12 +5,13 @@
 //! drive exactly the same code. WAV replay feeds [`CallPipeline`] directly. Pure and
 //! synchronous: media time comes from sample counts.
 
+use crate::codec::Codec;
 use crate::detect::tone::ToneModel;
 use crate::detect::{Detector, DetectorConfig, TranscriptLine};
 use crate::dsp::{DspConfig, DspError, Frame, TrackAnalyzer};
-use crate::event::{CallEnded, CallStarted, Event, EventKind, Handoff, Track};
+use crate::event::{CallEnded, CallSource, CallStarted, Event, EventKind, Handoff, Track};
 use crate::protocol::session::{Session, SessionError, Step};
-use crate::protocol::{Adapter, ProtocolError, Provider, StreamStart};
+use crate::protocol::{Adapter, CallId, ProtocolError, Provider, StreamStart};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -57,11 +58,11 @@ impl Default for PipelineSettings {
 #[derive(Debug, Clone)]
 pub struct CallInfo {
     /// Provider call id or replay name.
-    pub call_id: String,
-    /// `twilio`, …, or `wav` in replay.
-    pub provider: String,
-    /// `pcmu`, `pcma`, `l16`.
-    pub codec: String,
+    pub call_id: CallId,
+    /// The provider, or `wav` in replay.
+    pub provider: CallSource,
+    /// The stream's codec.
+    pub codec: Codec,
     /// PCM rate.
     pub sample_rate_hz: u32,
     /// Tracks present.
@@ -85,7 +86,7 @@ pub struct FrameStats {
 #[derive(Debug)]
 pub struct CallPipeline {
     call_id: String,
-    provider: String,
+    provider: CallSource,
     sample_rate_hz: u32,
     analyzers: [Option<TrackAnalyzer>; 2],
     samples: [u64; 2],
@@ -127,11 +128,11 @@ impl CallPipeline {
             }
         }
         let started = Event {
-            call_id: info.call_id.clone(),
+            call_id: info.call_id.to_string(),
             t_ms: 0,
             kind: EventKind::CallStarted(CallStarted {
-                provider: info.provider.clone(),
-                codec: info.codec.clone(),
+                provider: info.provider,
+                codec: info.codec,
                 sample_rate_hz: info.sample_rate_hz,
                 tracks: info.tracks.clone(),
                 stream_id: info.stream_id.clone(),
@@ -141,7 +142,7 @@ impl CallPipeline {
         let detector = Detector::new(&info.call_id, &settings.detector, settings.model.clone());
         Ok((
             Self {
-                call_id: info.call_id,
+                call_id: info.call_id.into(),
                 provider: info.provider,
                 sample_rate_hz: info.sample_rate_hz,
                 analyzers,
@@ -275,7 +276,7 @@ impl CallPipeline {
     fn note_handoff(&mut self, new: &mut [Event]) {
         for e in new {
             if let EventKind::Handoff(h) = &mut e.kind {
-                h.provider.get_or_insert_with(|| self.provider.clone());
+                h.provider.get_or_insert(self.provider);
                 if self.handoff.is_none() {
                     self.handoff = Some(h.clone());
                 }
@@ -350,6 +351,7 @@ impl CallError {
                 ProtocolError::UnsupportedRate { .. } => "unsupported_rate",
                 ProtocolError::UnexpectedBinary { .. } => "unexpected_binary",
                 ProtocolError::BinaryBeforeStart { .. } => "binary_before_start",
+                ProtocolError::BadCallId { .. } => "bad_call_id",
                 _ => "protocol",
             },
             CallError::Session(e) => match e {
@@ -374,7 +376,8 @@ impl CallError {
             | CallError::Dsp(_) => 1003,
             CallError::Session(SessionError::MediaBeforeStart)
             | CallError::Session(SessionError::DuplicateStart { .. })
-            | CallError::Protocol(ProtocolError::BinaryBeforeStart { .. }) => 1008,
+            | CallError::Protocol(ProtocolError::BinaryBeforeStart { .. })
+            | CallError::Protocol(ProtocolError::BadCallId { .. }) => 1008,
             CallError::Session(SessionError::ChunkTooLarge { .. }) => 1009,
             _ => 1007,
         }
@@ -487,8 +490,8 @@ impl Call {
                 };
                 let info = CallInfo {
                     call_id: start.call_id.clone(),
-                    provider: self.provider.name().to_owned(),
-                    codec: start.codec.map_or("unknown", |c| c.name()).to_owned(),
+                    provider: self.provider.into(),
+                    codec: start.codec.ok_or(SessionError::NoCodec)?,
                     sample_rate_hz: start.sample_rate_hz,
                     tracks: start.tracks.clone(),
                     stream_id: start.stream_id.clone(),
@@ -544,7 +547,6 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Codec;
     use crate::protocol::{RenderSpec, WireMessage};
 
     #[test]

@@ -214,11 +214,9 @@ fn replay_wav(
     trace: bool,
 ) -> Result<CallReport, ReplayError> {
     let (rate, channels) = read_wav(path)?;
-    let call_id = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("call")
-        .to_owned();
+    let call_id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("call");
+    // A file name may hold anything; events, logs and outbox entries get a safe id.
+    let call_id = crate::protocol::CallId::from_name(call_id);
     let tracks: Vec<Track> = if channels.len() == 2 {
         vec![Track::Caller, Track::Agent]
     } else {
@@ -226,8 +224,8 @@ fn replay_wav(
     };
     let info = CallInfo {
         call_id: call_id.clone(),
-        provider: "wav".into(),
-        codec: "l16".into(),
+        provider: crate::event::CallSource::Wav,
+        codec: crate::codec::Codec::L16,
         sample_rate_hz: rate,
         tracks: tracks.clone(),
         stream_id: None,
@@ -265,7 +263,7 @@ fn replay_wav(
         &mut events,
     );
     Ok(CallReport {
-        call_id,
+        call_id: call_id.into(),
         duration_ms: p.now_ms(),
         trace: p.trace().to_vec(),
         baseline: p.caller_baseline(),
@@ -274,23 +272,10 @@ fn replay_wav(
     })
 }
 
-/// Guesses the provider of a recorded stream from its first messages.
-pub fn detect_provider(text: &str) -> Provider {
-    for l in text.lines().take(4) {
-        if l.contains("\"websocket:connected\"") {
-            return Provider::Vonage;
-        }
-        if l.contains("\"stream_sid\"") || l.contains("\"call_sid\"") {
-            return Provider::Exotel;
-        }
-        if l.contains("\"stream_id\"") || l.contains("\"call_control_id\"") {
-            return Provider::Telnyx;
-        }
-        if l.contains("\"callId\"") || l.contains("\"streamId\"") {
-            return Provider::Plivo;
-        }
-    }
-    Provider::Twilio
+/// The provider of a recorded stream, from its first messages: each adapter's detection rule
+/// is asked ([`Provider::detect`]); a recording none recognises is an error, not a guess.
+pub fn detect_provider(text: &str) -> Result<Provider, crate::protocol::ProtocolError> {
+    Provider::detect(text)
 }
 
 fn replay_jsonl(
@@ -309,7 +294,14 @@ fn replay_jsonl(
             path: path.to_owned(),
         });
     }
-    let provider = provider.unwrap_or_else(|| detect_provider(&text));
+    let provider = match provider {
+        Some(p) => p,
+        None => detect_provider(&text).map_err(|e| ReplayError::Line {
+            path: path.to_owned(),
+            line: 1,
+            detail: e.to_string(),
+        })?,
+    };
     // A recording whose stream names no call (Vonage without headers) is named after its file.
     let stem = path
         .file_stem()
@@ -356,12 +348,15 @@ fn replay_jsonl(
         }
     }
     call.finish(reason, &mut events);
-    let call_id = call.start().map(|s| s.call_id.clone()).unwrap_or_else(|| {
-        path.file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("call")
-            .to_owned()
-    });
+    let call_id = call
+        .start()
+        .map(|s| s.call_id.to_string())
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("call")
+                .to_owned()
+        });
     let p = call.pipeline();
     Ok(CallReport {
         call_id,

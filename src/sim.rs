@@ -181,8 +181,8 @@ pub struct SteadyState {
 /// What a run saw.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SimReport {
-    /// Provider name.
-    pub provider: String,
+    /// The provider.
+    pub provider: Provider,
     /// Streams attempted.
     pub calls: usize,
     /// Upgrades accepted.
@@ -258,11 +258,7 @@ fn to_message(m: WireMessage) -> Message {
 
 /// The codec and rate a provider usually sends.
 pub fn provider_format(p: Provider) -> (Codec, u32) {
-    match p {
-        Provider::Twilio | Provider::Telnyx | Provider::Plivo => (Codec::Mulaw, 8000),
-        Provider::Exotel => (Codec::L16, 8000),
-        Provider::Vonage => (Codec::L16, 16000),
-    }
+    p.spec().usual_format
 }
 
 /// Linear-interpolation resampling: good enough for load, where only the byte rate matters.
@@ -435,7 +431,7 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
     let t = &totals;
     let lag_counts: Vec<u64> = t.lag.iter().map(|a| a.load(Ordering::Relaxed)).collect();
     let mut report = SimReport {
-        provider: cfg.provider.name().to_owned(),
+        provider: cfg.provider,
         calls: cfg.calls,
         opened: t.opened.load(Ordering::Relaxed),
         refused: t.refused.load(Ordering::Relaxed),

@@ -108,7 +108,7 @@ async fn accept(shared: &Arc<Shared>, req: HandoffRequest) {
         );
         return;
     };
-    let targets = Target::for_provider(&shared.cfg, &req.provider);
+    let targets = Target::for_provider(&shared.cfg, req.provider);
     if targets.is_empty() {
         tracing::debug!(%handoff_id, provider = %req.provider, "no delivery target configured");
         return;

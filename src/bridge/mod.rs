@@ -49,7 +49,7 @@ pub struct HandoffRequest {
     /// The `handoff` event (its body is what the webhook receives).
     pub event: Event,
     /// The provider the call came from.
-    pub provider: String,
+    pub provider: crate::protocol::Provider,
 }
 
 impl HandoffRequest {

@@ -267,6 +267,7 @@ fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
 mod tests {
     use super::*;
     use crate::event::{Event, EventKind, Handoff, Summary};
+    use crate::protocol::Provider;
 
     fn entry(id: &str) -> OutboxEntry {
         let request = HandoffRequest {
@@ -278,10 +279,10 @@ mod tests {
                     reasons: vec![],
                     score: 0.8,
                     summary: Summary::default(),
-                    provider: Some("twilio".into()),
+                    provider: Some(Provider::Twilio.into()),
                 }),
             },
-            provider: "twilio".into(),
+            provider: Provider::Twilio,
         };
         let mut targets = BTreeMap::new();
         targets.insert("webhook".into(), TargetState::default());

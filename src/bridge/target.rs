@@ -3,6 +3,7 @@
 use super::config::BridgeConfig;
 use super::retry::{StatusClass, classify_status};
 use super::{transfer, webhook};
+use crate::protocol::Provider;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest piece of a refusing answer's body kept in the outbox state and events.
@@ -60,13 +61,14 @@ impl Target {
         }
     }
 
-    /// The targets a handoff from `provider` goes to: the webhook when configured, plus that
-    /// provider's transfer API when configured (a Twilio call can only be moved by Twilio).
-    pub fn for_provider(cfg: &BridgeConfig, provider: &str) -> Vec<Target> {
+    /// The targets a handoff from `provider` goes to: the webhook when configured, plus the
+    /// transfer hook its adapter names, when configured (a Twilio call can only be moved by
+    /// Twilio; FreeSWITCH and Asterisk name none: the webhook only).
+    pub fn for_provider(cfg: &BridgeConfig, provider: Provider) -> Vec<Target> {
         Self::ALL
             .into_iter()
             .filter(|t| t.is_configured(cfg))
-            .filter(|t| *t == Target::Webhook || t.name().eq_ignore_ascii_case(provider))
+            .filter(|t| *t == Target::Webhook || provider.spec().transfer == Some(t.name()))
             .collect()
     }
 }
@@ -237,7 +239,10 @@ mod tests {
             }),
             ..BridgeConfig::default()
         };
-        assert_eq!(Target::for_provider(&cfg, "twilio"), [Target::Webhook]);
+        assert_eq!(
+            Target::for_provider(&cfg, Provider::Twilio),
+            [Target::Webhook]
+        );
         cfg.twilio = Some(TwilioConfig {
             account_sid: "AC".into(),
             auth_token: "t".into(),
@@ -248,12 +253,15 @@ mod tests {
             workflow_sid: None,
         });
         assert_eq!(
-            Target::for_provider(&cfg, "twilio"),
+            Target::for_provider(&cfg, Provider::Twilio),
             [Target::Webhook, Target::Twilio]
         );
-        assert_eq!(Target::for_provider(&cfg, "telnyx"), [Target::Webhook]);
+        assert_eq!(
+            Target::for_provider(&cfg, Provider::Telnyx),
+            [Target::Webhook]
+        );
         cfg.webhook = None;
-        assert!(Target::for_provider(&cfg, "exotel").is_empty());
+        assert!(Target::for_provider(&cfg, Provider::Exotel).is_empty());
         for t in Target::ALL {
             assert_eq!(Target::from_name(t.name()), Some(t));
         }

@@ -11,18 +11,28 @@ pub use g711::{alaw_to_linear, linear_to_alaw, linear_to_mulaw, mulaw_to_linear}
 
 use serde::{Deserialize, Serialize};
 
-/// The codec of a media stream, read from the provider's start message.
+/// The codec of a media stream, read from the provider's start message. Serialised as the
+/// contract's names ([`Codec::name`]: `pcmu`, `pcma`, `l16`, `l16be`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Codec {
     /// G.711 mu-law (PCMU), one byte per sample.
+    #[serde(rename = "pcmu", alias = "mulaw")]
     Mulaw,
     /// G.711 A-law (PCMA), one byte per sample.
+    #[serde(rename = "pcma", alias = "alaw")]
     Alaw,
     /// Signed 16-bit little-endian linear PCM, two bytes per sample.
+    #[serde(rename = "l16")]
     L16,
     /// Signed 16-bit big-endian (network order) linear PCM, as in RTP: Telnyx's `L16`.
+    #[serde(rename = "l16be", alias = "l16_be")]
     L16Be,
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A payload that cannot be decoded. Recoverable: the chunk is dropped and counted.

@@ -4,18 +4,44 @@
 //! `media_format.sample_rate` (8, 16 or 24 kHz). Media normally carries no track: it is the caller.
 //! Inbound chunks are about 100 ms.
 
+use super::Track;
 use super::{
     Adapter, LenientParams, LenientString, LenientU64, ProtocolError, Provider, ProviderEvent,
     RenderSpec, StreamStart, WireMessage, b64, channels, check_rate, codec_from_encoding,
     for_each_chunk, media_event, parse_as, parse_envelope, rate_from_content_type,
     tracks_from_names, unknown_event,
 };
+use super::{AuthRule, ProviderSpec};
+use super::{CallIdRule, call_id as valid_call_id};
 use crate::codec::Codec;
-use crate::event::Track;
 use serde::Deserialize;
 use serde_json::json;
 
 const P: Provider = Provider::Exotel;
+
+/// Call ids: `call_sid`: 32 hex digits; checked with the generic rule.
+pub const CALL_ID: CallIdRule = CallIdRule::GENERIC;
+
+/// The documented `connected` message (protocols.md §15).
+pub const SAMPLE_CONNECTED: &str = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
+
+/// The documented `start` message (protocols.md §15).
+pub const SAMPLE_START: &str = r#"{"event":"start","sequence_number":"1","stream_sid":"b6a0d7f1c2e3","start":{"stream_sid":"b6a0d7f1c2e3","call_sid":"2f1e4c7a9b8d6e5f4a3b2c1d0e9f8a7b","account_sid":"acmecorp1","from":"+919876543210","to":"08047491899","custom_parameters":{"tenant":"acme","lang":"hi"},"media_format":{"encoding":"base64","sample_rate":"8000","bit_rate":"128kbps"}}}"#;
+
+/// The registry entry.
+pub const SPEC: ProviderSpec = ProviderSpec {
+    name: "exotel",
+    call_id: CALL_ID,
+    usual_format: (Codec::L16, 8000),
+    two_tracks: false,
+    auth: AuthRule::Token { headers: &[] },
+    transfer: None,
+    detect: |head| head.contains("\"stream_sid\""),
+    adapter: |_| Box::new(ExotelAdapter),
+    render,
+    wire_codec: |c| c,
+    samples: &[SAMPLE_CONNECTED, SAMPLE_START],
+};
 
 /// Exotel's base-guide format (raw 16-bit PCM LE), used when the start names no encoding.
 const DEFAULT_ENCODING: &str = "audio/x-l16";
@@ -122,7 +148,7 @@ impl Adapter for ExotelAdapter {
                     .0
                     .ok_or_else(|| malformed("start without call_sid"))?;
                 Ok(ProviderEvent::Start(StreamStart {
-                    call_id,
+                    call_id: valid_call_id(P, &CALL_ID, &call_id)?,
                     stream_id: m.start.stream_sid.0.or(m.stream_sid.0),
                     account_id: m.start.account_sid.0,
                     codec: Some(codec),
@@ -220,8 +246,8 @@ mod tests {
     use crate::protocol::Payload;
 
     // protocols.md §15.4 (the media payload is generated: 320 zero bytes).
-    const CONNECTED: &str = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
-    const START: &str = r#"{"event":"start","sequence_number":"1","stream_sid":"b6a0d7f1c2e3","start":{"stream_sid":"b6a0d7f1c2e3","call_sid":"2f1e4c7a9b8d6e5f4a3b2c1d0e9f8a7b","account_sid":"acmecorp1","from":"+919876543210","to":"08047491899","custom_parameters":{"tenant":"acme","lang":"hi"},"media_format":{"encoding":"base64","sample_rate":"8000","bit_rate":"128kbps"}}}"#;
+    const CONNECTED: &str = super::SAMPLE_CONNECTED;
+    const START: &str = super::SAMPLE_START;
     const DTMF: &str = r#"{"event":"dtmf","sequence_number":"33","stream_sid":"b6a0d7f1c2e3","dtmf":{"digit":"9","duration":"120"}}"#;
     const MARK: &str = r#"{"event":"mark","sequence_number":"60","stream_sid":"b6a0d7f1c2e3","mark":{"name":"tts-utt-3"}}"#;
     const STOP: &str = r#"{"event":"stop","sequence_number":"301","stream_sid":"b6a0d7f1c2e3","stop":{"call_sid":"2f1e4c7a9b8d6e5f4a3b2c1d0e9f8a7b","account_sid":"acmecorp1","reason":"callended"}}"#;

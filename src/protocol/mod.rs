@@ -8,122 +8,36 @@
 //! Pure: no sockets, no clock. Parsing borrows from the message where it can (the base64 payload
 //! is not copied), and a media message is parsed once.
 
+pub mod asterisk;
+pub mod call_id;
 pub mod exotel;
+pub mod freeswitch;
 pub mod plivo;
 #[cfg(test)]
 mod proptests;
+mod provider;
 pub mod session;
 pub mod telnyx;
+pub mod track;
 pub mod twilio;
 pub mod vonage;
 
+pub use call_id::{CallId, CallIdError, CallIdRule};
+pub use provider::{AuthRule, Provider, ProviderSpec};
+
 use crate::codec::Codec;
-use crate::event::Track;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
-
-/// The telephony providers warmline speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    /// Twilio Media Streams.
-    Twilio,
-    /// Telnyx Media Streaming.
-    Telnyx,
-    /// Plivo Audio Streaming.
-    Plivo,
-    /// Exotel Voicebot/Stream applet.
-    Exotel,
-    /// Vonage Voice API WebSocket.
-    Vonage,
-}
-
-impl Provider {
-    /// Every provider.
-    pub const ALL: [Provider; 5] = [
-        Provider::Twilio,
-        Provider::Telnyx,
-        Provider::Plivo,
-        Provider::Exotel,
-        Provider::Vonage,
-    ];
-
-    /// The path segment and event name (`twilio`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Twilio => "twilio",
-            Provider::Telnyx => "telnyx",
-            Provider::Plivo => "plivo",
-            Provider::Exotel => "exotel",
-            Provider::Vonage => "vonage",
-        }
-    }
-
-    /// A fresh adapter for one stream.
-    pub fn adapter(self) -> Box<dyn Adapter> {
-        self.adapter_for("")
-    }
-
-    /// A fresh adapter for one stream on connection `connection_id`, which names the call when
-    /// the stream itself does not (Vonage without a call id header: `vonage-<connection_id>`).
-    pub fn adapter_for(self, connection_id: &str) -> Box<dyn Adapter> {
-        match self {
-            Provider::Twilio => Box::new(twilio::TwilioAdapter),
-            Provider::Telnyx => Box::new(telnyx::TelnyxAdapter),
-            Provider::Plivo => Box::new(plivo::PlivoAdapter),
-            Provider::Exotel => Box::new(exotel::ExotelAdapter),
-            Provider::Vonage if connection_id.is_empty() => {
-                Box::new(vonage::VonageAdapter::default())
-            }
-            Provider::Vonage => Box::new(vonage::VonageAdapter::with_fallback_call_id(format!(
-                "vonage-{connection_id}"
-            ))),
-        }
-    }
-
-    /// Renders a whole call as this provider would send it (see [`twilio::render`] and its
-    /// siblings).
-    pub fn render(
-        self,
-        spec: &RenderSpec,
-        caller: &[i16],
-        agent: Option<&[i16]>,
-    ) -> Vec<WireMessage> {
-        match self {
-            Provider::Twilio => twilio::render(spec, caller, agent),
-            Provider::Telnyx => telnyx::render(spec, caller, agent),
-            Provider::Plivo => plivo::render(spec, caller, agent),
-            Provider::Exotel => exotel::render(spec, caller, agent),
-            Provider::Vonage => vonage::render(spec, caller, agent),
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Provider {
-    type Err = ProtocolError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Provider::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| ProtocolError::UnknownProvider(s.to_owned()))
-    }
-}
+pub use track::Track;
 
 /// What a provider's start message tells us about the stream.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamStart {
     /// The provider's call id (Twilio `callSid`, Telnyx `call_control_id`, Plivo `callId`,
     /// Exotel `call_sid`, Vonage a header or generated).
-    pub call_id: String,
+    pub call_id: CallId,
     /// The provider's stream id, where it has one.
     pub stream_id: Option<String>,
     /// The provider account, where given.
@@ -151,6 +65,9 @@ pub enum Payload<'a> {
     Base64(Cow<'a, str>),
     /// Raw bytes (Vonage binary frames).
     Raw(&'a [u8]),
+    /// Raw bytes of two interleaved channels, caller first (FreeSWITCH stereo). The chunk's
+    /// `track` is ignored.
+    RawStereo(&'a [u8]),
 }
 
 /// One chunk of audio for one track.
@@ -248,9 +165,28 @@ pub enum ProtocolError {
         /// Provider name.
         provider: &'static str,
     },
+    /// The start message's call id breaks the provider's [`CallIdRule`] (a newline, an escape,
+    /// a `/`, a dot segment, too long). Fatal: close 1008.
+    #[error("refused {provider} start: {reason}")]
+    BadCallId {
+        /// Provider name.
+        provider: &'static str,
+        /// What is wrong with it (never the id itself).
+        reason: CallIdError,
+    },
     /// `/v1/media/{provider}` with an unknown provider. HTTP 404.
-    #[error("unknown provider {0:?} (expected twilio, telnyx, plivo, exotel or vonage)")]
+    #[error("unknown provider {0:?} (expected {names})", names = provider_names())]
     UnknownProvider(String),
+    /// A recorded stream whose first lines no adapter recognises.
+    #[error(
+        "no provider recognises this recording's first lines (expected {}); name one with --provider",
+        provider_names()
+    )]
+    UnknownRecording,
+}
+
+fn provider_names() -> String {
+    Provider::ALL.map(Provider::name).join(", ")
 }
 
 impl ProtocolError {
@@ -634,6 +570,18 @@ pub(crate) fn rate_from_content_type(content_type: &str) -> Option<u32> {
         .find_map(|r| r.trim().parse().ok())
 }
 
+/// Validates the call id of a start message against the adapter's rule.
+pub(crate) fn call_id(
+    provider: Provider,
+    rule: &CallIdRule,
+    raw: &str,
+) -> Result<CallId, ProtocolError> {
+    CallId::parse(rule, raw).map_err(|reason| ProtocolError::BadCallId {
+        provider: provider.name(),
+        reason,
+    })
+}
+
 /// Validates a sample rate from a start message.
 pub(crate) fn check_rate(provider: Provider, rate: Option<u64>) -> Result<u32, ProtocolError> {
     match rate {
@@ -697,6 +645,11 @@ mod tests {
         (Provider::Exotel, Codec::Mulaw, 8000),
         (Provider::Vonage, Codec::L16, 8000),
         (Provider::Vonage, Codec::L16, 16000),
+        (Provider::Freeswitch, Codec::L16, 8000),
+        (Provider::Freeswitch, Codec::L16, 16000),
+        (Provider::Asterisk, Codec::Mulaw, 8000),
+        (Provider::Asterisk, Codec::Alaw, 8000),
+        (Provider::Asterisk, Codec::L16, 16000),
     ];
 
     /// A chirp over most of the i16 range, `len` samples, different per seed.
@@ -748,10 +701,7 @@ mod tests {
             // Not a whole number of chunks, so the short last chunk is exercised.
             let caller = signal(rate as usize * 3 / 2 + 37, 1.0);
             let agent = signal(rate as usize, 2.0);
-            let two_tracks = matches!(
-                provider,
-                Provider::Twilio | Provider::Telnyx | Provider::Plivo
-            );
+            let two_tracks = provider.spec().two_tracks;
             let msgs = provider.render(&spec, &caller, two_tracks.then_some(&agent[..]));
             let (start, audio, stopped) = run(provider, &msgs);
             let what = format!("{provider} {codec:?} {rate}");
@@ -768,12 +718,18 @@ mod tests {
                 assert_eq!(&got[..expect.len()], &expect[..], "{what}");
             } else {
                 assert_eq!(got, &expect, "{what}");
+            }
+            // Vonage and FreeSWITCH have no stop message: the socket just closes.
+            if !matches!(provider, Provider::Vonage | Provider::Freeswitch) {
                 assert!(stopped, "{what}");
             }
             if two_tracks {
                 assert_eq!(start.tracks, Track::ALL.to_vec(), "{what}");
                 let expect: Vec<i16> = agent.iter().map(|&s| codec.round_trip(s)).collect();
-                assert_eq!(audio[Track::Agent.index()], expect, "{what}");
+                let got = &audio[Track::Agent.index()];
+                // Stereo frames pad the shorter side with silence.
+                assert!(got[expect.len()..].iter().all(|&s| s == 0), "{what}");
+                assert_eq!(&got[..expect.len()], &expect[..], "{what}");
             } else {
                 assert!(audio[Track::Agent.index()].is_empty(), "{what}");
             }
@@ -788,16 +744,98 @@ mod tests {
                 let spec = RenderSpec::new("c", codec, 8000);
                 let caller = signal(800, 3.0);
                 let (start, audio, _) = run(provider, &provider.render(&spec, &caller, None));
-                // Telnyx's L16 is an RTP payload: big-endian on its wire.
-                let on_wire = match (provider, codec) {
-                    (Provider::Telnyx, Codec::L16) => Codec::L16Be,
-                    _ => codec,
-                };
+                // Telnyx's L16 is an RTP payload: big-endian on its wire; FreeSWITCH sends L16.
+                let on_wire = (provider.spec().wire_codec)(codec);
                 assert_eq!(start.codec, Some(on_wire), "{provider} {codec:?}");
-                let expect: Vec<i16> = caller.iter().map(|&s| codec.round_trip(s)).collect();
+                let expect: Vec<i16> = caller.iter().map(|&s| on_wire.round_trip(s)).collect();
                 assert_eq!(audio[0], expect, "{provider} {codec:?}");
             }
         }
+    }
+
+    #[test]
+    fn every_registered_provider_is_complete_and_round_trips_its_fixtures() {
+        for provider in Provider::ALL {
+            let spec = provider.spec();
+            assert_eq!(spec.name.parse::<Provider>().unwrap(), provider);
+            assert!(!spec.samples.is_empty(), "{provider} documents no sample");
+            for sample in spec.samples {
+                let parsed = provider.adapter_for("c1").parse_text(sample);
+                assert!(parsed.is_ok(), "{provider}: {sample}: {parsed:?}");
+            }
+            let (codec, rate) = spec.usual_format;
+            let caller = signal(rate as usize, 1.0);
+            let agent = signal(rate as usize, 2.0);
+            let msgs = provider.render(
+                &RenderSpec::new("c-1", codec, rate),
+                &caller,
+                spec.two_tracks.then_some(&agent[..]),
+            );
+            let head: Vec<&str> = msgs
+                .iter()
+                .filter_map(|m| match m {
+                    WireMessage::Text(t) => Some(t.as_str()),
+                    WireMessage::Binary(_) => None,
+                })
+                .take(4)
+                .collect();
+            assert_eq!(Provider::detect(&head.join("\n")).unwrap(), provider);
+            let (start, audio, _) = run(provider, &msgs);
+            assert_eq!(start.call_id, "c-1", "{provider}");
+            assert_eq!(start.codec, Some((spec.wire_codec)(codec)), "{provider}");
+            assert_eq!(start.sample_rate_hz, rate, "{provider}");
+            assert!(audio[0].len() >= caller.len(), "{provider}");
+            let agent_heard = !audio[1].is_empty();
+            assert_eq!(agent_heard, spec.two_tracks, "{provider}");
+        }
+        assert!(matches!(
+            Provider::detect("{\"hello\":1}\n"),
+            Err(ProtocolError::UnknownRecording)
+        ));
+    }
+
+    #[test]
+    fn every_provider_refuses_an_unsafe_call_id_at_start() {
+        let long = "a".repeat(129);
+        for provider in Provider::ALL {
+            for bad in [
+                "CA1\n2026-12-06 INFO forged",
+                "\u{1b}[31mCA1",
+                "..",
+                "v3:a/b",
+                &long,
+            ] {
+                let spec = RenderSpec::new(bad, Codec::L16, 8000);
+                let mut a = provider.adapter();
+                let err = provider
+                    .render(&spec, &[0; 160], None)
+                    .iter()
+                    .find_map(|m| match m {
+                        WireMessage::Text(t) => a.parse_text(t).err(),
+                        WireMessage::Binary(b) => a.parse_binary(b).err(),
+                    })
+                    .unwrap_or_else(|| panic!("{provider} accepted {bad:?}"));
+                assert!(
+                    matches!(err, ProtocolError::BadCallId { .. }),
+                    "{provider} {bad:?}: {err}"
+                );
+                assert!(!err.to_string().contains("forged"), "{err}");
+            }
+            // The documented forms pass.
+            let spec = RenderSpec::new("12345678-1234-1234-1234-123456789abc", Codec::L16, 8000);
+            let (start, _, _) = run(provider, &provider.render(&spec, &[0; 160], None));
+            assert_eq!(start.call_id, "12345678-1234-1234-1234-123456789abc");
+        }
+        let twilio_long = "C".repeat(65);
+        let spec = RenderSpec::new(&twilio_long, Codec::Mulaw, 8000);
+        let msgs = Provider::Twilio.render(&spec, &[0; 160], None);
+        let WireMessage::Text(start) = &msgs[1] else {
+            panic!()
+        };
+        assert!(matches!(
+            Provider::Twilio.adapter().parse_text(start),
+            Err(ProtocolError::BadCallId { .. })
+        ));
     }
 
     #[test]

@@ -4,18 +4,41 @@
 //! carries the custom parameters (a `"k=v;k2=v2"` string or a JSON object), and the socket may
 //! close without `stop`.
 
+use super::Track;
 use super::{
     Adapter, LenientParams, LenientString, LenientU64, ProtocolError, Provider, ProviderEvent,
     RenderSpec, StreamStart, WireMessage, b64, channels, check_rate, codec_from_encoding,
     for_each_chunk, media_event, parse_as, parse_envelope, rate_from_content_type,
     tracks_from_names, unknown_event,
 };
+use super::{AuthRule, ProviderSpec};
+use super::{CallIdRule, call_id as valid_call_id};
 use crate::codec::Codec;
-use crate::event::Track;
 use serde::Deserialize;
 use serde_json::json;
 
 const P: Provider = Provider::Plivo;
+
+/// Call ids: `callId`: a UUID; checked with the generic rule.
+pub const CALL_ID: CallIdRule = CallIdRule::GENERIC;
+
+/// The documented `start` message (protocols.md §15).
+pub const SAMPLE_START: &str = r#"{"event":"start","sequenceNumber":1,"start":{"callId":"12345678-1234-1234-1234-123456789abc","streamId":"87654321-4321-4321-4321-cba987654321","accountId":"MAXXXXXXXXXXXXXXXXXX","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000}},"extra_headers":"tenant=acme;handofftoken=v13f9c"}"#;
+
+/// The registry entry.
+pub const SPEC: ProviderSpec = ProviderSpec {
+    name: "plivo",
+    call_id: CALL_ID,
+    usual_format: (Codec::Mulaw, 8000),
+    two_tracks: true,
+    auth: AuthRule::Token { headers: &[] },
+    transfer: Some("plivo"),
+    detect: |head| head.contains("\"streamId\""),
+    adapter: |_| Box::new(PlivoAdapter),
+    render,
+    wire_codec: |c| c,
+    samples: &[SAMPLE_START],
+};
 
 /// Plivo's content type when the `<Stream>` sets none.
 const DEFAULT_CONTENT_TYPE: &str = "audio/x-l16;rate=8000";
@@ -106,7 +129,7 @@ impl Adapter for PlivoAdapter {
                     .0
                     .ok_or_else(|| malformed("start without callId"))?;
                 Ok(ProviderEvent::Start(StreamStart {
-                    call_id,
+                    call_id: valid_call_id(P, &CALL_ID, &call_id)?,
                     stream_id: m.start.stream_id.0,
                     account_id: m.start.account_id.0,
                     codec: Some(codec),
@@ -210,7 +233,7 @@ mod tests {
     use crate::protocol::Payload;
 
     // protocols.md §15.3
-    const START: &str = r#"{"event":"start","sequenceNumber":1,"start":{"callId":"12345678-1234-1234-1234-123456789abc","streamId":"87654321-4321-4321-4321-cba987654321","accountId":"MAXXXXXXXXXXXXXXXXXX","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000}},"extra_headers":"tenant=acme;handofftoken=v13f9c"}"#;
+    const START: &str = super::SAMPLE_START;
     const MEDIA: &str = r#"{"event":"media","sequenceNumber":2,"streamId":"87654321-4321-4321-4321-cba987654321","media":{"track":"inbound","timestamp":"1705312200020","chunk":1,"payload":"/////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////w=="},"extra_headers":"tenant=acme;handofftoken=v13f9c"}"#;
     const DTMF: &str = r#"{"event":"dtmf","sequenceNumber":40,"streamId":"87654321-4321-4321-4321-cba987654321","dtmf":{"digit":"5"}}"#;
     const PLAYED: &str = r#"{"event":"playedStream","streamId":"87654321-4321-4321-4321-cba987654321","name":"tts-utt-3"}"#;

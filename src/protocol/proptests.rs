@@ -3,10 +3,10 @@
 //! valid start), every provider's adapter and a [`Session`] behind it return errors, never panic,
 //! and never buffer more audio than they were sent.
 
+use super::Track;
 use super::session::Session;
 use super::{Provider, RenderSpec, WireMessage, b64};
 use crate::codec::Codec;
-use crate::event::Track;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};

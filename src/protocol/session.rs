@@ -5,9 +5,9 @@
 //! Decoded audio accumulates per track until the caller drains it with
 //! [`Session::take_audio`]; buffers are reused, so steady-state media allocates nothing.
 
+use super::Track;
 use super::{MediaChunk, Payload, ProviderEvent, StreamStart};
 use crate::codec::{Codec, CodecError};
-use crate::event::Track;
 use base64::Engine as _;
 
 /// How many chunks may arrive ahead of a missing one before it is given up as lost.
@@ -168,7 +168,7 @@ impl Session {
             ProviderEvent::Start(start) => {
                 if let Some(s) = &self.start {
                     return Err(SessionError::DuplicateStart {
-                        call_id: s.call_id.clone(),
+                        call_id: s.call_id.to_string(),
                     });
                 }
                 self.codec = start.codec.ok_or(SessionError::NoCodec)?;
@@ -209,13 +209,22 @@ impl Session {
                     .map_err(|e| SessionError::BadBase64(e.to_string()))?;
                 self.codec.decode_into(&self.bytes, &mut self.pcm)?;
             }
-            Payload::Raw(bytes) => self.codec.decode_into(bytes, &mut self.pcm)?,
+            Payload::Raw(bytes) | Payload::RawStereo(bytes) => {
+                self.codec.decode_into(bytes, &mut self.pcm)?;
+            }
         }
         if self.pcm.len() > self.max_chunk_samples {
             return Err(SessionError::ChunkTooLarge {
                 samples: self.pcm.len(),
                 max: self.max_chunk_samples,
             });
+        }
+        if let Payload::RawStereo(_) = chunk.payload {
+            // Interleaved caller/agent; an odd trailing sample belongs to the caller.
+            let [caller, agent] = &mut self.tracks;
+            caller.append_iter(self.pcm.iter().step_by(2).copied());
+            agent.append_iter(self.pcm.iter().skip(1).step_by(2).copied());
+            return Ok(Step::Audio);
         }
         let t = &mut self.tracks[chunk.track.index()];
         t.stats.chunks += 1;
@@ -253,6 +262,15 @@ impl Session {
 }
 
 impl TrackState {
+    /// Appends one channel of an interleaved chunk (arrival order is the only order).
+    fn append_iter(&mut self, pcm: impl ExactSizeIterator<Item = i16>) {
+        let n = pcm.len();
+        self.ready.extend(pcm);
+        self.last_chunk_samples = n;
+        self.stats.chunks += 1;
+        self.stats.samples += n as u64;
+    }
+
     fn append(&mut self, pcm: &[i16]) {
         self.ready.extend_from_slice(pcm);
         self.last_chunk_samples = pcm.len();
@@ -302,7 +320,7 @@ mod tests {
 
     fn start() -> ProviderEvent<'static> {
         ProviderEvent::Start(StreamStart {
-            call_id: "CA1".into(),
+            call_id: crate::protocol::CallId::from_name("CA1"),
             codec: Some(Codec::L16),
             sample_rate_hz: 8000,
             channels: 1,

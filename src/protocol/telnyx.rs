@@ -3,17 +3,45 @@
 //! tracks. Telnyx does not guarantee media order; the per-track `chunk` counter lets
 //! [`super::session`] put it back. The stream auth token may arrive in-band in `connected`.
 
+use super::Track;
 use super::{
     Adapter, LenientParams, LenientString, LenientU64, ProtocolError, Provider, ProviderEvent,
     RenderSpec, StreamStart, WireMessage, b64, channels, check_rate, codec_from_encoding,
     for_each_chunk, media_event, parse_as, parse_envelope, tracks_from_names, unknown_event,
 };
+use super::{AuthRule, ProviderSpec};
+use super::{CallIdRule, call_id as valid_call_id};
 use crate::codec::Codec;
-use crate::event::Track;
 use serde::Deserialize;
 use serde_json::json;
 
 const P: Provider = Provider::Telnyx;
+
+/// Call ids: `call_control_id` (`v3:` + base64url); checked with the generic rule.
+pub const CALL_ID: CallIdRule = CallIdRule::GENERIC;
+
+/// The documented `connected` message (protocols.md §15).
+pub const SAMPLE_CONNECTED: &str = r#"{"event":"connected","version":"1.0.0","connected":{"x-telnyx-streaming-auth-token":"tok_7c1f"}}"#;
+
+/// The documented `start` message (protocols.md §15).
+pub const SAMPLE_START: &str = r#"{"event":"start","sequence_number":"1","stream_id":"32de0dea-53cb-4b21-89a4-9e1819c043bc","start":{"user_id":"3e6f995f-85f7-4705-9741-53b116d28237","call_control_id":"v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg","call_session_id":"ff55a038-6f5d-11ef-9692-02420aeffb1f","from":"+13122010094","to":"+13122123456","tags":["support"],"client_state":"aGF2ZSBhIG5pY2UgZGF5ID1d","custom_parameters":{"tenant":"acme"},"media_format":{"encoding":"PCMU","sample_rate":8000,"channels":1}}}"#;
+
+/// The registry entry.
+pub const SPEC: ProviderSpec = ProviderSpec {
+    name: "telnyx",
+    call_id: CALL_ID,
+    usual_format: (Codec::Mulaw, 8000),
+    two_tracks: true,
+    auth: AuthRule::Token {
+        headers: &["x-telnyx-streaming-auth-token"],
+    },
+    transfer: Some("telnyx"),
+    detect: |head| head.contains("\"stream_id\""),
+    adapter: |_| Box::new(TelnyxAdapter),
+    render,
+    wire_codec,
+    samples: &[SAMPLE_CONNECTED, SAMPLE_START],
+};
 
 /// Adapter for one Telnyx stream. Stateless: every message is self-describing.
 #[derive(Debug, Default)]
@@ -121,7 +149,7 @@ impl Adapter for TelnyxAdapter {
                     .or_else(|| m.stream_id.0.clone())
                     .ok_or_else(|| malformed("start without call_control_id"))?;
                 Ok(ProviderEvent::Start(StreamStart {
-                    call_id,
+                    call_id: valid_call_id(P, &CALL_ID, &call_id)?,
                     stream_id: m.stream_id.0,
                     account_id: m.start.user_id.0,
                     codec: Some(codec),
@@ -241,8 +269,8 @@ mod tests {
     use crate::protocol::Payload;
 
     // protocols.md §15.2
-    const CONNECTED: &str = r#"{"event":"connected","version":"1.0.0","connected":{"x-telnyx-streaming-auth-token":"tok_7c1f"}}"#;
-    const START: &str = r#"{"event":"start","sequence_number":"1","stream_id":"32de0dea-53cb-4b21-89a4-9e1819c043bc","start":{"user_id":"3e6f995f-85f7-4705-9741-53b116d28237","call_control_id":"v3:MdI91X4lWFEs7IgbBEOT9M4AigoY08M0WWZFISt1Yw2axZ_IiE4pqg","call_session_id":"ff55a038-6f5d-11ef-9692-02420aeffb1f","from":"+13122010094","to":"+13122123456","tags":["support"],"client_state":"aGF2ZSBhIG5pY2UgZGF5ID1d","custom_parameters":{"tenant":"acme"},"media_format":{"encoding":"PCMU","sample_rate":8000,"channels":1}}}"#;
+    const CONNECTED: &str = super::SAMPLE_CONNECTED;
+    const START: &str = super::SAMPLE_START;
     const MEDIA: &str = r#"{"event":"media","sequence_number":"4","stream_id":"32de0dea-53cb-4b21-89a4-9e1819c043bc","media":{"track":"inbound","chunk":"2","timestamp":"20","payload":"/////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////////w=="}}"#;
     const DTMF: &str = r#"{"event":"dtmf","stream_id":"32de0dea-53cb-4b21-89a4-9e1819c043bc","sequence_number":"30","occurred_at":"2026-01-15T10:30:26.028Z","dtmf":{"digit":"1"}}"#;
     const MARK: &str = r#"{"event":"mark","sequence_number":"61","stream_id":"32de0dea-53cb-4b21-89a4-9e1819c043bc","mark":{"name":"tts-utt-3"}}"#;

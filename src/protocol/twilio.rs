@@ -1,17 +1,44 @@
 //! Twilio Media Streams: JSON text frames, base64 mu-law 8 kHz, `inbound`/`outbound` tracks.
 //! Numbers (`sequenceNumber`, `chunk`, `timestamp`) arrive as strings.
 
+use super::CallIdRule;
+use super::Track;
 use super::{
     Adapter, LenientParams, LenientU64, ProtocolError, Provider, ProviderEvent, RenderSpec,
-    StreamStart, WireMessage, b64, channels, check_rate, codec_from_encoding, for_each_chunk,
-    media_event, parse_as, parse_envelope, tracks_from_names, unknown_event,
+    StreamStart, WireMessage, b64, call_id, channels, check_rate, codec_from_encoding,
+    for_each_chunk, media_event, parse_as, parse_envelope, tracks_from_names, unknown_event,
 };
+use super::{AuthRule, ProviderSpec};
 use crate::codec::Codec;
-use crate::event::Track;
 use serde::Deserialize;
 use serde_json::json;
 
 const P: Provider = Provider::Twilio;
+
+/// `CallSid` is `CA` + 32 hex digits (34 bytes); the generic charset up to 64 bytes is accepted
+/// so recordings and tests with readable ids still play.
+pub const CALL_ID: CallIdRule = CallIdRule {
+    max_bytes: 64,
+    ..CallIdRule::GENERIC
+};
+
+/// The documented `start` message (protocols.md §15).
+pub const SAMPLE_START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","accountSid":"AC00000000000000000000000000000001","callSid":"CA00000000000000000000000000000002","tracks":["inbound"],"customParameters":{"tenant":"acme","handoff_token":"v1.3f9c"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+
+/// The registry entry.
+pub const SPEC: ProviderSpec = ProviderSpec {
+    name: "twilio",
+    call_id: CALL_ID,
+    usual_format: (Codec::Mulaw, 8000),
+    two_tracks: true,
+    auth: AuthRule::TwilioSignature,
+    transfer: Some("twilio"),
+    detect: |head| head.contains("\"streamSid\""),
+    adapter: |_| Box::new(TwilioAdapter),
+    render,
+    wire_codec: |c| c,
+    samples: &[SAMPLE_START],
+};
 
 /// Adapter for one Twilio stream. Stateless: every message is self-describing.
 #[derive(Debug, Default)]
@@ -82,7 +109,7 @@ impl Adapter for TwilioAdapter {
                 let codec = codec_from_encoding(P, &m.start.media_format.encoding)?;
                 let rate = check_rate(P, m.start.media_format.sample_rate.0)?;
                 Ok(ProviderEvent::Start(StreamStart {
-                    call_id: m.start.call_sid,
+                    call_id: call_id(P, &CALL_ID, &m.start.call_sid)?,
                     stream_id: m.start.stream_sid.or(m.stream_sid),
                     account_id: m.start.account_sid,
                     codec: Some(codec),
@@ -174,7 +201,7 @@ mod tests {
     use crate::protocol::Payload;
     use std::borrow::Cow;
 
-    const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","accountSid":"AC00000000000000000000000000000001","callSid":"CA00000000000000000000000000000002","tracks":["inbound"],"customParameters":{"tenant":"acme","handoff_token":"v1.3f9c"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+    const START: &str = super::SAMPLE_START;
 
     #[test]
     fn parses_the_reference_start() {

@@ -11,16 +11,45 @@
 //! adapter's fallback is used ([`VonageAdapter::with_fallback_call_id`]; the server passes one
 //! per connection); with neither, the stream is refused with a message saying what to add.
 
+use super::Track;
 use super::{
     Adapter, MediaChunk, Payload, ProtocolError, Provider, ProviderEvent, RenderSpec, StreamStart,
     WireMessage, check_rate, codec_from_encoding, rate_from_content_type, unknown_event,
 };
+use super::{AuthRule, ProviderSpec};
+use super::{CallIdRule, call_id as valid_call_id};
 use crate::codec::Codec;
-use crate::event::Track;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 const P: Provider = Provider::Vonage;
+
+/// Call ids: the call `uuid` header, or `vonage-<connection id>`; checked with the generic rule.
+pub const CALL_ID: CallIdRule = CallIdRule::GENERIC;
+
+/// The documented `connected` message (protocols.md §15).
+pub const SAMPLE_CONNECTED: &str = r#"{"event":"websocket:connected","content-type":"audio/l16;rate=16000","uuid":"63f61863-4a51-4f6b-86e1-46edebcf9356","tenant":"acme","attempt":2}"#;
+
+/// The registry entry.
+pub const SPEC: ProviderSpec = ProviderSpec {
+    name: "vonage",
+    call_id: CALL_ID,
+    usual_format: (Codec::L16, 16000),
+    two_tracks: false,
+    auth: AuthRule::Token { headers: &[] },
+    transfer: Some("vonage"),
+    detect: |head| head.contains("\"websocket:connected\""),
+    adapter: |connection_id| {
+        Box::new(if connection_id.is_empty() {
+            VonageAdapter::default()
+        } else {
+            VonageAdapter::with_fallback_call_id(format!("vonage-{connection_id}"))
+        })
+    },
+    render,
+    wire_codec: |c| c,
+    samples: &[SAMPLE_CONNECTED],
+};
 
 /// Connected-frame fields that name the call, in order of preference.
 pub const CALL_ID_FIELDS: [&str; 5] = [
@@ -113,7 +142,7 @@ impl VonageAdapter {
         let to = params.get("to").cloned();
         self.format = Some((codec, rate));
         Ok(ProviderEvent::Start(StreamStart {
-            call_id,
+            call_id: valid_call_id(P, &CALL_ID, &call_id)?,
             stream_id,
             account_id: None,
             codec: Some(codec),
@@ -226,7 +255,7 @@ pub fn render(spec: &RenderSpec, caller: &[i16], _agent: Option<&[i16]>) -> Vec<
 mod tests {
     use super::*;
 
-    const CONNECTED: &str = r#"{"event":"websocket:connected","content-type":"audio/l16;rate=16000","uuid":"63f61863-4a51-4f6b-86e1-46edebcf9356","tenant":"acme","attempt":2}"#;
+    const CONNECTED: &str = super::SAMPLE_CONNECTED;
 
     fn start(a: &mut VonageAdapter, text: &str) -> StreamStart {
         match a.parse_text(text) {

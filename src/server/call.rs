@@ -242,9 +242,9 @@ pub(super) async fn run(
                     }
                     Ok(Step::Started) => {
                         let Some(start) = call.start() else { continue };
-                        let id = start.call_id.clone();
+                        let id = start.call_id.to_string();
                         let view = CallView {
-                            provider: provider.name().to_owned(),
+                            provider,
                             started_at: SystemTime::now(),
                             scores: Default::default(),
                             handoff: None,
@@ -254,7 +254,7 @@ pub(super) async fn run(
                         if !st.register(&id, view, tx) {
                             break End::DuplicateCall(id);
                         }
-                        metrics.calls_started.get_or_create(&metrics::ProviderLabel { provider: provider.name().to_owned() }).inc();
+                        metrics.calls_started.get_or_create(&metrics::ProviderLabel { provider }).inc();
                         tracing::info!(call_id = %id, %provider, "call started");
                         call_id = Some(id);
                         deadline.as_mut().reset(last_heard + idle_timeout);
@@ -365,7 +365,7 @@ pub(super) async fn run(
         metrics
             .calls_ended
             .get_or_create(&metrics::EndedLabels {
-                provider: provider.name().to_owned(),
+                provider,
                 reason: reason.to_owned(),
                 handoff: handoff_seen.to_string(),
             })
@@ -429,7 +429,7 @@ fn after_step(
             *handoff_seen = true;
             let req = HandoffRequest {
                 event: e.clone(),
-                provider: call.provider().name().to_owned(),
+                provider: call.provider(),
             };
             if let Err(req) = st.submit_handoff(req) {
                 *pending = Some(req);

@@ -150,8 +150,11 @@ impl RecentHandoffs {
     pub(super) fn on_event(&self, bridge: &BridgeConfig, m: &metrics::Metrics, e: &Event) {
         match &e.kind {
             EventKind::Handoff(h) => {
-                let provider = h.provider.as_deref().unwrap_or("");
-                let deliveries = Target::for_provider(bridge, provider)
+                let deliveries = h
+                    .provider
+                    .and_then(crate::event::CallSource::provider)
+                    .map(|p| Target::for_provider(bridge, p))
+                    .unwrap_or_default()
                     .into_iter()
                     .map(|t| TargetDelivery {
                         target: t.name().to_owned(),

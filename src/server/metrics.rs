@@ -1,25 +1,34 @@
 //! Prometheus metrics: typed handles registered once at start-up, resolved per call so the
 //! per-message path touches only atomics.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use crate::protocol::Provider;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::fmt::Write as _;
+
+/// A provider is a label value by its name.
+impl EncodeLabelValue for Provider {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.name())
+    }
+}
 
 /// `provider` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabel {
-    /// Provider name.
-    pub provider: String,
+    /// Provider.
+    pub provider: Provider,
 }
 
 /// Labels of ended calls.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndedLabels {
-    /// Provider name.
-    pub provider: String,
+    /// Provider.
+    pub provider: Provider,
     /// `stop`, `closed`, `idle_timeout`, …
     pub reason: String,
     /// `true` when the call was handed off (containment = ended without).
@@ -52,8 +61,8 @@ pub struct KindLabel {
 /// Auth rejection labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
-    /// Provider name.
-    pub provider: String,
+    /// Provider.
+    pub provider: Provider,
     /// `missing` or `invalid`.
     pub reason: String,
 }

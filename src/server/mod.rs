@@ -26,8 +26,8 @@ use tokio_util::task::TaskTracker;
 /// What one active call shows to `GET /v1/calls` and the dashboard.
 #[derive(Debug, Clone)]
 pub struct CallView {
-    /// Provider name.
-    pub provider: String,
+    /// The provider.
+    pub provider: crate::protocol::Provider,
     /// Wall-clock start (for people; media time drives everything else).
     pub started_at: SystemTime,
     /// Latest value of each signal.

@@ -3,7 +3,7 @@
 
 use super::{AppState, auth, call, dashboard, metrics};
 use crate::detect::TranscriptLine;
-use crate::protocol::Provider;
+use crate::protocol::{AuthRule, Provider};
 use axum::Json;
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
@@ -79,7 +79,8 @@ fn authenticate(
     if !a.required {
         return AuthOutcome::Ok;
     }
-    if provider == Provider::Twilio
+    let rule = provider.spec().auth;
+    if rule == AuthRule::TwilioSignature
         && let Some(tw) = &a.twilio
     {
         let Some(sig) = headers
@@ -101,8 +102,12 @@ fn authenticate(
     }
     match &a.token {
         Some(t) => {
+            let extra: &[&str] = match rule {
+                AuthRule::Token { headers } => headers,
+                AuthRule::TwilioSignature => &[],
+            };
             let has_creds = headers.contains_key(header::AUTHORIZATION)
-                || headers.contains_key("x-telnyx-streaming-auth-token");
+                || extra.iter().any(|h| headers.contains_key(*h));
             if auth::token_matches(&t.value, headers) {
                 AuthOutcome::Ok
             } else if has_creds {
@@ -143,7 +148,7 @@ async fn media(
         st.metrics()
             .auth_rejections
             .get_or_create(&metrics::AuthLabels {
-                provider: provider.name().to_owned(),
+                provider,
                 reason: reason.to_owned(),
             })
             .inc();

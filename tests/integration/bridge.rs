@@ -114,10 +114,10 @@ fn handoff(id: &str, call_id: &str, provider: &str) -> HandoffRequest {
                     why_now: "asked for a human twice".into(),
                     ..Summary::default()
                 },
-                provider: Some(provider.into()),
+                provider: Some(provider.parse().unwrap()),
             }),
         },
-        provider: provider.into(),
+        provider: provider.parse().unwrap(),
     }
 }
 
