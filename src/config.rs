@@ -26,6 +26,8 @@ pub struct Config {
     pub detector: DetectorConfig,
     /// `[bridge]`
     pub bridge: BridgeConfig,
+    /// `[cluster]` (absent: a single instance)
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[server]`: listening, admission and per-connection limits.
@@ -192,6 +194,9 @@ impl Config {
             self.auth.token = Some(TokenAuth { value: v });
         }
         self.bridge.apply_env(env);
+        if let Some(c) = &mut self.cluster {
+            c.apply_env(env);
+        }
     }
 
     /// Checks values the types cannot.
@@ -280,6 +285,9 @@ impl Config {
         self.bridge.validate().map_err(|e| match e {
             crate::bridge::ConfigError::Invalid { key, reason } => bad(key, reason),
         })?;
+        if let Some(c) = &self.cluster {
+            c.validate().map_err(|(key, reason)| bad(key, reason))?;
+        }
         Ok(())
     }
 

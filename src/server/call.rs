@@ -251,8 +251,17 @@ pub(super) async fn run(
                             t_ms: 0,
                         };
                         let Some(tx) = transcript_tx.take() else { continue };
+                        let started_at = view.started_at;
                         if !st.register(&id, view, tx) {
                             break End::DuplicateCall(id);
+                        }
+                        if let Some(c) = st.cluster() {
+                            let at = humantime::format_rfc3339_millis(started_at).to_string();
+                            if let Err(owner) = c.claim(&id, provider.name(), &at).await {
+                                tracing::warn!(call_id = %id, %owner, "call is held by another instance");
+                                st.unregister(&id);
+                                break End::DuplicateCall(id);
+                            }
                         }
                         metrics.calls_started.get_or_create(&metrics::ProviderLabel { provider: provider.name().to_owned() }).inc();
                         tracing::info!(call_id = %id, %provider, "call started");
@@ -372,6 +381,9 @@ pub(super) async fn run(
             .inc();
         tracing::info!(call_id = %id, %provider, reason, frames = stats.frames, dropped = stats.dropped_frames, "call ended");
         st.unregister(id);
+        if let Some(c) = st.cluster() {
+            c.release(id);
+        }
     }
     metrics.active_calls.dec();
     if close_sent {
@@ -435,6 +447,10 @@ fn after_step(
                 *pending = Some(req);
             }
         }
+    }
+    if st.cluster().is_some() {
+        // Announced by the cluster once JetStream holds it (publish before announce).
+        out.retain(|e| !matches!(e.kind, EventKind::Handoff(_)));
     }
     st.publish(out);
 }

@@ -140,6 +140,8 @@ pub struct Metrics {
     pub bridge_queue_full: Counter,
     /// Transcript lines accepted.
     pub transcript_lines: Counter,
+    /// `warmline_cluster_*` (stay at zero without `[cluster]`).
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -177,9 +179,11 @@ impl Metrics {
             handoff_delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
             bridge_queue_full: Counter::default(),
             transcript_lines: Counter::default(),
+            cluster: crate::cluster::ClusterMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
+        m.cluster.register(r);
         r.register(
             "active_calls",
             "Calls with an open media stream",
