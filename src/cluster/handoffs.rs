@@ -104,17 +104,30 @@ impl Publisher {
         Self { tx, instance }
     }
 
-    /// Queues a handoff without waiting; full: it comes back for the call to keep.
-    pub fn try_submit(&self, request: HandoffRequest) -> Result<(), SubmitError> {
-        let env = HandoffEnvelope {
+    /// Queues a handoff, waiting for room.
+    pub async fn submit(&self, request: HandoffRequest) -> Result<(), SubmitError> {
+        self.tx
+            .send(self.envelope(request))
+            .await
+            .map_err(|e| SubmitError::Closed(Box::new(e.0.request)))
+    }
+
+    fn envelope(&self, request: HandoffRequest) -> HandoffEnvelope {
+        HandoffEnvelope {
             request,
             decided_at_ms: unix_ms(),
             instance: self.instance.clone(),
-        };
-        self.tx.try_send(env).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(e) => SubmitError::Full(Box::new(e.request)),
-            mpsc::error::TrySendError::Closed(e) => SubmitError::Closed(Box::new(e.request)),
-        })
+        }
+    }
+
+    /// Queues a handoff without waiting; full: it comes back for the call to keep.
+    pub fn try_submit(&self, request: HandoffRequest) -> Result<(), SubmitError> {
+        self.tx
+            .try_send(self.envelope(request))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(e) => SubmitError::Full(Box::new(e.request)),
+                mpsc::error::TrySendError::Closed(e) => SubmitError::Closed(Box::new(e.request)),
+            })
     }
 }
 

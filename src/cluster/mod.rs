@@ -241,6 +241,11 @@ impl Cluster {
         self.inner.publisher.try_submit(req)
     }
 
+    /// Queues a decided handoff for JetStream, waiting for room (end of call only).
+    pub async fn submit_handoff(&self, req: HandoffRequest) -> Result<(), SubmitError> {
+        self.inner.publisher.submit(req).await
+    }
+
     /// Sends a transcript line to the instance holding `call_id`.
     pub async fn forward_transcript(&self, call_id: &str, line: &TranscriptLine) -> Forward {
         let ttl = Duration::from_millis(self.inner.cfg.call_ttl_ms);

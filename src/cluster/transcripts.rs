@@ -71,10 +71,16 @@ impl Transcripts {
         host: Arc<dyn Host>,
         on_line: impl Fn() + Send + 'static,
     ) {
-        let sub = match self.client.subscribe(subject(&self.prefix, call_id)).await {
-            Ok(s) => s,
-            Err(e) => {
+        // With NATS away the client's buffer may be full: the call must not wait for it.
+        let subscribe = self.client.subscribe(subject(&self.prefix, call_id));
+        let sub = match tokio::time::timeout(PUBLISH_TIMEOUT, subscribe).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
                 tracing::warn!(%call_id, "cannot subscribe to forwarded transcripts: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%call_id, "NATS busy; forwarded transcripts will not reach this call");
                 return;
             }
         };

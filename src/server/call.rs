@@ -305,7 +305,7 @@ pub(super) async fn run(
     if let Some(req) = pending_handoff.take() {
         // The call is over: waiting for room in the bridge queue no longer delays audio.
         let wait =
-            tokio::time::timeout(Duration::from_secs(10), st.inner.bridge.submit(*req)).await;
+            tokio::time::timeout(Duration::from_secs(10), st.submit_handoff_waiting(*req)).await;
         if !matches!(wait, Ok(Ok(()))) {
             tracing::error!(
                 call_id = call_id.as_deref().unwrap_or("-"),

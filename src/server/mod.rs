@@ -247,6 +247,17 @@ impl AppState {
         }
     }
 
+    /// Queues a handoff, waiting for room (end of call only).
+    async fn submit_handoff_waiting(
+        &self,
+        req: HandoffRequest,
+    ) -> Result<(), crate::bridge::SubmitError> {
+        match self.cluster() {
+            Some(c) => c.submit_handoff(req).await,
+            None => self.inner.bridge.submit(req).await,
+        }
+    }
+
     fn submit_handoff(&self, req: HandoffRequest) -> Result<(), Box<HandoffRequest>> {
         let submitted = match self.cluster() {
             Some(c) => c.try_submit_handoff(req),

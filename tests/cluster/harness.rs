@@ -140,7 +140,8 @@ impl FleetSpec {
             nats,
             prefix: unique(tag),
             webhook,
-            ack_wait_ms: 2000,
+            // Generous: a loaded test machine must not miss a progress report and redeliver.
+            ack_wait_ms: 5000,
         }
     }
 
