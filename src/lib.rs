@@ -18,12 +18,14 @@
 //! - Front ends: [`cli`] (the `warmline` subcommands) and [`server`] (axum/WebSocket: auth,
 //!   admission, limits, HTTP API, shutdown).
 //! - On the side: [`bridge`]: handoff delivery (signed webhook, provider transfer APIs) with a
-//!   persisted outbox.
+//!   persisted outbox; [`cluster`]: a fleet of gateways on NATS JetStream (`[cluster]`; absent =
+//!   one instance).
 //! - Shared leaves: [`event`] (the contract's types), [`config`], [`synth`] (deterministic
 //!   synthetic speech for fixtures, the demo and tests), [`plot`].
 
 pub mod bridge;
 pub mod cli;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod detect;

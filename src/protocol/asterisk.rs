@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 
 const P: Provider = Provider::Asterisk;
 
+/// The rates of Asterisk's formats up to `slin48` (`slin44` is 44.1 kHz); others are refused.
+const RATES_HZ: [u32; 7] = [8000, 12000, 16000, 24000, 32000, 44_100, 48000];
+
 /// The documented `MEDIA_START`, JSON form.
 pub const SAMPLE_MEDIA_START: &str = r#"{"event":"MEDIA_START","connection_id":"1761245643.1","channel":"WebSocket/connection1/0x5140001a0040","channel_id":"1761245643.1","format":"ulaw","optimal_frame_size":160,"ptime":20}"#;
 /// The same in the plain-text form.
@@ -120,7 +123,7 @@ impl Adapter for AsteriskAdapter {
                     .and_then(|v| text(&v))
                     .ok_or_else(|| malformed("MEDIA_START without format"))?;
                 let (codec, rate) = format_of(&format)?;
-                let rate = check_rate(P, rate)?;
+                let rate = check_rate(P, rate, &RATES_HZ)?;
                 let raw_id = ["channel_id", "connection_id"]
                     .iter()
                     .find_map(|k| f.get(*k).and_then(text))

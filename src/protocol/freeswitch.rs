@@ -20,6 +20,9 @@ use std::collections::BTreeMap;
 
 const P: Provider = Provider::Freeswitch;
 
+/// The rates `uuid_audio_fork` is asked for in practice (`8k` … `48k`); others are refused.
+const RATES_HZ: [u32; 5] = [8000, 16000, 24000, 32000, 48000];
+
 /// Fields of the metadata that name the call, in order of preference.
 pub const CALL_ID_FIELDS: [&str; 5] = ["uuid", "callSid", "call_sid", "call_id", "callId"];
 
@@ -94,7 +97,7 @@ impl FreeswitchAdapter {
             .iter()
             .find_map(|k| msg.remove(*k))
             .map_or(Some(8000), |v| rate_of(&v));
-        let rate = check_rate(P, rate)?;
+        let rate = check_rate(P, rate, &RATES_HZ)?;
         let mix = ["mixType", "mix_type", "mix"]
             .iter()
             .find_map(|k| msg.remove(*k));
