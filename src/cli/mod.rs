@@ -3,6 +3,7 @@
 
 mod demo;
 mod features;
+mod outbox;
 mod replay;
 mod serve;
 mod simulate;
@@ -36,6 +37,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
     Simulate(simulate::SimulateArgs),
+    /// Inspect the handoff outbox and retry failed deliveries.
+    Outbox(outbox::OutboxArgs),
 }
 
 /// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
+        Command::Outbox(a) => outbox::run(a),
     }
 }
 

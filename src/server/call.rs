@@ -166,7 +166,6 @@ pub(super) async fn run(
     let mut transcript_tx = Some(transcript_tx);
     let mut call_id: Option<String> = None;
     let mut out: Vec<Event> = Vec::with_capacity(16);
-    let mut pending_handoff: Option<Box<HandoffRequest>> = None;
     let mut handoff_seen = false;
     let mut last_frames = [0u64; 2];
     let mut clock = MediaClock::default();
@@ -269,14 +268,10 @@ pub(super) async fn run(
                 }
             }
         }
-        after_step(
-            &st,
-            &call,
-            call_id.as_deref(),
-            &mut out,
-            &mut pending_handoff,
-            &mut handoff_seen,
-        );
+        if !out.is_empty() {
+            let view = StepView::of(&call);
+            after_step(&st, view, call_id.as_deref(), &mut out, &mut handoff_seen).await;
+        }
         if call.is_stopped() {
             break End::Stop;
         }
@@ -285,24 +280,9 @@ pub(super) async fn run(
     // Bookkeeping, whatever the end.
     let reason = end.reason();
     call.finish(reason, &mut out);
-    after_step(
-        &st,
-        &call,
-        call_id.as_deref(),
-        &mut out,
-        &mut pending_handoff,
-        &mut handoff_seen,
-    );
-    if let Some(req) = pending_handoff.take() {
-        // The call is over: waiting for room in the bridge queue no longer delays audio.
-        let wait =
-            tokio::time::timeout(Duration::from_secs(10), st.inner.bridge.submit(*req)).await;
-        if !matches!(wait, Ok(Ok(()))) {
-            tracing::error!(
-                call_id = call_id.as_deref().unwrap_or("-"),
-                "could not queue the handoff for delivery; it is in the event log"
-            );
-        }
+    if !out.is_empty() {
+        let view = StepView::of(&call);
+        after_step(&st, view, call_id.as_deref(), &mut out, &mut handoff_seen).await;
     }
     match &end {
         End::Refused(e) => {
@@ -390,51 +370,55 @@ pub(super) async fn run(
     }
 }
 
-/// Publishes new events, mirrors them into the registry, and hands a new handoff to the bridge.
-fn after_step(
+/// What [`after_step`] needs of the call, taken before it awaits (a `Call` is not `Sync`).
+struct StepView {
+    provider: &'static str,
+    scores: Option<std::collections::BTreeMap<crate::event::Signal, f64>>,
+    t_ms: u64,
+}
+
+impl StepView {
+    fn of(call: &Call) -> Self {
+        Self {
+            provider: call.provider().name(),
+            scores: call.pipeline().map(|p| p.detector().scores().clone()),
+            t_ms: call.pipeline().map_or(0, |p| p.now_ms()),
+        }
+    }
+}
+
+/// Makes a new handoff durable (see [`AppState::persist_handoff`]), then publishes the new
+/// events and mirrors them into the registry: nobody sees a handoff the outbox does not hold.
+async fn after_step(
     st: &AppState,
-    call: &Call,
+    view: StepView,
     call_id: Option<&str>,
     out: &mut Vec<Event>,
-    pending: &mut Option<Box<HandoffRequest>>,
     handoff_seen: &mut bool,
 ) {
-    if let Some(req) = pending.take()
-        && let Err(req) = st.submit_handoff(*req)
+    if !*handoff_seen && let Some(e) = out.iter().find(|e| matches!(e.kind, EventKind::Handoff(_)))
     {
-        *pending = Some(req);
-    }
-    if out.is_empty() {
-        return;
+        *handoff_seen = true;
+        let req = HandoffRequest {
+            event: e.clone(),
+            provider: view.provider.to_owned(),
+        };
+        st.persist_handoff(req).await;
     }
     if let Some(id) = call_id {
-        let scores = call.pipeline().map(|p| p.detector().scores().clone());
-        let t_ms = call.pipeline().map_or(0, |p| p.now_ms());
         let handoff = out
             .iter()
             .find(|e| matches!(e.kind, EventKind::Handoff(_)))
             .cloned();
         st.update(id, |v| {
-            if let Some(s) = scores {
+            if let Some(s) = view.scores {
                 v.scores = s;
             }
-            v.t_ms = t_ms;
+            v.t_ms = view.t_ms;
             if handoff.is_some() {
-                v.handoff = handoff.clone();
+                v.handoff = handoff;
             }
         });
-    }
-    for e in out.iter() {
-        if matches!(e.kind, EventKind::Handoff(_)) && !*handoff_seen {
-            *handoff_seen = true;
-            let req = HandoffRequest {
-                event: e.clone(),
-                provider: call.provider().name().to_owned(),
-            };
-            if let Err(req) = st.submit_handoff(req) {
-                *pending = Some(req);
-            }
-        }
     }
     st.publish(out);
 }

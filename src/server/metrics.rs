@@ -290,6 +290,20 @@ impl Metrics {
         Self { registry, ..m }
     }
 
+    /// Registers the bridge's outbox health: failed writes and handoffs held in memory.
+    pub fn register_outbox(&mut self, write_errors: Counter, held: Gauge) {
+        self.registry.register(
+            "outbox_write_errors",
+            "Outbox writes (handoff files, delivery state) that failed; /healthz is degraded while they fail",
+            write_errors,
+        );
+        self.registry.register(
+            "handoffs_held",
+            "Handoffs delivered from memory because the outbox could not take them yet",
+            held,
+        );
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(8 * 1024);

@@ -71,6 +71,9 @@ impl AppState {
     /// State for a gateway with this configuration and bridge handle.
     pub fn new(cfg: Config, settings: PipelineSettings, bridge: Bridge) -> Self {
         let (events, _) = broadcast::channel(4096);
+        let mut metrics = Metrics::new();
+        let (write_errors, held) = bridge.metric_handles();
+        metrics.register_outbox(write_errors, held);
         Self {
             inner: Arc::new(Inner {
                 admission: Arc::new(Semaphore::new(cfg.server.max_calls)),
@@ -79,7 +82,7 @@ impl AppState {
                 calls: Mutex::new(HashMap::new()),
                 bridge,
                 events,
-                metrics: Metrics::new(),
+                metrics,
                 recent_handoffs: dashboard::RecentHandoffs::default(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
@@ -239,16 +242,26 @@ impl AppState {
         }
     }
 
-    fn submit_handoff(&self, req: HandoffRequest) -> Result<(), Box<HandoffRequest>> {
-        match self.inner.bridge.try_submit(req) {
-            Ok(()) => Ok(()),
-            Err(crate::bridge::SubmitError::Full(r)) => {
-                self.inner.metrics.bridge_queue_full.inc();
-                tracing::warn!(handoff_id = %handoff_id(&r.event), "bridge queue full; the call keeps the handoff and retries");
-                Err(r)
+    /// Hands a decided handoff to the bridge and returns once it is durable (group commit: a
+    /// few ms) or, if the outbox cannot take it within the bridge's bounded wait, once the
+    /// bridge keeps it in memory (counted, `/healthz` degraded, retried). Never drops it.
+    async fn persist_handoff(&self, req: HandoffRequest) {
+        let id = handoff_id(&req.event).to_owned();
+        match self.inner.bridge.submit(req).await {
+            Ok(crate::bridge::Durability::Held) => {
+                tracing::error!(handoff_id = %id, "handoff not yet durable; delivered from memory, outbox write retried");
             }
-            Err(crate::bridge::SubmitError::Closed(r)) => Err(r),
+            Ok(_) => {}
+            Err(crate::bridge::SubmitError::Closed(r)) => {
+                // Only during shutdown, after every call has finished: nothing can reach here.
+                tracing::error!(handoff_id = %handoff_id(&r.event), "bridge closed; handoff not delivered (it is in the event log)");
+            }
         }
+    }
+
+    /// The bridge's health, for `/healthz`.
+    pub fn bridge_health(&self) -> crate::bridge::BridgeHealth {
+        self.inner.bridge.health()
     }
 }
 

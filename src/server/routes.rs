@@ -37,8 +37,16 @@ pub(super) fn metrics_router(state: AppState) -> Router {
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
+    let bridge = st.bridge_health();
     if st.shutdown_token().is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if bridge.is_degraded() {
+        // Handoffs decided now may not survive a crash: take this gateway out of rotation.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "degraded", "outbox": bridge})),
+        )
+            .into_response()
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }

@@ -6,6 +6,7 @@ mod common;
 mod fixtures;
 mod gateway;
 mod metrics;
+mod outbox;
 mod replay;
 mod simulate;
 mod tune;
