@@ -3,6 +3,7 @@
 
 mod demo;
 mod features;
+mod log;
 mod replay;
 mod serve;
 mod simulate;
@@ -18,6 +19,9 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace). `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text or JSON (one object per line), to stderr.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: log::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,7 +42,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
 }
 
-/// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
+pub use log::LogFormat;
+
+/// Logs go to stderr ([`log`]); stdout is for results. The demo prints its own timeline, so its logs
 /// default to warnings only.
 pub fn init_tracing(cli: &Cli) {
     let quiet = matches!(
@@ -53,11 +59,7 @@ pub fn init_tracing(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    log::init(filter, cli.log_format);
 }
 
 /// Runs the parsed command.

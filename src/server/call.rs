@@ -36,6 +36,10 @@ enum End {
     FirstMessageTimeout,
     IdleTimeout,
     TooBig(String),
+    /// The peer broke RFC 6455: close code and detail.
+    Protocol(u16, String),
+    /// The `start` failed `[auth.twilio]`'s checks (close 1008).
+    Forbidden(&'static str),
     Transport(String),
     Refused(CallError),
     DuplicateCall(String),
@@ -51,6 +55,8 @@ impl End {
             End::IdleTimeout => "idle_timeout",
             End::TooBig(_) => "message_too_big",
             End::Transport(_) => "transport_error",
+            End::Protocol(..) => "protocol_error",
+            End::Forbidden(_) => "unauthorized",
             End::Refused(_) => "protocol_error",
             End::DuplicateCall(_) => "duplicate_call",
         }
@@ -78,6 +84,8 @@ impl End {
                 format!("message larger than {} bytes", cfg.max_message_bytes),
             )),
             End::Refused(e) => Some((e.close_code(), e.to_string())),
+            End::Protocol(code, detail) => Some((*code, detail.clone())),
+            End::Forbidden(why) => Some((1008, (*why).to_owned())),
             End::DuplicateCall(id) => Some((
                 CLOSE_DUPLICATE_CALL,
                 format!("call {id} is already streaming"),
@@ -209,13 +217,11 @@ pub(super) async fn run(
                 let arrived = last_heard.into_std();
                 let res = match msg {
                     None => break End::PeerClosed,
-                    Some(Err(e)) => {
-                        let text = e.to_string();
-                        if text.contains("too long") || text.contains("Space limit") {
-                            break End::TooBig(text);
-                        }
-                        break End::Transport(text);
-                    }
+                    Some(Err(e)) => break match super::ws_fault::classify(e) {
+                        super::ws_fault::WsFault::Protocol { code: 1009, detail } => End::TooBig(detail),
+                        super::ws_fault::WsFault::Protocol { code, detail } => End::Protocol(code, detail),
+                        super::ws_fault::WsFault::Transport(detail) => End::Transport(detail),
+                    },
                     Some(Ok(Message::Text(t))) => call.on_text(t.as_str(), &mut out),
                     Some(Ok(Message::Binary(b))) => call.on_binary(&b, &mut out),
                     Some(Ok(Message::Close(_))) => break End::PeerClosed,
@@ -242,6 +248,9 @@ pub(super) async fn run(
                     }
                     Ok(Step::Started) => {
                         let Some(start) = call.start() else { continue };
+                        if let Err(why) = st.check_start(provider, start) {
+                            break End::Forbidden(why);
+                        }
                         let id = start.call_id.clone();
                         let view = CallView {
                             provider: provider.name().to_owned(),
@@ -255,7 +264,7 @@ pub(super) async fn run(
                             break End::DuplicateCall(id);
                         }
                         metrics.calls_started.get_or_create(&metrics::ProviderLabel { provider: provider.name().to_owned() }).inc();
-                        tracing::info!(call_id = %id, %provider, "call started");
+                        tracing::info!(call_id = ?id, %provider, "call started");
                         call_id = Some(id);
                         deadline.as_mut().reset(last_heard + idle_timeout);
                     }
@@ -314,16 +323,16 @@ pub(super) async fn run(
                 .inc();
             tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, kind = e.kind(), close_code = e.close_code(), "closing stream: {e}");
         }
-        End::TooBig(d) | End::Transport(d) => {
+        End::TooBig(d) | End::Transport(d) | End::Protocol(_, d) => {
             metrics
                 .stream_errors
                 .get_or_create(&metrics::KindLabel {
                     kind: reason.to_owned(),
                 })
                 .inc();
-            tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, "closing stream: {reason}: {d}");
+            tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, "closing stream: {reason}: {d:?}");
         }
-        End::FirstMessageTimeout | End::IdleTimeout | End::DuplicateCall(_) => {
+        End::FirstMessageTimeout | End::IdleTimeout | End::DuplicateCall(_) | End::Forbidden(_) => {
             metrics
                 .stream_errors
                 .get_or_create(&metrics::KindLabel {
@@ -370,7 +379,7 @@ pub(super) async fn run(
                 handoff: handoff_seen.to_string(),
             })
             .inc();
-        tracing::info!(call_id = %id, %provider, reason, frames = stats.frames, dropped = stats.dropped_frames, "call ended");
+        tracing::info!(call_id = ?id, %provider, reason, frames = stats.frames, dropped = stats.dropped_frames, "call ended");
         st.unregister(id);
     }
     metrics.active_calls.dec();

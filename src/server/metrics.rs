@@ -140,6 +140,10 @@ pub struct Metrics {
     pub bridge_queue_full: Counter,
     /// Transcript lines accepted.
     pub transcript_lines: Counter,
+    /// Open TCP connections (HTTP and upgraded streams).
+    pub connections_open: Gauge,
+    /// Connections closed on accept because `max_connections` were open.
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -177,6 +181,8 @@ impl Metrics {
             handoff_delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
             bridge_queue_full: Counter::default(),
             transcript_lines: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -223,6 +229,16 @@ impl Metrics {
              any queueing in the socket or the scheduler",
             Unit::Seconds,
             m.frame_lag.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Open TCP connections, HTTP and upgraded media streams together",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed on accept because [server] max_connections were open",
+            m.connections_refused.clone(),
         );
         r.register(
             "stream_errors",
