@@ -37,8 +37,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let gateway = crate::server::Gateway::start(cfg, settings).await?;
         println!("listening on http://{addr}");
         let token = gateway.state().shutdown_token();
+        let state = gateway.state().clone();
         tokio::spawn(async move {
             shutdown_signal().await;
+            if let Some(c) = state.cluster() {
+                tracing::info!("draining: no new calls; open calls may finish");
+                c.drain().await;
+            }
             tracing::info!("shutdown requested: no new calls; finishing open calls");
             token.cancel();
         });
@@ -59,7 +64,7 @@ fn raise_open_file_limit() {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -144,6 +144,12 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Connections closed on accept because `max_connections` were open.
     pub connections_refused: Counter,
+    /// Transcript lines dropped because their call already held its limit of waiting lines.
+    pub transcript_lines_dropped: Counter,
+    /// Times a stream stopped being read because its media ran ahead of wall-clock time.
+    pub media_lead_pauses: Counter,
+    /// `warmline_cluster_*` (stay at zero without `[cluster]`).
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -183,9 +189,13 @@ impl Metrics {
             transcript_lines: Counter::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
+            transcript_lines_dropped: Counter::default(),
+            media_lead_pauses: Counter::default(),
+            cluster: crate::cluster::ClusterMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
+        m.cluster.register(r);
         r.register(
             "active_calls",
             "Calls with an open media stream",
@@ -302,6 +312,18 @@ impl Metrics {
             "transcript_lines",
             "Transcript lines accepted over HTTP",
             m.transcript_lines.clone(),
+        );
+        r.register(
+            "transcript_lines_dropped",
+            "Transcript lines dropped: the call already held server.max_pending_transcript_* \
+             lines waiting for its media clock",
+            m.transcript_lines_dropped.clone(),
+        );
+        r.register(
+            "media_lead_pauses",
+            "Times a stream was not read because its media ran more than \
+             server.max_media_lead_s ahead of wall-clock time",
+            m.media_lead_pauses.clone(),
         );
         Self { registry, ..m }
     }

@@ -6,6 +6,7 @@ mod common;
 mod fixtures;
 mod gateway;
 mod hardening_edge;
+mod limits;
 mod metrics;
 mod replay;
 mod simulate;
