@@ -1,6 +1,7 @@
 //! The `warmline` subcommands. Each is a thin shell over the library: argument parsing, file
 //! I/O and printing. `anyhow` lives here and in `main.rs` only.
 
+mod deliver;
 mod demo;
 mod features;
 mod replay;
@@ -36,6 +37,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
     Simulate(simulate::SimulateArgs),
+    /// Fleet mode: deliver the fleet's handoffs from NATS JetStream, without taking calls.
+    Deliver(deliver::DeliverArgs),
 }
 
 /// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
@@ -69,8 +72,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
+        Command::Deliver(a) => deliver::run(a),
     }
 }
+
+pub(crate) use serve::shutdown_signal;
 
 /// Reads the config file (or defaults) with secrets from the process environment.
 pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::Config> {

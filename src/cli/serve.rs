@@ -36,8 +36,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let gateway = crate::server::Gateway::start(cfg, settings).await?;
         println!("listening on http://{addr}");
         let token = gateway.state().shutdown_token();
+        let state = gateway.state().clone();
         tokio::spawn(async move {
             shutdown_signal().await;
+            if let Some(c) = state.cluster() {
+                tracing::info!("draining: no new calls; open calls may finish");
+                c.drain().await;
+            }
             tracing::info!("shutdown requested: no new calls; finishing open calls");
             token.cancel();
         });
@@ -48,7 +53,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -65,6 +65,8 @@ struct Inner {
     /// Names this process's connections, for providers whose stream may not name its call.
     connection_prefix: String,
     connections: std::sync::atomic::AtomicU64,
+    /// Fleet membership, with `[cluster]`.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl AppState {
@@ -91,6 +93,7 @@ impl AppState {
                         .map_or(0, |d| d.as_millis())
                 ),
                 connections: std::sync::atomic::AtomicU64::new(1),
+                cluster: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -107,6 +110,11 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// Fleet membership, when `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.get()
     }
 
     /// The metrics.
@@ -168,13 +176,14 @@ impl AppState {
         }
     }
 
-    fn transcript_sender(&self, call_id: &str) -> Option<mpsc::Sender<TranscriptLine>> {
+    /// The call's transcript queue and its media clock (ms, as of its last events).
+    fn transcript_sender(&self, call_id: &str) -> Option<(mpsc::Sender<TranscriptLine>, u64)> {
         self.inner
             .calls
             .lock()
             .ok()?
             .get(call_id)
-            .map(|e| e.transcript.clone())
+            .map(|e| (e.transcript.clone(), e.view.t_ms))
     }
 
     /// Publishes events to subscribers and logs; counts signals and handoffs.
@@ -239,8 +248,23 @@ impl AppState {
         }
     }
 
+    /// Queues a handoff, waiting for room (end of call only).
+    async fn submit_handoff_waiting(
+        &self,
+        req: HandoffRequest,
+    ) -> Result<(), crate::bridge::SubmitError> {
+        match self.cluster() {
+            Some(c) => c.submit_handoff(req).await,
+            None => self.inner.bridge.submit(req).await,
+        }
+    }
+
     fn submit_handoff(&self, req: HandoffRequest) -> Result<(), Box<HandoffRequest>> {
-        match self.inner.bridge.try_submit(req) {
+        let submitted = match self.cluster() {
+            Some(c) => c.try_submit_handoff(req),
+            None => self.inner.bridge.try_submit(req),
+        };
+        match submitted {
             Ok(()) => Ok(()),
             Err(crate::bridge::SubmitError::Full(r)) => {
                 self.inner.metrics.bridge_queue_full.inc();
@@ -276,6 +300,49 @@ pub enum ServerError {
     /// The handoff bridge could not start (outbox not writable, bad `[bridge]` settings).
     #[error(transparent)]
     Bridge(#[from] crate::bridge::BridgeError),
+    /// `[cluster]` is set and NATS JetStream cannot be joined.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+/// The cluster's view of the gateway; weak, so the cluster never keeps the gateway alive.
+struct ClusterHost(std::sync::Weak<Inner>);
+
+impl crate::cluster::Host for ClusterHost {
+    fn transcript_sender(&self, call_id: &str) -> Option<mpsc::Sender<TranscriptLine>> {
+        AppState {
+            inner: self.0.upgrade()?,
+        }
+        .transcript_sender(call_id)
+        .map(|(tx, _)| tx)
+    }
+
+    fn local_calls(&self) -> Vec<(String, String, String)> {
+        let Some(inner) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let Ok(m) = inner.calls.lock() else {
+            return Vec::new();
+        };
+        m.iter()
+            .map(|(id, e)| {
+                let at = humantime::format_rfc3339_millis(e.view.started_at).to_string();
+                (id.clone(), e.view.provider.clone(), at)
+            })
+            .collect()
+    }
+
+    fn open_calls(&self) -> usize {
+        self.0.upgrade().map_or(0, |i| {
+            usize::try_from(i.metrics.active_calls.get()).unwrap_or(0)
+        })
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(inner) = self.0.upgrade() {
+            AppState { inner }.publish(&mut vec![event]);
+        }
+    }
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets open calls
@@ -332,7 +399,17 @@ impl Gateway {
     pub async fn start(cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
         let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
         let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx).await?;
+        let cluster_cfg = cfg.cluster.clone();
+        let bridge_cfg = cfg.bridge.clone();
         let state = AppState::new(cfg, settings, bridge);
+        if let Some(cc) = &cluster_cfg {
+            let host = Arc::new(ClusterHost(Arc::downgrade(&state.inner)));
+            let fallback = state.inner.bridge.clone();
+            let metrics = state.inner.metrics.cluster.clone();
+            let c =
+                crate::cluster::Cluster::start(cc, &bridge_cfg, fallback, host, metrics).await?;
+            let _ = state.inner.cluster.set(c);
+        }
         let st = state.clone();
         // Delivery outcomes join the same event stream as the calls' own events.
         let forward_task = tokio::spawn(async move {
@@ -359,6 +436,9 @@ impl Gateway {
     pub async fn serve(self, listener: TcpListener) -> Result<(), ServerError> {
         serve(listener, self.state.clone()).await?;
         let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
+        if let Some(c) = self.state.cluster() {
+            c.shutdown(grace).await;
+        }
         self.bridge_task.shutdown(grace).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.forward_task).await;
         Ok(())

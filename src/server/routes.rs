@@ -39,6 +39,8 @@ pub(super) fn metrics_router(state: AppState) -> Router {
 async fn healthz(State(st): State<AppState>) -> Response {
     if st.shutdown_token().is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if let Some(c) = st.cluster() {
+        cluster_health(c)
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }
@@ -126,7 +128,7 @@ async fn media(
         Ok(p) => p,
         Err(e) => return error(StatusCode::NOT_FOUND, "unknown_provider", e.to_string()),
     };
-    if st.shutdown_token().is_cancelled() {
+    if st.shutdown_token().is_cancelled() || st.cluster().is_some_and(|c| c.is_draining()) {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
@@ -214,13 +216,31 @@ async fn transcript(
             "confidence must be within 0..1",
         );
     }
-    let Some(tx) = st.transcript_sender(&call_id) else {
+    let Some((tx, media_ms)) = st.transcript_sender(&call_id) else {
+        if let Some(c) = st.cluster() {
+            return forward_transcript(&st, c, &call_id, &line).await;
+        }
         return error(
             StatusCode::NOT_FOUND,
             "unknown_call",
             format!("no active call {call_id:?}"),
         );
     };
+    // A line waits in the call until its media clock reaches `t_ms`: far-future lines would
+    // only pile up there.
+    let max_lead_ms = st.config().server.max_transcript_lead_ms;
+    if let Some(t_ms) = line.t_ms
+        && t_ms > media_ms.saturating_add(max_lead_ms)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "transcript_too_far_ahead",
+            format!(
+                "t_ms {t_ms} is more than server.max_transcript_lead_ms = {max_lead_ms} ahead of \
+                 the call's media clock ({media_ms} ms)"
+            ),
+        );
+    }
     match tx.try_send(line) {
         Ok(()) => {
             st.metrics().transcript_lines.inc();
@@ -266,5 +286,66 @@ async fn list_calls(State(st): State<AppState>, headers: HeaderMap) -> Response 
             })
         })
         .collect();
-    Json(calls).into_response()
+    Json(with_fleet(&st, calls)).into_response()
+}
+
+/// `/healthz` of a fleet member: 503 while draining; 200 with `degraded` while NATS is away
+/// (its calls are still analysed; ownership and handoffs catch up on reconnect).
+fn cluster_health(c: &crate::cluster::Cluster) -> Response {
+    if c.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else if c.is_connected() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::OK, "degraded: NATS disconnected\n").into_response()
+    }
+}
+
+/// The 404 branch of a transcript post in a fleet: the call may be held elsewhere.
+async fn forward_transcript(
+    st: &AppState,
+    c: &crate::cluster::Cluster,
+    call_id: &str,
+    line: &TranscriptLine,
+) -> Response {
+    use crate::cluster::Forward;
+    match c.forward_transcript(call_id, line).await {
+        Forward::Sent(instance) => {
+            st.metrics().transcript_lines.inc();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"accepted": true, "instance": instance})),
+            )
+                .into_response()
+        }
+        Forward::NoOwner => error(
+            StatusCode::NOT_FOUND,
+            "unknown_call",
+            format!("no instance holds call {call_id:?}"),
+        ),
+        Forward::Unavailable(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fleet_unavailable",
+            format!("cannot reach the fleet to find call {call_id:?}: {e}"),
+        ),
+    }
+}
+
+/// Marks local calls with this instance and appends the other instances' calls.
+fn with_fleet(st: &AppState, mut calls: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    let Some(c) = st.cluster() else { return calls };
+    for v in &mut calls {
+        v["instance"] = json!(c.instance());
+    }
+    for (id, o) in c.remote_calls() {
+        calls.push(json!({
+            "call_id": id,
+            "provider": o.provider,
+            "started_at": o.started_at,
+            "scores": {},
+            "handoff": null,
+            "instance": o.instance,
+        }));
+    }
+    calls
 }

@@ -5,6 +5,7 @@ mod bridge;
 mod common;
 mod fixtures;
 mod gateway;
+mod limits;
 mod metrics;
 mod replay;
 mod simulate;
