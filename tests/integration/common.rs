@@ -43,6 +43,8 @@ pub fn test_config() -> Config {
         value: TOKEN.into(),
     });
     cfg.auth.protect_api = Some(false);
+    // Tests stream their audio as fast as it goes; pacing has its own test (limits.rs).
+    cfg.server.max_media_lead_s = 0.0;
     cfg.bridge.outbox_dir = tempfile::tempdir().expect("tempdir").keep();
     cfg
 }
