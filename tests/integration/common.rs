@@ -43,6 +43,8 @@ pub fn test_config() -> Config {
     cfg.auth.token = Some(warmline::config::TokenAuth {
         value: TOKEN.into(),
     });
+    // Tests stream their audio as fast as it goes; pacing has its own test (limits.rs).
+    cfg.server.max_media_lead_s = 0.0;
     cfg.bridge.outbox_dir = tempfile::tempdir().expect("tempdir").keep();
     cfg
 }
