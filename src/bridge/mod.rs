@@ -68,6 +68,10 @@ impl HandoffRequest {
 /// The bridge could not take a handoff.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// A bounded queue in front of the bridge (the fleet's publisher) is full; the request
+    /// comes back so the caller can keep it and retry.
+    #[error("handoff queue full")]
+    Full(Box<HandoffRequest>),
     /// The bridge has shut down.
     #[error("bridge closed")]
     Closed(Box<HandoffRequest>),

@@ -140,6 +140,16 @@ pub struct Metrics {
     pub bridge_queue_full: Counter,
     /// Transcript lines accepted.
     pub transcript_lines: Counter,
+    /// Open TCP connections (HTTP and upgraded streams).
+    pub connections_open: Gauge,
+    /// Connections closed on accept because `max_connections` were open.
+    pub connections_refused: Counter,
+    /// Transcript lines dropped because their call already held its limit of waiting lines.
+    pub transcript_lines_dropped: Counter,
+    /// Times a stream stopped being read because its media ran ahead of wall-clock time.
+    pub media_lead_pauses: Counter,
+    /// `warmline_cluster_*` (stay at zero without `[cluster]`).
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -177,9 +187,15 @@ impl Metrics {
             handoff_delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
             bridge_queue_full: Counter::default(),
             transcript_lines: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
+            transcript_lines_dropped: Counter::default(),
+            media_lead_pauses: Counter::default(),
+            cluster: crate::cluster::ClusterMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
+        m.cluster.register(r);
         r.register(
             "active_calls",
             "Calls with an open media stream",
@@ -223,6 +239,16 @@ impl Metrics {
              any queueing in the socket or the scheduler",
             Unit::Seconds,
             m.frame_lag.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Open TCP connections, HTTP and upgraded media streams together",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed on accept because [server] max_connections were open",
+            m.connections_refused.clone(),
         );
         r.register(
             "stream_errors",
@@ -286,6 +312,18 @@ impl Metrics {
             "transcript_lines",
             "Transcript lines accepted over HTTP",
             m.transcript_lines.clone(),
+        );
+        r.register(
+            "transcript_lines_dropped",
+            "Transcript lines dropped: the call already held server.max_pending_transcript_* \
+             lines waiting for its media clock",
+            m.transcript_lines_dropped.clone(),
+        );
+        r.register(
+            "media_lead_pauses",
+            "Times a stream was not read because its media ran more than \
+             server.max_media_lead_s ahead of wall-clock time",
+            m.media_lead_pauses.clone(),
         );
         Self { registry, ..m }
     }

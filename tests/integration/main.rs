@@ -5,6 +5,8 @@ mod bridge;
 mod common;
 mod fixtures;
 mod gateway;
+mod hardening_edge;
+mod limits;
 mod metrics;
 mod outbox;
 mod replay;
