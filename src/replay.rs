@@ -214,8 +214,28 @@ fn replay_wav(
     trace: bool,
 ) -> Result<CallReport, ReplayError> {
     let (rate, channels) = read_wav(path)?;
-    let call_id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("call");
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("call");
     // A file name may hold anything; events, logs and outbox entries get a safe id.
+    let call_id = crate::protocol::CallId::from_name(name);
+    replay_pcm(call_id.as_str(), rate, &channels, lines, settings, trace).map_err(|e| {
+        ReplayError::Wav {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        }
+    })
+}
+
+/// Replays decoded PCM (one channel: the caller; two: caller and agent) through
+/// [`CallPipeline`] in 20 ms chunks, as `warmline replay` does with a WAV file. `tune` scores
+/// its clips through this very function, so its numbers are the ones replay prints.
+pub fn replay_pcm(
+    call_id: &str,
+    rate: u32,
+    channels: &[Vec<i16>],
+    lines: Vec<TranscriptLine>,
+    settings: &PipelineSettings,
+    trace: bool,
+) -> Result<CallReport, crate::dsp::DspError> {
     let call_id = crate::protocol::CallId::from_name(call_id);
     let tracks: Vec<Track> = if channels.len() == 2 {
         vec![Track::Caller, Track::Agent]
@@ -231,10 +251,7 @@ fn replay_wav(
         stream_id: None,
         custom_parameters: Default::default(),
     };
-    let (mut p, started) = CallPipeline::new(info, settings).map_err(|e| ReplayError::Wav {
-        path: path.to_owned(),
-        detail: e.to_string(),
-    })?;
+    let (mut p, started) = CallPipeline::new(info, settings)?;
     if trace {
         p.enable_trace();
     }
@@ -246,8 +263,7 @@ fn replay_wav(
     let n = channels.iter().map(Vec::len).max().unwrap_or(0);
     let mut frames = 0u64;
     for start in (0..n).step_by(chunk) {
-        for (i, t) in tracks.iter().enumerate() {
-            let ch = &channels[i];
+        for (ch, t) in channels.iter().zip(&tracks) {
             if start < ch.len() {
                 p.push_audio(*t, &ch[start..(start + chunk).min(ch.len())], &mut events);
                 frames += 1;

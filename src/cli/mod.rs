@@ -4,6 +4,8 @@
 mod deliver;
 mod demo;
 mod features;
+mod log;
+mod outbox;
 mod replay;
 mod serve;
 mod simulate;
@@ -19,6 +21,9 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace). `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text or JSON (one object per line), to stderr.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: log::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,11 +42,15 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
     Simulate(simulate::SimulateArgs),
+    /// Inspect the handoff outbox and retry failed deliveries.
+    Outbox(outbox::OutboxArgs),
     /// Fleet mode: deliver the fleet's handoffs from NATS JetStream, without taking calls.
     Deliver(deliver::DeliverArgs),
 }
 
-/// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
+pub use log::LogFormat;
+
+/// Logs go to stderr ([`log`]); stdout is for results. The demo prints its own timeline, so its logs
 /// default to warnings only.
 pub fn init_tracing(cli: &Cli) {
     let quiet = matches!(
@@ -56,11 +65,7 @@ pub fn init_tracing(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    log::init(filter, cli.log_format);
 }
 
 /// Runs the parsed command.
@@ -72,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
+        Command::Outbox(a) => outbox::run(a),
         Command::Deliver(a) => deliver::run(a),
     }
 }

@@ -128,15 +128,14 @@ fn what_happened(input: &SummaryInput<'_>) -> String {
 }
 
 fn why_now(d: &Decision) -> String {
-    if d.immediate {
-        if let Some(r) = reason(d, Signal::HumanRequest) {
+    if d.immediate
+        && let Some(r) = reason(d, Signal::HumanRequest) {
             let words = r.evidence.matched.as_deref().unwrap_or("a human");
             return format!(
                 "Caller asked for a human (\"{words}\") at {}.",
                 clock(d.t_ms)
             );
         }
-    }
     let listed: Vec<String> = d
         .reasons
         .iter()
@@ -147,11 +146,10 @@ fn why_now(d: &Decision) -> String {
                 trim_num(r.value),
                 trim_num(r.threshold)
             );
-            if r.signal == Signal::Tone {
-                if let Some(secs) = r.evidence.values.get("duration_s") {
+            if r.signal == Signal::Tone
+                && let Some(secs) = r.evidence.values.get("duration_s") {
                     s.push_str(&format!(" for {secs:.1} s"));
                 }
-            }
             s
         })
         .collect();
@@ -268,8 +266,8 @@ pub fn describe(base: Option<&ProsodySnapshot>, now: Option<&ProsodySnapshot>) -
             level.push(format!("quieter ({d:.0} dB)"));
         }
     }
-    if let (Some(n), Some(b)) = (now.f0_hz, base.f0_hz) {
-        if n > 0.0 && b > 0.0 {
+    if let (Some(n), Some(b)) = (now.f0_hz, base.f0_hz)
+        && n > 0.0 && b > 0.0 {
             let st = 12.0 * (n / b).log2();
             if st >= 1.5 {
                 level.push(format!("higher (+{st:.1} semitones)"));
@@ -277,14 +275,13 @@ pub fn describe(base: Option<&ProsodySnapshot>, now: Option<&ProsodySnapshot>) -
                 level.push(format!("lower ({st:.1} semitones)"));
             }
         }
-    }
     let mut text = if level.is_empty() {
         "close to their normal voice".to_owned()
     } else {
         format!("{} than their normal voice", level.join(" and "))
     };
-    if let (Some(n), Some(b)) = (now.rate_sps, base.rate_sps) {
-        if b > 0.0 {
+    if let (Some(n), Some(b)) = (now.rate_sps, base.rate_sps)
+        && b > 0.0 {
             let pct = (n / b - 1.0) * 100.0;
             if pct >= 10.0 {
                 text.push_str(&format!(", speaking {pct:.0} % faster"));
@@ -292,7 +289,6 @@ pub fn describe(base: Option<&ProsodySnapshot>, now: Option<&ProsodySnapshot>) -
                 text.push_str(&format!(", speaking {:.0} % slower", -pct));
             }
         }
-    }
     text
 }
 

@@ -130,8 +130,8 @@ impl TranscriptSignals {
             values: BTreeMap::new(),
         };
         if !line.is_final {
-            if line.speaker == Track::Caller && self.params.human_request_on_interim {
-                if let Some(m) = find_request(&tokens) {
+            if line.speaker == Track::Caller && self.params.human_request_on_interim
+                && let Some(m) = find_request(&tokens) {
                     let mut ev = point(Some(m));
                     ev.values.insert("interim".into(), 1.0);
                     out.push(Finding {
@@ -140,7 +140,6 @@ impl TranscriptSignals {
                         evidence: ev,
                     });
                 }
-            }
             return;
         }
         let s = &mut self.stats;

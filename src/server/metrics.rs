@@ -149,6 +149,10 @@ pub struct Metrics {
     pub bridge_queue_full: Counter,
     /// Transcript lines accepted.
     pub transcript_lines: Counter,
+    /// Open TCP connections (HTTP and upgraded streams).
+    pub connections_open: Gauge,
+    /// Connections closed on accept because `max_connections` were open.
+    pub connections_refused: Counter,
     /// Transcript lines dropped because their call already held its limit of waiting lines.
     pub transcript_lines_dropped: Counter,
     /// Times a stream stopped being read because its media ran ahead of wall-clock time.
@@ -192,6 +196,8 @@ impl Metrics {
             handoff_delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
             bridge_queue_full: Counter::default(),
             transcript_lines: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
             transcript_lines_dropped: Counter::default(),
             media_lead_pauses: Counter::default(),
             cluster: crate::cluster::ClusterMetrics::default(),
@@ -242,6 +248,16 @@ impl Metrics {
              any queueing in the socket or the scheduler",
             Unit::Seconds,
             m.frame_lag.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Open TCP connections, HTTP and upgraded media streams together",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed on accept because [server] max_connections were open",
+            m.connections_refused.clone(),
         );
         r.register(
             "stream_errors",
@@ -319,6 +335,20 @@ impl Metrics {
             m.media_lead_pauses.clone(),
         );
         Self { registry, ..m }
+    }
+
+    /// Registers the bridge's outbox health: failed writes and handoffs held in memory.
+    pub fn register_outbox(&mut self, write_errors: Counter, held: Gauge) {
+        self.registry.register(
+            "outbox_write_errors",
+            "Outbox writes (handoff files, delivery state) that failed; /healthz is degraded while they fail",
+            write_errors,
+        );
+        self.registry.register(
+            "handoffs_held",
+            "Handoffs delivered from memory because the outbox could not take them yet",
+            held,
+        );
     }
 
     /// Prometheus text exposition.

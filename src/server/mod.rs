@@ -4,9 +4,11 @@
 
 pub mod auth;
 mod call;
+mod conn;
 mod dashboard;
 pub mod metrics;
 mod routes;
+mod ws_fault;
 
 use crate::bridge::{Bridge, HandoffRequest};
 use crate::config::Config;
@@ -15,7 +17,6 @@ use crate::event::{Event, EventKind, Signal};
 use crate::pipeline::PipelineSettings;
 use metrics::Metrics;
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -71,8 +72,13 @@ struct Inner {
 
 impl AppState {
     /// State for a gateway with this configuration and bridge handle.
-    pub fn new(cfg: Config, settings: PipelineSettings, bridge: Bridge) -> Self {
+    /// Live handoff ids are random: see [`crate::detect::policy::HandoffIds`].
+    pub fn new(cfg: Config, mut settings: PipelineSettings, bridge: Bridge) -> Self {
+        settings.detector.handoff_ids = crate::detect::policy::HandoffIds::Random;
         let (events, _) = broadcast::channel(4096);
+        let mut metrics = Metrics::new();
+        let (write_errors, held) = bridge.metric_handles();
+        metrics.register_outbox(write_errors, held);
         Self {
             inner: Arc::new(Inner {
                 admission: Arc::new(Semaphore::new(cfg.server.max_calls)),
@@ -81,7 +87,7 @@ impl AppState {
                 calls: Mutex::new(HashMap::new()),
                 bridge,
                 events,
-                metrics: Metrics::new(),
+                metrics,
                 recent_handoffs: dashboard::RecentHandoffs::default(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
@@ -105,6 +111,49 @@ impl AppState {
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!("{}-{n}", self.inner.connection_prefix)
+    }
+
+    /// `[server] max_connections`, or its default from the process's open-file limit.
+    pub fn max_connections(&self) -> usize {
+        self.inner.cfg.server.max_connections.unwrap_or_else(|| {
+            let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+            crate::config::derived_max_connections(soft)
+        })
+    }
+
+    /// Checks a Twilio `start` against `[auth.twilio]`: the account, and the per-call token
+    /// when a secret is configured. `Err` carries the close reason (1008).
+    fn check_start(
+        &self,
+        provider: crate::protocol::Provider,
+        start: &crate::protocol::StreamStart,
+    ) -> Result<(), &'static str> {
+        let a = &self.inner.cfg.auth;
+        if !a.required || provider != crate::protocol::Provider::Twilio {
+            return Ok(());
+        }
+        let Some(tw) = &a.twilio else { return Ok(()) };
+        let res = auth::check_twilio_start(
+            tw.account_sid.as_deref(),
+            tw.call_token_secret.as_deref(),
+            start.account_id.as_deref(),
+            &start.call_id,
+            start
+                .custom_parameters
+                .get(auth::CALL_TOKEN_PARAMETER)
+                .map(String::as_str),
+        );
+        if let Err((reason, _)) = &res {
+            self.inner
+                .metrics
+                .auth_rejections
+                .get_or_create(&metrics::AuthLabels {
+                    provider,
+                    reason: (*reason).to_owned(),
+                })
+                .inc();
+        }
+        res.map_err(|(_, message)| message)
     }
 
     /// The configuration.
@@ -248,6 +297,23 @@ impl AppState {
         }
     }
 
+    /// Hands a decided handoff to the bridge and returns once it is durable (group commit: a
+    /// few ms) or, if the outbox cannot take it within the bridge's bounded wait, once the
+    /// bridge keeps it in memory (counted, `/healthz` degraded, retried). Never drops it.
+    async fn persist_handoff(&self, req: HandoffRequest) {
+        let id = handoff_id(&req.event).to_owned();
+        match self.inner.bridge.submit(req).await {
+            Ok(crate::bridge::Durability::Held) => {
+                tracing::error!(handoff_id = %id, "handoff not yet durable; delivered from memory, outbox write retried");
+            }
+            Ok(_) => {}
+            Err(crate::bridge::SubmitError::Closed(r) | crate::bridge::SubmitError::Full(r)) => {
+                // Only during shutdown, after every call has finished: nothing can reach here.
+                tracing::error!(handoff_id = %handoff_id(&r.event), "bridge closed; handoff not delivered (it is in the event log)");
+            }
+        }
+    }
+
     /// Queues a handoff, waiting for room (end of call only).
     async fn submit_handoff_waiting(
         &self,
@@ -255,16 +321,21 @@ impl AppState {
     ) -> Result<(), crate::bridge::SubmitError> {
         match self.cluster() {
             Some(c) => c.submit_handoff(req).await,
-            None => self.inner.bridge.submit(req).await,
+            None => {
+                self.persist_handoff(req).await;
+                Ok(())
+            }
         }
     }
 
+    /// Fleet mode: hands a handoff to the cluster's publisher without waiting. Without
+    /// `[cluster]` the call persists through [`Self::persist_handoff`] instead; a request that
+    /// lands here anyway is handed back for the call to keep.
     fn submit_handoff(&self, req: HandoffRequest) -> Result<(), Box<HandoffRequest>> {
-        let submitted = match self.cluster() {
-            Some(c) => c.try_submit_handoff(req),
-            None => self.inner.bridge.try_submit(req),
+        let Some(c) = self.cluster() else {
+            return Err(Box::new(req));
         };
-        match submitted {
+        match c.try_submit_handoff(req) {
             Ok(()) => Ok(()),
             Err(crate::bridge::SubmitError::Full(r)) => {
                 self.inner.metrics.bridge_queue_full.inc();
@@ -273,6 +344,11 @@ impl AppState {
             }
             Err(crate::bridge::SubmitError::Closed(r)) => Err(r),
         }
+    }
+
+    /// The bridge's health, for `/healthz`.
+    pub fn bridge_health(&self) -> crate::bridge::BridgeHealth {
+        self.inner.bridge.health()
     }
 }
 
@@ -285,8 +361,8 @@ fn handoff_id(e: &Event) -> &str {
 
 fn log_event(e: &Event) {
     match serde_json::to_string(e) {
-        Ok(json) => tracing::info!(target: "warmline::event", call_id = %e.call_id, "{json}"),
-        Err(err) => tracing::warn!(call_id = %e.call_id, "event not serialisable: {err}"),
+        Ok(json) => tracing::info!(target: "warmline::event", call_id = ?e.call_id, "{json}"),
+        Err(err) => tracing::warn!(call_id = ?e.call_id, "event not serialisable: {err}"),
     }
 }
 
@@ -364,13 +440,19 @@ pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerE
         }
         None => None,
     };
-    let t = token.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { t.cancelled().await })
-    .await?;
+    let limits = conn::Limits {
+        max_connections: state.max_connections(),
+        header_read_timeout: Duration::from_millis(state.config().server.header_read_timeout_ms),
+        shutdown_grace: Duration::from_millis(state.config().server.shutdown_grace_ms),
+    };
+    if limits.max_connections < state.config().server.max_calls {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            max_calls = state.config().server.max_calls,
+            "max_connections is below max_calls: at most max_connections calls can be open"
+        );
+    }
+    conn::serve(listener, app, limits, state.metrics(), token.clone()).await;
     // Upgraded WebSockets are not tracked by hyper: wait for the call tasks ourselves.
     state.inner.tracker.close();
     let grace = Duration::from_millis(state.config().server.shutdown_grace_ms);
