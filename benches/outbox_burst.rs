@@ -28,10 +28,10 @@ fn request(i: usize) -> HandoffRequest {
                     why_now: "asked for a human".into(),
                     ..Summary::default()
                 },
-                provider: Some("twilio".into()),
+                provider: Some(warmline::protocol::Provider::Twilio.into()),
             }),
         },
-        provider: "twilio".into(),
+        provider: warmline::protocol::Provider::Twilio,
     }
 }
 

@@ -249,10 +249,11 @@ impl Detector {
         }
         self.policy.fill_scores(&mut self.scores);
         if track == Track::Caller
-            && let Some(s) = self.scores.get_mut(&Signal::Tone) {
-                // f32 → f64 would show 0.699999988 in `GET /v1/calls`.
-                *s = (f64::from(tone_score) * 10_000.0).round() / 10_000.0;
-            }
+            && let Some(s) = self.scores.get_mut(&Signal::Tone)
+        {
+            // f32 → f64 would show 0.699999988 in `GET /v1/calls`.
+            *s = (f64::from(tone_score) * 10_000.0).round() / 10_000.0;
+        }
     }
 
     /// Feeds one transcript line at media time `t_ms`.

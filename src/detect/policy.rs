@@ -354,9 +354,10 @@ impl Policy {
             self.tone_acc = ToneAcc::default();
         }
         if let Some(f) = frame
-            && self.gates[i].pending_since().is_some() {
-                self.tone_acc.add(f);
-            }
+            && self.gates[i].pending_since().is_some()
+        {
+            self.tone_acc.add(f);
+        }
         if edge == Edge::Rose {
             let ev = self.tone_evidence(t_ms);
             self.rose(Signal::Tone, t_ms, ev, out);

@@ -129,13 +129,14 @@ fn what_happened(input: &SummaryInput<'_>) -> String {
 
 fn why_now(d: &Decision) -> String {
     if d.immediate
-        && let Some(r) = reason(d, Signal::HumanRequest) {
-            let words = r.evidence.matched.as_deref().unwrap_or("a human");
-            return format!(
-                "Caller asked for a human (\"{words}\") at {}.",
-                clock(d.t_ms)
-            );
-        }
+        && let Some(r) = reason(d, Signal::HumanRequest)
+    {
+        let words = r.evidence.matched.as_deref().unwrap_or("a human");
+        return format!(
+            "Caller asked for a human (\"{words}\") at {}.",
+            clock(d.t_ms)
+        );
+    }
     let listed: Vec<String> = d
         .reasons
         .iter()
@@ -147,9 +148,10 @@ fn why_now(d: &Decision) -> String {
                 trim_num(r.threshold)
             );
             if r.signal == Signal::Tone
-                && let Some(secs) = r.evidence.values.get("duration_s") {
-                    s.push_str(&format!(" for {secs:.1} s"));
-                }
+                && let Some(secs) = r.evidence.values.get("duration_s")
+            {
+                s.push_str(&format!(" for {secs:.1} s"));
+            }
             s
         })
         .collect();
@@ -267,28 +269,31 @@ pub fn describe(base: Option<&ProsodySnapshot>, now: Option<&ProsodySnapshot>) -
         }
     }
     if let (Some(n), Some(b)) = (now.f0_hz, base.f0_hz)
-        && n > 0.0 && b > 0.0 {
-            let st = 12.0 * (n / b).log2();
-            if st >= 1.5 {
-                level.push(format!("higher (+{st:.1} semitones)"));
-            } else if st <= -1.5 {
-                level.push(format!("lower ({st:.1} semitones)"));
-            }
+        && n > 0.0
+        && b > 0.0
+    {
+        let st = 12.0 * (n / b).log2();
+        if st >= 1.5 {
+            level.push(format!("higher (+{st:.1} semitones)"));
+        } else if st <= -1.5 {
+            level.push(format!("lower ({st:.1} semitones)"));
         }
+    }
     let mut text = if level.is_empty() {
         "close to their normal voice".to_owned()
     } else {
         format!("{} than their normal voice", level.join(" and "))
     };
     if let (Some(n), Some(b)) = (now.rate_sps, base.rate_sps)
-        && b > 0.0 {
-            let pct = (n / b - 1.0) * 100.0;
-            if pct >= 10.0 {
-                text.push_str(&format!(", speaking {pct:.0} % faster"));
-            } else if pct <= -10.0 {
-                text.push_str(&format!(", speaking {:.0} % slower", -pct));
-            }
+        && b > 0.0
+    {
+        let pct = (n / b - 1.0) * 100.0;
+        if pct >= 10.0 {
+            text.push_str(&format!(", speaking {pct:.0} % faster"));
+        } else if pct <= -10.0 {
+            text.push_str(&format!(", speaking {:.0} % slower", -pct));
         }
+    }
     text
 }
 

@@ -121,9 +121,10 @@ fn expand(word: &str) -> Vec<String> {
         ("'d", "would"),
     ] {
         if let Some(base) = w.strip_suffix(suffix)
-            && !base.is_empty() {
-                return vec![base.to_owned(), full.to_owned()];
-            }
+            && !base.is_empty()
+        {
+            return vec![base.to_owned(), full.to_owned()];
+        }
     }
     if let Some(base) = w.strip_suffix("'s") {
         if base == "it" || base == "that" || base == "what" || base == "there" || base == "he" {

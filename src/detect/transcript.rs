@@ -130,16 +130,18 @@ impl TranscriptSignals {
             values: BTreeMap::new(),
         };
         if !line.is_final {
-            if line.speaker == Track::Caller && self.params.human_request_on_interim
-                && let Some(m) = find_request(&tokens) {
-                    let mut ev = point(Some(m));
-                    ev.values.insert("interim".into(), 1.0);
-                    out.push(Finding {
-                        signal: Signal::HumanRequest,
-                        value: 1.0,
-                        evidence: ev,
-                    });
-                }
+            if line.speaker == Track::Caller
+                && self.params.human_request_on_interim
+                && let Some(m) = find_request(&tokens)
+            {
+                let mut ev = point(Some(m));
+                ev.values.insert("interim".into(), 1.0);
+                out.push(Finding {
+                    signal: Signal::HumanRequest,
+                    value: 1.0,
+                    evidence: ev,
+                });
+            }
             return;
         }
         let s = &mut self.stats;

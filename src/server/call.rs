@@ -634,7 +634,7 @@ fn log_end(st: &AppState, end: &End, call_id: Option<&str>, provider: Provider) 
 fn after_step(
     st: &AppState,
     call: &Call,
-    out: &mut Vec<Event>,
+    out: &mut [Event],
     pending: &mut Option<Box<HandoffRequest>>,
     handoff_seen: &mut bool,
     persist: &mut Option<HandoffRequest>,

@@ -284,9 +284,10 @@ impl Feed {
     async fn next(&mut self) -> Option<String> {
         loop {
             if self.pending.len() >= MAX_BATCH_EVENTS
-                && let Some(b) = self.take_batch() {
-                    return Some(b);
-                }
+                && let Some(b) = self.take_batch()
+            {
+                return Some(b);
+            }
             let due = self.first_at.map(|t| t + BATCH_INTERVAL);
             if self.closed && due.is_none() {
                 return None;

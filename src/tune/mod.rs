@@ -177,9 +177,10 @@ pub fn sustained_peak(scores: &[f32], hop_ms: u32, hold_ms: u32) -> f32 {
             deque.pop_front();
         }
         if i + 1 >= span
-            && let Some(&j) = deque.front() {
-                best = best.max(scores[j]);
-            }
+            && let Some(&j) = deque.front()
+        {
+            best = best.max(scores[j]);
+        }
     }
     best.max(0.0)
 }
