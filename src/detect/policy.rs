@@ -771,6 +771,6 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, handoff_id(&p.call_id, 1500));
         assert_eq!(policy().handoff_id(1500), handoff_id(&p.call_id, 1500));
-        assert!(a.starts_with("ho_") && a.len() == 19);
+        assert!(a.starts_with("ho_"));
     }
 }
