@@ -1,7 +1,7 @@
 //! Provider adapters through the real server: call-id validation at `start` (issue 16, defect
 //! 7) and, per added platform, a synthesised call streamed over a real WebSocket that hands off.
 
-use crate::common::{TestServer, connect, to_ws};
+use crate::common::{TOKEN, TestServer, connect, to_ws};
 use futures_util::{SinkExt as _, StreamExt as _};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -88,6 +88,7 @@ async fn streams_and_hands_off(provider: Provider, codec: Codec, rate: u32, ster
     for _ in 0..250 {
         let r = http
             .post(&url)
+            .bearer_auth(TOKEN)
             .json(&serde_json::json!({"t_ms":500,"speaker":"caller","text":"This is useless, get me a human.","final":true}))
             .send()
             .await
@@ -101,6 +102,7 @@ async fn streams_and_hands_off(provider: Provider, codec: Codec, rate: u32, ster
     assert!(posted, "{provider}: the call never registered");
     let r = http
         .post(&url)
+        .bearer_auth(TOKEN)
         .json(&serde_json::json!({"t_ms":1500,"speaker":"caller","text":"I said get me a human, a real person, now!","final":true}))
         .send()
         .await
