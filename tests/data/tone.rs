@@ -35,14 +35,18 @@ fn ravdess_anger_separates_speaker_disjoint_on_the_telephone_channel() {
     assert_eq!(report.folds, 6);
     assert_eq!((report.n_pos, report.n_neg), (96, 180));
     assert_eq!(report.unprimed, 0, "every clip had its speaker baseline");
-    // Measured 0.909; the 0.93 target is not reached yet (fear is the main confusion).
+    // Every clip is now scored as the live pipeline scores it (streamed after the speaker's
+    // calm material, highest caller tone_score inside the clip; nested L2/Platt/threshold).
+    // Measured 0.836 / 0.915 under that protocol (0.909 / 0.985 under the old per-clip window,
+    // which the live path never ran). The bounds guard against regression; #18's targets
+    // (0.93 / 0.98) are not reached.
     assert!(
-        report.auc >= 0.90,
+        report.auc >= 0.80,
         "anger vs every other emotion: AUC {}",
         report.auc
     );
     let nc = report.auc_neutral_calm.unwrap();
-    assert!(nc >= 0.97, "anger vs neutral/calm: AUC {nc}");
+    assert!(nc >= 0.88, "anger vs neutral/calm: AUC {nc}");
     // Speaker-disjoint: no fold holds a speaker that another fold also holds.
     for a in &report.clips {
         for b in &report.clips {
