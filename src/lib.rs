@@ -14,6 +14,7 @@
 //! - [`server`]: the axum/WebSocket shell: auth, admission, limits, HTTP API, shutdown.
 //! - [`replay`]: recorded calls (WAV, provider JSONL) through the same pipeline.
 //! - [`tune`]: offline evaluation and calibration of the tone detector.
+//! - [`store`]: features-only call records, handoffs and feedback (SQLite).
 //! - [`sim`]: the load generator behind `warmline simulate`.
 //! - [`synth`]: deterministic synthetic speech for fixtures, the demo and tests.
 //! - [`cli`]: the `warmline` subcommands.
@@ -31,5 +32,6 @@ pub mod protocol;
 pub mod replay;
 pub mod server;
 pub mod sim;
+pub mod store;
 pub mod synth;
 pub mod tune;

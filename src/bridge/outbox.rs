@@ -279,6 +279,8 @@ mod tests {
                     score: 0.8,
                     summary: Summary::default(),
                     provider: Some("twilio".into()),
+                    route: None,
+                    pre_call: false,
                 }),
             },
             provider: "twilio".into(),

@@ -3,6 +3,7 @@
 
 mod demo;
 mod features;
+mod feedback;
 mod replay;
 mod serve;
 mod simulate;
@@ -36,6 +37,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
     Simulate(simulate::SimulateArgs),
+    /// Turn handoff feedback and review labels from the store into JSON-lines labels.
+    ExportLabels(feedback::ExportLabelsArgs),
 }
 
 /// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
+        Command::ExportLabels(a) => feedback::run(&a),
     }
 }
 
@@ -91,5 +95,6 @@ pub(crate) fn pipeline_settings(
         detector: cfg.detector.clone(),
         model: std::sync::Arc::new(model),
         audio_tap: None,
+        playbook: std::sync::Arc::new(cfg.playbook()),
     })
 }

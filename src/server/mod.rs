@@ -6,6 +6,7 @@ pub mod auth;
 mod call;
 mod dashboard;
 pub mod metrics;
+mod playbook;
 mod routes;
 
 use crate::bridge::{Bridge, HandoffRequest};
@@ -16,6 +17,7 @@ use crate::pipeline::PipelineSettings;
 use metrics::Metrics;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -65,12 +67,18 @@ struct Inner {
     /// Names this process's connections, for providers whose stream may not name its call.
     connection_prefix: String,
     connections: std::sync::atomic::AtomicU64,
+    /// Features-only call records and feedback; `None` when `[store] path = ""` or it failed
+    /// to open.
+    store: Option<crate::store::Store>,
+    recorder: Mutex<crate::store::recorder::Recorder>,
 }
 
 impl AppState {
     /// State for a gateway with this configuration and bridge handle.
     pub fn new(cfg: Config, settings: PipelineSettings, bridge: Bridge) -> Self {
         let (events, _) = broadcast::channel(4096);
+        let store = open_store(&cfg);
+        let recorder = Mutex::new(crate::store::recorder::Recorder::new(&settings.detector));
         Self {
             inner: Arc::new(Inner {
                 admission: Arc::new(Semaphore::new(cfg.server.max_calls)),
@@ -91,6 +99,8 @@ impl AppState {
                         .map_or(0, |d| d.as_millis())
                 ),
                 connections: std::sync::atomic::AtomicU64::new(1),
+                store,
+                recorder,
             }),
         }
     }
@@ -177,9 +187,71 @@ impl AppState {
             .map(|e| e.transcript.clone())
     }
 
+    /// The store, when on.
+    pub fn store(&self) -> Option<&crate::store::Store> {
+        self.inner.store.as_ref()
+    }
+
+    /// The detector settings calls run with.
+    pub fn settings(&self) -> &PipelineSettings {
+        &self.inner.settings
+    }
+
+    /// Feeds the call recorder; queues what it writes.
+    fn record(&self, e: &Event) {
+        use crate::store::recorder::Write;
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let write = match self.inner.recorder.lock() {
+            Ok(mut r) => r.on_event(e, now),
+            Err(_) => None,
+        };
+        let queued = match write {
+            None => true,
+            Some(Write::Handoff(id, call, reason, json)) => {
+                store.submit(move |db| db.put_handoff(&id, &call, &reason, &json))
+            }
+            Some(Write::Outcome(id, outcome)) => {
+                store.submit(move |db| db.set_outcome(&id, outcome))
+            }
+            Some(Write::Call(rec)) => {
+                let outcome = if rec.handoff_id.is_some() {
+                    "handed_off"
+                } else {
+                    "contained"
+                };
+                // Topic names come from the configuration: the label set is bounded.
+                let m = &self.inner.metrics.calls_by_topic;
+                for t in rec.topics.iter().chain(&rec.flagged) {
+                    m.get_or_create(&metrics::TopicOutcomeLabels {
+                        topic: t.clone(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+                }
+                if rec.topics.is_empty() && rec.flagged.is_empty() {
+                    m.get_or_create(&metrics::TopicOutcomeLabels {
+                        topic: "none".into(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+                }
+                store.submit(move |db| db.put_call(&rec))
+            }
+        };
+        if !queued {
+            self.inner.metrics.store_dropped.inc();
+        }
+    }
+
     /// Publishes events to subscribers and logs; counts signals and handoffs.
     fn publish(&self, events: &mut Vec<Event>) {
         for e in events.drain(..) {
+            self.record(&e);
             match &e.kind {
                 EventKind::Prosody(_) => {}
                 EventKind::Signal(s) => {
@@ -248,6 +320,21 @@ impl AppState {
                 Err(r)
             }
             Err(crate::bridge::SubmitError::Closed(r)) => Err(r),
+        }
+    }
+}
+
+/// Opens `[store] path`; a store that cannot open is logged and left off (calls still run).
+fn open_store(cfg: &Config) -> Option<crate::store::Store> {
+    let s = &cfg.store;
+    if s.path.trim().is_empty() {
+        return None;
+    }
+    match crate::store::Store::open(Path::new(&s.path), s.retention_days, s.max_calls) {
+        Ok(st) => Some(st),
+        Err(e) => {
+            tracing::error!(path = %s.path, error = %e, "call-record store unavailable; running without it");
+            None
         }
     }
 }

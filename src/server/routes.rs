@@ -1,7 +1,7 @@
 //! HTTP routes: health, metrics, the media upgrade (auth and admission before any per-call
 //! work), transcript posts and the active-call list.
 
-use super::{AppState, auth, call, dashboard, metrics};
+use super::{AppState, auth, call, dashboard, metrics, playbook};
 use crate::detect::TranscriptLine;
 use crate::protocol::Provider;
 use axum::Json;
@@ -23,7 +23,15 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/dashboard/app.js", get(dashboard::app_js))
         .route("/dashboard/style.css", get(dashboard::style_css))
         .route("/v1/events", get(dashboard::events))
-        .route("/v1/handoffs", get(dashboard::handoffs));
+        .route("/v1/handoffs", get(dashboard::handoffs))
+        .route("/v1/handoffs/{handoff_id}", get(playbook::get_handoff))
+        .route(
+            "/v1/handoffs/{handoff_id}/feedback",
+            post(playbook::post_feedback),
+        )
+        .route("/v1/reviews", get(playbook::get_reviews))
+        .route("/v1/reviews/precision", get(playbook::get_precision))
+        .route("/v1/reviews/{call_id}", post(playbook::post_review));
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));
     }
@@ -174,7 +182,7 @@ async fn media(
         .on_upgrade(move |socket| tracker.track_future(call::run(socket, st, provider, permit)))
 }
 
-fn api_authorized(st: &AppState, headers: &HeaderMap) -> bool {
+pub(super) fn api_authorized(st: &AppState, headers: &HeaderMap) -> bool {
     match (&st.config().auth.token, st.config().api_protected()) {
         (Some(t), true) => auth::token_matches(&t.value, headers),
         _ => true,

@@ -44,6 +44,13 @@ pub fn test_config() -> Config {
     });
     cfg.auth.protect_api = Some(false);
     cfg.bridge.outbox_dir = tempfile::tempdir().expect("tempdir").keep();
+    // Each server its own store file, never one in the working directory.
+    cfg.store.path = cfg
+        .bridge
+        .outbox_dir
+        .join("warmline.db")
+        .to_string_lossy()
+        .into_owned();
     cfg
 }
 
@@ -63,6 +70,7 @@ impl TestServer {
                         .extend_from_slice(pcm);
                 }
             })),
+            playbook: Arc::new(cfg.playbook()),
             ..Default::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -6,6 +6,7 @@ mod common;
 mod fixtures;
 mod gateway;
 mod metrics;
+mod playbook;
 mod replay;
 mod simulate;
 mod tune;
