@@ -85,6 +85,25 @@ pub struct WebhookConfig {
     /// HMAC-SHA256 key of `X-Warmline-Signature`.
     #[serde(default)]
     pub secret: String,
+    /// The key being rotated out: while set, every webhook carries a second `v1=` signed with
+    /// it, so receivers can move to `secret` one at a time. Remove it when all have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+}
+
+impl WebhookConfig {
+    /// The signing secrets, the current one first.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut v = vec![self.secret.as_str()];
+        if let Some(p) = self
+            .previous_secret
+            .as_deref()
+            .filter(|p| !p.trim().is_empty())
+        {
+            v.push(p);
+        }
+        v
+    }
 }
 
 fn default_twilio_base() -> String {
@@ -204,6 +223,12 @@ impl BridgeConfig {
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         if let (Some(w), Some(v)) = (self.webhook.as_mut(), env("WARMLINE_BRIDGE_WEBHOOK_SECRET")) {
             w.secret = v;
+        }
+        if let (Some(w), Some(v)) = (
+            self.webhook.as_mut(),
+            env("WARMLINE_BRIDGE_WEBHOOK_PREVIOUS_SECRET"),
+        ) {
+            w.previous_secret = Some(v);
         }
         if let (Some(t), Some(v)) = (
             self.twilio.as_mut(),
@@ -345,6 +370,7 @@ mod tests {
             webhook: Some(WebhookConfig {
                 url: "ftp://example.com/x".into(),
                 secret: "s".into(),
+                previous_secret: None,
             }),
             ..BridgeConfig::default()
         };
@@ -354,6 +380,7 @@ mod tests {
         cfg.webhook = Some(WebhookConfig {
             url: "https://example.com/x".into(),
             secret: " ".into(),
+            previous_secret: None,
         });
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("bridge.webhook.secret"), "{e}");

@@ -62,7 +62,7 @@ impl Codec {
             Codec::Mulaw => out.extend(payload.iter().map(|&b| mulaw_to_linear(b))),
             Codec::Alaw => out.extend(payload.iter().map(|&b| alaw_to_linear(b))),
             Codec::L16 | Codec::L16Be => {
-                if payload.len() % 2 != 0 {
+                if !payload.len().is_multiple_of(2) {
                     return Err(CodecError::OddL16Length {
                         len_bytes: payload.len(),
                     });

@@ -40,6 +40,10 @@ pub struct DetectorConfig {
     /// Per-signal roles (`[detector.signals.<name>] role = ...`); signals not listed keep
     /// the playbook default ([`default_role`]).
     pub signals: BTreeMap<String, SignalRoleConfig>,
+    /// Where handoff ids come from: set by the caller (the gateway picks random ids), never
+    /// read from the file.
+    #[serde(skip)]
+    pub handoff_ids: super::policy::HandoffIds,
 }
 
 /// What a signal (or a topic) does when it fires.

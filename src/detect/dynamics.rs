@@ -119,12 +119,12 @@ impl Dynamics {
             self.ring[k][(s % RING_SLOTS as u64) as usize] = vad;
         }
         self.filled[k] = Some(slot);
-        if self.cursor.is_none() {
-            if let (Some(a), Some(b)) = (self.filled[k], self.filled[other]) {
-                // Both tracks exist from here on; start where both have data.
-                let oldest_kept = a.max(b).saturating_sub(RING_SLOTS as u64 - 1);
-                self.cursor = Some(from.max(oldest_kept).min(a.min(b)));
-            }
+        if self.cursor.is_none()
+            && let (Some(a), Some(b)) = (self.filled[k], self.filled[other])
+        {
+            // Both tracks exist from here on; start where both have data.
+            let oldest_kept = a.max(b).saturating_sub(RING_SLOTS as u64 - 1);
+            self.cursor = Some(from.max(oldest_kept).min(a.min(b)));
         }
         while let (Some(c), Some(a), Some(b)) = (self.cursor, self.filled[0], self.filled[1]) {
             if c > a.min(b) {
@@ -172,10 +172,10 @@ impl Dynamics {
                     start_ms: start * SLOT_MS,
                     end_ms: t_ms,
                 });
-            } else if self.overlap_counted {
-                if let Some(e) = self.episodes.back_mut() {
-                    e.end_ms = t_ms;
-                }
+            } else if self.overlap_counted
+                && let Some(e) = self.episodes.back_mut()
+            {
+                e.end_ms = t_ms;
             }
         } else {
             self.overlap_start = None;

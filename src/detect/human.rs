@@ -235,10 +235,10 @@ fn clause_request(t: &[Token], start: usize, end: usize) -> Option<String> {
             .take(4)
             .position(|x| matches!(x.word.as_str(), "talk" | "speak" | "chat"))
             .map(|p| j + 1 + p);
-        if let Some(k) = after.filter(|_| article || strong) {
-            if !negated_at(t, k, 8) {
-                return Some(words(j.saturating_sub(1).max(start), k));
-            }
+        if let Some(k) = after.filter(|_| article || strong)
+            && !negated_at(t, k, 8)
+        {
+            return Some(words(j.saturating_sub(1).max(start), k));
         }
         if let Some(k) = verb.filter(|_| !plain_weak) {
             if !negated_at(t, k, 8) {

@@ -220,7 +220,8 @@ impl Detector {
                 immediate_human_request: cfg.policy.immediate_human_request,
             },
             cfg.gates(threshold),
-        );
+        )
+        .with_handoff_ids(cfg.handoff_ids);
         let mut scores = BTreeMap::new();
         policy.fill_scores(&mut scores);
         let mut d = Self {
@@ -342,11 +343,11 @@ impl Detector {
             self.emit_handoff(d, out);
         }
         self.policy.fill_scores(&mut self.scores);
-        if track == Track::Caller {
-            if let Some(s) = self.scores.get_mut(&Signal::Tone) {
-                // f32 → f64 would show 0.699999988 in `GET /v1/calls`.
-                *s = (f64::from(tone_score) * 10_000.0).round() / 10_000.0;
-            }
+        if track == Track::Caller
+            && let Some(s) = self.scores.get_mut(&Signal::Tone)
+        {
+            // f32 → f64 would show 0.699999988 in `GET /v1/calls`.
+            *s = (f64::from(tone_score) * 10_000.0).round() / 10_000.0;
         }
     }
 

@@ -185,10 +185,10 @@ fn why_now(d: &Decision) -> String {
                 trim_num(r.value),
                 trim_num(r.threshold)
             );
-            if r.signal == Signal::Tone {
-                if let Some(secs) = r.evidence.values.get("duration_s") {
-                    s.push_str(&format!(" for {secs:.1} s"));
-                }
+            if r.signal == Signal::Tone
+                && let Some(secs) = r.evidence.values.get("duration_s")
+            {
+                s.push_str(&format!(" for {secs:.1} s"));
             }
             s
         })
@@ -306,14 +306,15 @@ pub fn describe(base: Option<&ProsodySnapshot>, now: Option<&ProsodySnapshot>) -
             level.push(format!("quieter ({d:.0} dB)"));
         }
     }
-    if let (Some(n), Some(b)) = (now.f0_hz, base.f0_hz) {
-        if n > 0.0 && b > 0.0 {
-            let st = 12.0 * (n / b).log2();
-            if st >= 1.5 {
-                level.push(format!("higher (+{st:.1} semitones)"));
-            } else if st <= -1.5 {
-                level.push(format!("lower ({st:.1} semitones)"));
-            }
+    if let (Some(n), Some(b)) = (now.f0_hz, base.f0_hz)
+        && n > 0.0
+        && b > 0.0
+    {
+        let st = 12.0 * (n / b).log2();
+        if st >= 1.5 {
+            level.push(format!("higher (+{st:.1} semitones)"));
+        } else if st <= -1.5 {
+            level.push(format!("lower ({st:.1} semitones)"));
         }
     }
     let mut text = if level.is_empty() {
@@ -321,14 +322,14 @@ pub fn describe(base: Option<&ProsodySnapshot>, now: Option<&ProsodySnapshot>) -
     } else {
         format!("{} than their normal voice", level.join(" and "))
     };
-    if let (Some(n), Some(b)) = (now.rate_sps, base.rate_sps) {
-        if b > 0.0 {
-            let pct = (n / b - 1.0) * 100.0;
-            if pct >= 10.0 {
-                text.push_str(&format!(", speaking {pct:.0} % faster"));
-            } else if pct <= -10.0 {
-                text.push_str(&format!(", speaking {:.0} % slower", -pct));
-            }
+    if let (Some(n), Some(b)) = (now.rate_sps, base.rate_sps)
+        && b > 0.0
+    {
+        let pct = (n / b - 1.0) * 100.0;
+        if pct >= 10.0 {
+            text.push_str(&format!(", speaking {pct:.0} % faster"));
+        } else if pct <= -10.0 {
+            text.push_str(&format!(", speaking {:.0} % slower", -pct));
         }
     }
     text

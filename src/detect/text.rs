@@ -120,10 +120,10 @@ fn expand(word: &str) -> Vec<String> {
         ("'ve", "have"),
         ("'d", "would"),
     ] {
-        if let Some(base) = w.strip_suffix(suffix) {
-            if !base.is_empty() {
-                return vec![base.to_owned(), full.to_owned()];
-            }
+        if let Some(base) = w.strip_suffix(suffix)
+            && !base.is_empty()
+        {
+            return vec![base.to_owned(), full.to_owned()];
         }
     }
     if let Some(base) = w.strip_suffix("'s") {

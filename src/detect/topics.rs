@@ -377,7 +377,8 @@ fn look_alike(t: &[Token], first: usize, last: usize) -> bool {
                 | "boss"
         )
     );
-    let word_case = match w {
+
+    match w {
         "sue" => {
             named
                 || next.is_some_and(|n| {
@@ -438,8 +439,7 @@ fn look_alike(t: &[Token], first: usize, last: usize) -> bool {
         ),
         "dangerous" => matches!(next, Some("game" | "driving")),
         _ => occupation && matches!(w, "hacker" | "solicitor"),
-    };
-    word_case
+    }
 }
 /// Negations stay in topic phrases so "did not authorize" is matchable.
 fn is_content(word: &str) -> bool {

@@ -174,14 +174,15 @@ impl TranscriptSignals {
             values: BTreeMap::new(),
         };
         if !line.is_final {
-            if line.speaker == Track::Caller && self.params.human_request_on_interim {
-                if let Some(m) = find_request(&tokens) {
-                    let mut ev = point(Some(m));
-                    ev.values.insert("interim".into(), 1.0);
-                    let mut f = Finding::new(Signal::HumanRequest, 1.0, ev);
-                    f.escalates = true;
-                    out.push(f);
-                }
+            if line.speaker == Track::Caller
+                && self.params.human_request_on_interim
+                && let Some(m) = find_request(&tokens)
+            {
+                let mut ev = point(Some(m));
+                ev.values.insert("interim".into(), 1.0);
+                let mut f = Finding::new(Signal::HumanRequest, 1.0, ev);
+                f.escalates = true;
+                out.push(f);
             }
             return;
         }

@@ -207,7 +207,7 @@ mod tests {
     /// One speech frame of a steady voice whose mel cepstrum alternates between 1 and 3 dB
     /// (mean 2, spread 1), with a syllable nucleus every 20 frames.
     fn normal_voice(b: &mut BaselineTracker, i: usize) {
-        let mfcc = [if i % 2 == 0 { 1.0 } else { 3.0 }; MFCC_LEN];
+        let mfcc = [if i.is_multiple_of(2) { 1.0 } else { 3.0 }; MFCC_LEN];
         b.push(
             true,
             120.0,
@@ -216,7 +216,7 @@ mod tests {
             -5.0,
             [0.0; CEPSTRUM_LEN],
             &mfcc,
-            i % 20 == 0,
+            i.is_multiple_of(20),
         );
     }
 

@@ -9,11 +9,11 @@
 //! keeping only the caller's latest prosody per call in each batch, so a page watching 500 calls
 //! parses a few messages per second rather than a thousand.
 
-use super::{AppState, auth, metrics};
+use super::{AppState, metrics};
 use crate::bridge::{BridgeConfig, Target};
 use crate::event::{Event, EventKind, Track};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -44,28 +44,8 @@ pub(super) struct TokenQuery {
     token: Option<String>,
 }
 
-fn authorized(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> bool {
-    match (&st.config().auth.token, st.config().api_protected()) {
-        (Some(t), true) => {
-            auth::token_matches(&t.value, headers)
-                || query
-                    .token
-                    .as_deref()
-                    .is_some_and(|q| auth::token_eq(&t.value, q))
-        }
-        _ => true,
-    }
-}
-
-fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(serde_json::json!({
-            "error": "unauthorized",
-            "message": "missing or wrong token (Authorization: Bearer or ?token=)",
-        })),
-    )
-        .into_response()
+fn guard(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> Option<Response> {
+    super::routes::api_guard(st, headers, query.token.as_deref())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -86,8 +66,8 @@ pub(super) async fn index(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&st, &headers, &q) {
-        return unauthorized();
+    if let Some(denied) = guard(&st, &headers, &q) {
+        return denied;
     }
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
@@ -217,8 +197,8 @@ pub(super) async fn handoffs(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&st, &headers, &q) {
-        return unauthorized();
+    if let Some(denied) = guard(&st, &headers, &q) {
+        return denied;
     }
     axum::Json(st.inner.recent_handoffs.snapshot()).into_response()
 }
@@ -300,10 +280,10 @@ impl Feed {
     /// The next batch's JSON; `None` on shutdown or once the gateway's sender is gone.
     async fn next(&mut self) -> Option<String> {
         loop {
-            if self.pending.len() >= MAX_BATCH_EVENTS {
-                if let Some(b) = self.take_batch() {
-                    return Some(b);
-                }
+            if self.pending.len() >= MAX_BATCH_EVENTS
+                && let Some(b) = self.take_batch()
+            {
+                return Some(b);
             }
             let due = self.first_at.map(|t| t + BATCH_INTERVAL);
             if self.closed && due.is_none() {
@@ -342,8 +322,8 @@ pub(super) async fn events(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&st, &headers, &q) {
-        return unauthorized();
+    if let Some(denied) = guard(&st, &headers, &q) {
+        return denied;
     }
     let feed = Feed::new(st.subscribe(), st.shutdown_token());
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {

@@ -166,6 +166,16 @@ pub struct Metrics {
     pub calls_by_topic: Family<TopicOutcomeLabels, Counter>,
     /// Store writes dropped because the store's queue was full.
     pub store_dropped: Counter,
+    /// Open TCP connections (HTTP and upgraded streams).
+    pub connections_open: Gauge,
+    /// Connections closed on accept because `max_connections` were open.
+    pub connections_refused: Counter,
+    /// Transcript lines dropped because their call already held its limit of waiting lines.
+    pub transcript_lines_dropped: Counter,
+    /// Times a stream stopped being read because its media ran ahead of wall-clock time.
+    pub media_lead_pauses: Counter,
+    /// `warmline_cluster_*` (stay at zero without `[cluster]`).
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -207,9 +217,15 @@ impl Metrics {
             handoff_precision: Family::default(),
             calls_by_topic: Family::default(),
             store_dropped: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
+            transcript_lines_dropped: Counter::default(),
+            media_lead_pauses: Counter::default(),
+            cluster: crate::cluster::ClusterMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
+        m.cluster.register(r);
         r.register(
             "active_calls",
             "Calls with an open media stream",
@@ -253,6 +269,16 @@ impl Metrics {
              any queueing in the socket or the scheduler",
             Unit::Seconds,
             m.frame_lag.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Open TCP connections, HTTP and upgraded media streams together",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed on accept because [server] max_connections were open",
+            m.connections_refused.clone(),
         );
         r.register(
             "stream_errors",
@@ -337,7 +363,33 @@ impl Metrics {
             "Call-record writes dropped because the store's queue was full",
             m.store_dropped.clone(),
         );
+        r.register(
+            "transcript_lines_dropped",
+            "Transcript lines dropped: the call already held server.max_pending_transcript_* \
+             lines waiting for its media clock",
+            m.transcript_lines_dropped.clone(),
+        );
+        r.register(
+            "media_lead_pauses",
+            "Times a stream was not read because its media ran more than \
+             server.max_media_lead_s ahead of wall-clock time",
+            m.media_lead_pauses.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Registers the bridge's outbox health: failed writes and handoffs held in memory.
+    pub fn register_outbox(&mut self, write_errors: Counter, held: Gauge) {
+        self.registry.register(
+            "outbox_write_errors",
+            "Outbox writes (handoff files, delivery state) that failed; /healthz is degraded while they fail",
+            write_errors,
+        );
+        self.registry.register(
+            "handoffs_held",
+            "Handoffs delivered from memory because the outbox could not take them yet",
+            held,
+        );
     }
 
     /// Prometheus text exposition.

@@ -4,10 +4,12 @@
 
 pub mod auth;
 mod call;
+mod conn;
 mod dashboard;
 pub mod metrics;
 mod playbook;
 mod routes;
+mod ws_fault;
 
 use crate::bridge::{Bridge, HandoffRequest};
 use crate::config::Config;
@@ -16,7 +18,6 @@ use crate::event::{Event, EventKind, Signal};
 use crate::pipeline::PipelineSettings;
 use metrics::Metrics;
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -71,14 +72,21 @@ struct Inner {
     /// to open.
     store: Option<crate::store::Store>,
     recorder: Mutex<crate::store::recorder::Recorder>,
+    /// Fleet membership, with `[cluster]`.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl AppState {
     /// State for a gateway with this configuration and bridge handle.
-    pub fn new(cfg: Config, settings: PipelineSettings, bridge: Bridge) -> Self {
+    /// Live handoff ids are random: see [`crate::detect::policy::HandoffIds`].
+    pub fn new(cfg: Config, mut settings: PipelineSettings, bridge: Bridge) -> Self {
+        settings.detector.handoff_ids = crate::detect::policy::HandoffIds::Random;
         let (events, _) = broadcast::channel(4096);
         let store = open_store(&cfg);
         let recorder = Mutex::new(crate::store::recorder::Recorder::new(&settings.detector));
+        let mut metrics = Metrics::new();
+        let (write_errors, held) = bridge.metric_handles();
+        metrics.register_outbox(write_errors, held);
         Self {
             inner: Arc::new(Inner {
                 admission: Arc::new(Semaphore::new(cfg.server.max_calls)),
@@ -87,7 +95,7 @@ impl AppState {
                 calls: Mutex::new(HashMap::new()),
                 bridge,
                 events,
-                metrics: Metrics::new(),
+                metrics,
                 recent_handoffs: dashboard::RecentHandoffs::default(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
@@ -101,6 +109,7 @@ impl AppState {
                 connections: std::sync::atomic::AtomicU64::new(1),
                 store,
                 recorder,
+                cluster: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -114,9 +123,57 @@ impl AppState {
         format!("{}-{n}", self.inner.connection_prefix)
     }
 
+    /// `[server] max_connections`, or its default from the process's open-file limit.
+    pub fn max_connections(&self) -> usize {
+        self.inner.cfg.server.max_connections.unwrap_or_else(|| {
+            let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+            crate::config::derived_max_connections(soft)
+        })
+    }
+
+    /// Checks a Twilio `start` against `[auth.twilio]`: the account, and the per-call token
+    /// when a secret is configured. `Err` carries the close reason (1008).
+    fn check_start(
+        &self,
+        provider: crate::protocol::Provider,
+        start: &crate::protocol::StreamStart,
+    ) -> Result<(), &'static str> {
+        let a = &self.inner.cfg.auth;
+        if !a.required || provider != crate::protocol::Provider::Twilio {
+            return Ok(());
+        }
+        let Some(tw) = &a.twilio else { return Ok(()) };
+        let res = auth::check_twilio_start(
+            tw.account_sid.as_deref(),
+            tw.call_token_secret.as_deref(),
+            start.account_id.as_deref(),
+            &start.call_id,
+            start
+                .custom_parameters
+                .get(auth::CALL_TOKEN_PARAMETER)
+                .map(String::as_str),
+        );
+        if let Err((reason, _)) = &res {
+            self.inner
+                .metrics
+                .auth_rejections
+                .get_or_create(&metrics::AuthLabels {
+                    provider: provider.name().to_owned(),
+                    reason: (*reason).to_owned(),
+                })
+                .inc();
+        }
+        res.map_err(|(_, message)| message)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// Fleet membership, when `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.get()
     }
 
     /// The metrics.
@@ -178,13 +235,14 @@ impl AppState {
         }
     }
 
-    fn transcript_sender(&self, call_id: &str) -> Option<mpsc::Sender<TranscriptLine>> {
+    /// The call's transcript queue and its media clock (ms, as of its last events).
+    fn transcript_sender(&self, call_id: &str) -> Option<(mpsc::Sender<TranscriptLine>, u64)> {
         self.inner
             .calls
             .lock()
             .ok()?
             .get(call_id)
-            .map(|e| e.transcript.clone())
+            .map(|e| (e.transcript.clone(), e.view.t_ms))
     }
 
     /// The store, when on.
@@ -311,8 +369,45 @@ impl AppState {
         }
     }
 
+    /// Hands a decided handoff to the bridge and returns once it is durable (group commit: a
+    /// few ms) or, if the outbox cannot take it within the bridge's bounded wait, once the
+    /// bridge keeps it in memory (counted, `/healthz` degraded, retried). Never drops it.
+    async fn persist_handoff(&self, req: HandoffRequest) {
+        let id = handoff_id(&req.event).to_owned();
+        match self.inner.bridge.submit(req).await {
+            Ok(crate::bridge::Durability::Held) => {
+                tracing::error!(handoff_id = %id, "handoff not yet durable; delivered from memory, outbox write retried");
+            }
+            Ok(_) => {}
+            Err(crate::bridge::SubmitError::Closed(r) | crate::bridge::SubmitError::Full(r)) => {
+                // Only during shutdown, after every call has finished: nothing can reach here.
+                tracing::error!(handoff_id = %handoff_id(&r.event), "bridge closed; handoff not delivered (it is in the event log)");
+            }
+        }
+    }
+
+    /// Queues a handoff, waiting for room (end of call only).
+    async fn submit_handoff_waiting(
+        &self,
+        req: HandoffRequest,
+    ) -> Result<(), crate::bridge::SubmitError> {
+        match self.cluster() {
+            Some(c) => c.submit_handoff(req).await,
+            None => {
+                self.persist_handoff(req).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Fleet mode: hands a handoff to the cluster's publisher without waiting. Without
+    /// `[cluster]` the call persists through [`Self::persist_handoff`] instead; a request that
+    /// lands here anyway is handed back for the call to keep.
     fn submit_handoff(&self, req: HandoffRequest) -> Result<(), Box<HandoffRequest>> {
-        match self.inner.bridge.try_submit(req) {
+        let Some(c) = self.cluster() else {
+            return Err(Box::new(req));
+        };
+        match c.try_submit_handoff(req) {
             Ok(()) => Ok(()),
             Err(crate::bridge::SubmitError::Full(r)) => {
                 self.inner.metrics.bridge_queue_full.inc();
@@ -321,6 +416,11 @@ impl AppState {
             }
             Err(crate::bridge::SubmitError::Closed(r)) => Err(r),
         }
+    }
+
+    /// The bridge's health, for `/healthz`.
+    pub fn bridge_health(&self) -> crate::bridge::BridgeHealth {
+        self.inner.bridge.health()
     }
 }
 
@@ -348,8 +448,8 @@ fn handoff_id(e: &Event) -> &str {
 
 fn log_event(e: &Event) {
     match serde_json::to_string(e) {
-        Ok(json) => tracing::info!(target: "warmline::event", call_id = %e.call_id, "{json}"),
-        Err(err) => tracing::warn!(call_id = %e.call_id, "event not serialisable: {err}"),
+        Ok(json) => tracing::info!(target: "warmline::event", call_id = ?e.call_id, "{json}"),
+        Err(err) => tracing::warn!(call_id = ?e.call_id, "event not serialisable: {err}"),
     }
 }
 
@@ -363,6 +463,49 @@ pub enum ServerError {
     /// The handoff bridge could not start (outbox not writable, bad `[bridge]` settings).
     #[error(transparent)]
     Bridge(#[from] crate::bridge::BridgeError),
+    /// `[cluster]` is set and NATS JetStream cannot be joined.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+/// The cluster's view of the gateway; weak, so the cluster never keeps the gateway alive.
+struct ClusterHost(std::sync::Weak<Inner>);
+
+impl crate::cluster::Host for ClusterHost {
+    fn transcript_sender(&self, call_id: &str) -> Option<mpsc::Sender<TranscriptLine>> {
+        AppState {
+            inner: self.0.upgrade()?,
+        }
+        .transcript_sender(call_id)
+        .map(|(tx, _)| tx)
+    }
+
+    fn local_calls(&self) -> Vec<(String, String, String)> {
+        let Some(inner) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let Ok(m) = inner.calls.lock() else {
+            return Vec::new();
+        };
+        m.iter()
+            .map(|(id, e)| {
+                let at = humantime::format_rfc3339_millis(e.view.started_at).to_string();
+                (id.clone(), e.view.provider.clone(), at)
+            })
+            .collect()
+    }
+
+    fn open_calls(&self) -> usize {
+        self.0.upgrade().map_or(0, |i| {
+            usize::try_from(i.metrics.active_calls.get()).unwrap_or(0)
+        })
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(inner) = self.0.upgrade() {
+            AppState { inner }.publish(&mut vec![event]);
+        }
+    }
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets open calls
@@ -384,13 +527,19 @@ pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerE
         }
         None => None,
     };
-    let t = token.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { t.cancelled().await })
-    .await?;
+    let limits = conn::Limits {
+        max_connections: state.max_connections(),
+        header_read_timeout: Duration::from_millis(state.config().server.header_read_timeout_ms),
+        shutdown_grace: Duration::from_millis(state.config().server.shutdown_grace_ms),
+    };
+    if limits.max_connections < state.config().server.max_calls {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            max_calls = state.config().server.max_calls,
+            "max_connections is below max_calls: at most max_connections calls can be open"
+        );
+    }
+    conn::serve(listener, app, limits, state.metrics(), token.clone()).await;
     // Upgraded WebSockets are not tracked by hyper: wait for the call tasks ourselves.
     state.inner.tracker.close();
     let grace = Duration::from_millis(state.config().server.shutdown_grace_ms);
@@ -419,7 +568,17 @@ impl Gateway {
     pub async fn start(cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
         let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
         let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx).await?;
+        let cluster_cfg = cfg.cluster.clone();
+        let bridge_cfg = cfg.bridge.clone();
         let state = AppState::new(cfg, settings, bridge);
+        if let Some(cc) = &cluster_cfg {
+            let host = Arc::new(ClusterHost(Arc::downgrade(&state.inner)));
+            let fallback = state.inner.bridge.clone();
+            let metrics = state.inner.metrics.cluster.clone();
+            let c =
+                crate::cluster::Cluster::start(cc, &bridge_cfg, fallback, host, metrics).await?;
+            let _ = state.inner.cluster.set(c);
+        }
         let st = state.clone();
         // Delivery outcomes join the same event stream as the calls' own events.
         let forward_task = tokio::spawn(async move {
@@ -446,6 +605,9 @@ impl Gateway {
     pub async fn serve(self, listener: TcpListener) -> Result<(), ServerError> {
         serve(listener, self.state.clone()).await?;
         let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
+        if let Some(c) = self.state.cluster() {
+            c.shutdown(grace).await;
+        }
         self.bridge_task.shutdown(grace).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.forward_task).await;
         Ok(())

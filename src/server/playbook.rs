@@ -3,7 +3,7 @@
 //! precision for the dashboard. Authenticated like the rest of the API; every database call
 //! runs on the store's own thread.
 
-use super::{AppState, metrics};
+use super::{AppState, metrics, routes};
 use crate::store::{Feedback, ReviewFilter, StoreError};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -32,15 +32,32 @@ fn store_error(e: &StoreError) -> Response {
     )
 }
 
-/// The store, or the response saying why there is none; checks the API token first.
+/// The store, or the response saying why there is none; checks the API's access rule
+/// ([`routes::api_guard`]) first.
+#[allow(clippy::result_large_err)] // the Err is the reply itself, returned at once
 fn guard<'a>(st: &'a AppState, headers: &HeaderMap) -> Result<&'a crate::store::Store, Response> {
-    if !super::routes::api_authorized(st, headers) {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token",
-        ));
+    if let Some(denied) = routes::api_guard(st, headers, None) {
+        return Err(denied);
     }
+    store_of(st)
+}
+
+/// [`guard`] for a POST: the body must also be declared JSON ([`routes::require_json`]).
+#[allow(clippy::result_large_err)] // the Err is the reply itself, returned at once
+fn guard_json<'a>(
+    st: &'a AppState,
+    headers: &HeaderMap,
+) -> Result<&'a crate::store::Store, Response> {
+    if let Some(denied) =
+        routes::api_guard(st, headers, None).or_else(|| routes::require_json(headers))
+    {
+        return Err(denied);
+    }
+    store_of(st)
+}
+
+#[allow(clippy::result_large_err)] // the Err is the reply itself, returned at once
+fn store_of(st: &AppState) -> Result<&crate::store::Store, Response> {
     st.store().ok_or_else(|| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -50,6 +67,7 @@ fn guard<'a>(st: &'a AppState, headers: &HeaderMap) -> Result<&'a crate::store::
     })
 }
 
+#[allow(clippy::result_large_err)] // the Err is the reply itself, returned at once
 fn parse_feedback(body: &[u8]) -> Result<Feedback, Response> {
     let fb: Feedback = serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_feedback", e.to_string()))?;
@@ -102,7 +120,7 @@ pub(super) async fn post_feedback(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let store = match guard(&st, &headers) {
+    let store = match guard_json(&st, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -218,7 +236,7 @@ pub(super) async fn post_review(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let store = match guard(&st, &headers) {
+    let store = match guard_json(&st, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };

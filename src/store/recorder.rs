@@ -159,10 +159,10 @@ impl Recorder {
                         return None;
                     }
                 }
-                if s.signal == Signal::LowConfidence {
-                    if let Some(c) = s.evidence.values.get("last_confidence") {
-                        o.min_confidence = Some(o.min_confidence.map_or(*c, |m| m.min(*c)));
-                    }
+                if s.signal == Signal::LowConfidence
+                    && let Some(c) = s.evidence.values.get("last_confidence")
+                {
+                    o.min_confidence = Some(o.min_confidence.map_or(*c, |m| m.min(*c)));
                 }
                 o.active.insert(
                     s.signal,

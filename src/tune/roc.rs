@@ -287,7 +287,7 @@ mod tests {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let label = (state >> 33) % 2 == 0;
+            let label = (state >> 33).is_multiple_of(2);
             let s = ((state >> 40) % 50) as f64 / 50.0 + if label { 0.1 } else { 0.0 };
             scores.push(s);
             labels.push(label);

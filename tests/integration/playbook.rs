@@ -3,7 +3,7 @@
 //! Twilio REST API, pre-call rules on `customParameters`, and feedback, call records and the
 //! review queue in a real SQLite file.
 
-use crate::common::{TestServer, connect, test_config, to_ws};
+use crate::common::{TOKEN, TestServer, connect, test_config, to_ws};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -157,6 +157,7 @@ async fn call(
         for _ in 0..250 {
             let r = http
                 .post(format!("{base}/v1/calls/{call_id}/transcript"))
+                .bearer_auth(TOKEN)
                 .json(&json!({"speaker": "caller", "text": line}))
                 .send()
                 .await
@@ -276,13 +277,14 @@ async fn a_vip_goes_to_a_human_before_the_conversation() {
 }
 
 async fn get(http: &reqwest::Client, url: String) -> (u16, Value) {
-    let r = http.get(url).send().await.unwrap();
+    let r = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn post(http: &reqwest::Client, url: String, body: &str) -> u16 {
     http.post(url)
+        .bearer_auth(TOKEN)
         .header("content-type", "application/json")
         .body(body.to_owned())
         .send()
@@ -453,28 +455,36 @@ async fn feedback_call_records_and_the_review_queue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_playbook_api_is_authenticated() {
-    let mut cfg = test_config();
-    cfg.auth.protect_api = Some(true);
+    let cfg = test_config();
     let server = TestServer::with_config(cfg).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", server.addr);
-    assert_eq!(get(&http, format!("{base}/v1/reviews")).await.0, 401);
-    assert_eq!(get(&http, format!("{base}/v1/handoffs/ho_x")).await.0, 401);
-    assert_eq!(
-        post(
-            &http,
-            format!("{base}/v1/handoffs/ho_x/feedback"),
-            "{\"needed\":true}"
-        )
-        .await,
-        401
-    );
-    let ok = http
-        .get(format!("{base}/v1/reviews"))
-        .bearer_auth(crate::common::TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), 200);
+    // Every playbook route answers 401 without the API token.
+    for path in ["/v1/reviews", "/v1/reviews/precision", "/v1/handoffs/ho_x"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "GET {path}");
+    }
+    for path in ["/v1/handoffs/ho_x/feedback", "/v1/reviews/CAx"] {
+        let r = http
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body("{\"needed\":true}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "POST {path}");
+        // Authenticated but not declared JSON (a cross-site form could send that): 415.
+        let r = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "text/plain")
+            .body("{\"needed\":true}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "POST {path} as text/plain");
+    }
+    let (status, _) = get(&http, format!("{base}/v1/reviews")).await;
+    assert_eq!(status, 200);
     server.stop().await;
 }
