@@ -863,6 +863,7 @@ mod tests {
         assert_eq!(a, handoff_id("CA1", 1500));
         assert_ne!(a, handoff_id("CA1", 1510));
         assert_ne!(a, handoff_id("CA2", 1500));
+        assert!(a.starts_with("ho_") && a.len() == 19);
     }
 
     #[test]
@@ -876,6 +877,5 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, handoff_id(&p.call_id, 1500));
         assert_eq!(policy().handoff_id(1500), handoff_id(&p.call_id, 1500));
-        assert!(a.starts_with("ho_") && a.len() == 19);
     }
 }
