@@ -170,6 +170,7 @@ async fn transcript_lines_are_bounded_per_call() {
     let url = format!("http://{}/v1/calls/CAlines/transcript", server.addr);
     let post = |t_ms: u64| {
         http.post(&url)
+            .bearer_auth(TOKEN)
             .json(&serde_json::json!({"speaker":"caller","text":"hello there","t_ms":t_ms}))
             .send()
     };

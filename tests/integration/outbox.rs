@@ -212,7 +212,8 @@ fn outbox_cli_lists_and_retries_failed_entries() {
         let mut e: OutboxEntry = serde_json::from_value(serde_json::json!({
             "version": 1, "handoff_id": "h-cli-1",
             "request": {"event": {"event": "handoff", "call_id": "CAcli", "t_ms": 5,
-                "handoff_id": "h-cli-1", "reasons": [], "score": 0.9, "summary": {}},
+                "handoff_id": "h-cli-1", "reasons": [], "score": 0.9,
+                "summary": serde_json::to_value(warmline::event::Summary::default()).unwrap()},
                 "provider": "twilio"},
             "targets": {"webhook": {"attempts": 8, "delivered": false, "failed": true,
                 "last_error": "HTTP 500"}}
