@@ -103,7 +103,23 @@ fn default_say() -> String {
     "Please hold while I connect you with a colleague.".into()
 }
 
-/// `[bridge.twilio]`: replace the live call's TwiML with a `<Dial>` to the agent.
+fn default_answer_timeout_s() -> u64 {
+    30
+}
+
+/// How a Twilio caller reaches the human.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// Caller on hold in a conference, agent dialled with a whispered brief, status tracked,
+    /// fallback on no answer.
+    #[default]
+    Warm,
+    /// One `<Say>` and a `<Dial>`: nothing tracked after the call update.
+    Blind,
+}
+
+/// `[bridge.twilio]`: move the live caller to the agent, warm (conference) or blind (`<Dial>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TwilioConfig {
@@ -127,6 +143,66 @@ pub struct TwilioConfig {
     /// TaskRouter workflow for `queue:` agents; lets the handoff id ride in the task attributes.
     #[serde(default)]
     pub workflow_sid: Option<String>,
+    /// `warm` (default) or `blind`.
+    #[serde(default)]
+    pub mode: TransferMode,
+    /// Warm: seconds the agent leg may ring before the next fallback target is tried.
+    #[serde(default = "default_answer_timeout_s")]
+    pub answer_timeout_s: u64,
+    /// Warm: tried in order after `agent` does not answer: numbers, `sip:`, `client:` (dialled
+    /// with the whisper), then `queue:NAME`, `voicemail` or `bot:wss://…` (end the chain).
+    /// Voicemail is used when the list runs out.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Warm: the `From` of the agent leg (a Twilio number of the account).
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Warm: public `https://` origin of this gateway, where Twilio sends status callbacks;
+    /// defaults to `server.public_url` with `wss`→`https`.
+    #[serde(default)]
+    pub callback_base: Option<String>,
+    /// Warm: hold music for the caller (`waitUrl`); Twilio's default hold music when unset.
+    #[serde(default)]
+    pub hold_url: Option<String>,
+}
+
+impl TwilioConfig {
+    /// A config with these credentials and agent and every other key at its default.
+    pub fn new(account_sid: &str, auth_token: &str, agent: &str) -> Self {
+        Self {
+            account_sid: account_sid.into(),
+            auth_token: auth_token.into(),
+            api_base: default_twilio_base(),
+            agent: agent.into(),
+            say: default_say(),
+            status_callback: None,
+            workflow_sid: None,
+            mode: TransferMode::Warm,
+            answer_timeout_s: default_answer_timeout_s(),
+            fallback: Vec::new(),
+            caller_id: None,
+            callback_base: None,
+            hold_url: None,
+        }
+    }
+
+    /// Whether the warm flow applies: warm mode and an agent that can be whispered to (a
+    /// `queue:` agent is enqueued directly).
+    pub fn is_warm(&self) -> bool {
+        self.mode == TransferMode::Warm && !self.agent.trim().starts_with("queue:")
+    }
+}
+
+/// `https://host[/prefix]` from a `server.public_url` (`wss`→`https`, `ws`→`http`).
+pub fn http_origin(public_url: &str) -> String {
+    let u = public_url.trim().trim_end_matches('/');
+    if let Some(rest) = u.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = u.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        u.to_owned()
+    }
 }
 
 /// `[bridge.telnyx]`: Call Control `actions/transfer`.
@@ -141,6 +217,10 @@ pub struct TelnyxConfig {
     pub api_base: String,
     /// `+E164` number or `sip:` URI to transfer to.
     pub to: String,
+    /// Base64 Ed25519 public key of the account (portal → Keys & Credentials → Public Key);
+    /// checks `telnyx-signature-ed25519` on `POST /v1/providers/telnyx/webhook`.
+    #[serde(default)]
+    pub public_key: Option<String>,
 }
 
 /// `[bridge.vonage]`: `PUT /v1/calls/{uuid}` with an NCCO that connects to the agent.
@@ -268,6 +348,41 @@ impl BridgeConfig {
             }
             if let Some(cb) = &t.status_callback {
                 check_http_url("bridge.twilio.status_callback", cb)?;
+            }
+            if t.is_warm() {
+                if !(1..=600).contains(&t.answer_timeout_s) {
+                    return Err(invalid(
+                        "bridge.twilio.answer_timeout_s",
+                        format!("{} is outside 1..=600", t.answer_timeout_s),
+                    ));
+                }
+                check_non_empty(
+                    "bridge.twilio.caller_id",
+                    t.caller_id.as_deref().unwrap_or(""),
+                )
+                .map_err(|_| {
+                    invalid(
+                        "bridge.twilio.caller_id",
+                        "required with mode = \"warm\" (the agent leg's From); or set mode = \"blind\"",
+                    )
+                })?;
+                if let Some(cb) = &t.callback_base {
+                    check_http_url("bridge.twilio.callback_base", cb)?;
+                }
+                if let Some(h) = &t.hold_url {
+                    check_http_url("bridge.twilio.hold_url", h)?;
+                }
+                for f in &t.fallback {
+                    check_non_empty("bridge.twilio.fallback", f)?;
+                    if let Some(url) = f.strip_prefix("bot:")
+                        && !(url.starts_with("wss://") || url.starts_with("ws://"))
+                    {
+                        return Err(invalid(
+                            "bridge.twilio.fallback",
+                            format!("`{f}`: a bot fallback is bot:wss://…"),
+                        ));
+                    }
+                }
             }
         }
         if let Some(t) = &self.telnyx {

@@ -1,6 +1,7 @@
 //! The `warmline` subcommands. Each is a thin shell over the library: argument parsing, file
 //! I/O and printing. `anyhow` lives here and in `main.rs` only.
 
+pub mod check_config;
 mod demo;
 mod features;
 mod replay;
@@ -36,6 +37,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
     Simulate(simulate::SimulateArgs),
+    /// Validate a config file and print the effective configuration, secrets masked.
+    CheckConfig(check_config::CheckConfigArgs),
 }
 
 /// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
+        Command::CheckConfig(a) => check_config::run(&a),
     }
 }
 

@@ -33,6 +33,8 @@ const BATCH_INTERVAL: Duration = Duration::from_millis(250);
 /// Events one batch may hold; a subscriber producing more between flushes is sent what it has
 /// at once (the cap bounds per-subscriber memory, not the rate).
 const MAX_BATCH_EVENTS: usize = 1024;
+/// Transfer events kept per handoff (one per target tried, plus the end).
+const MAX_TRANSFER_EVENTS: usize = 16;
 /// Handoffs `GET /v1/handoffs` lists, newest first.
 const RECENT_HANDOFFS: usize = 50;
 /// Handoffs whose delivery latency is still being tracked; older ones fall out of the ring.
@@ -41,10 +43,10 @@ const TRACKED_HANDOFFS: usize = 512;
 /// The optional `?token=` of dashboard requests.
 #[derive(Debug, Deserialize)]
 pub(super) struct TokenQuery {
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
-fn authorized(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> bool {
+pub(super) fn authorized(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> bool {
     match (&st.config().auth.token, st.config().api_protected()) {
         (Some(t), true) => {
             auth::token_matches(&t.value, headers)
@@ -57,7 +59,7 @@ fn authorized(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> bool {
     }
 }
 
-fn unauthorized() -> Response {
+pub(super) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         axum::Json(serde_json::json!({
@@ -126,6 +128,8 @@ struct RecentHandoff {
     decided_at: String,
     /// One entry per configured target; empty when no target is configured for the provider.
     deliveries: Vec<TargetDelivery>,
+    /// The warm transfer's `handoff_connected`/`_fallback`/`_abandoned` events so far.
+    transfer: Vec<Event>,
     #[serde(skip)]
     decided: Instant,
 }
@@ -165,6 +169,7 @@ impl RecentHandoffs {
                     event: e.clone(),
                     decided_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                     deliveries,
+                    transfer: Vec::new(),
                     decided: Instant::now(),
                 };
                 if let Ok(mut l) = self.list.lock() {
@@ -196,6 +201,22 @@ impl RecentHandoffs {
                 match entry.deliveries.iter_mut().find(|t| t.target == d.target) {
                     Some(t) => *t = state,
                     None => entry.deliveries.push(state),
+                }
+            }
+            EventKind::HandoffConnected(_)
+            | EventKind::HandoffFallback(_)
+            | EventKind::HandoffAbandoned(_) => {
+                let id = match &e.kind {
+                    EventKind::HandoffConnected(c) => &c.handoff_id,
+                    EventKind::HandoffFallback(f) => &f.handoff_id,
+                    EventKind::HandoffAbandoned(a) => &a.handoff_id,
+                    _ => return,
+                };
+                let Ok(mut l) = self.list.lock() else { return };
+                if let Some(entry) = l.iter_mut().find(|r| r.id() == id.as_str())
+                    && entry.transfer.len() < MAX_TRANSFER_EVENTS
+                {
+                    entry.transfer.push(e.clone());
                 }
             }
             _ => {}

@@ -5,10 +5,12 @@
 pub mod auth;
 mod call;
 mod dashboard;
+mod events;
 pub mod metrics;
+mod providers_http;
 mod routes;
 
-use crate::bridge::{Bridge, HandoffRequest};
+use crate::bridge::{Bridge, HandoffRequest, WarmTransfers};
 use crate::config::Config;
 use crate::detect::TranscriptLine;
 use crate::event::{Event, EventKind, Signal};
@@ -57,6 +59,7 @@ struct Inner {
     admission: Arc<Semaphore>,
     calls: Mutex<HashMap<String, CallEntry>>,
     bridge: Bridge,
+    warm: WarmTransfers,
     events: broadcast::Sender<Arc<Event>>,
     metrics: Metrics,
     recent_handoffs: dashboard::RecentHandoffs,
@@ -70,6 +73,16 @@ struct Inner {
 impl AppState {
     /// State for a gateway with this configuration and bridge handle.
     pub fn new(cfg: Config, settings: PipelineSettings, bridge: Bridge) -> Self {
+        Self::with_warm(cfg, settings, bridge, WarmTransfers::default())
+    }
+
+    /// State whose Twilio handoffs are tracked by `warm`.
+    pub fn with_warm(
+        cfg: Config,
+        settings: PipelineSettings,
+        bridge: Bridge,
+        warm: WarmTransfers,
+    ) -> Self {
         let (events, _) = broadcast::channel(4096);
         Self {
             inner: Arc::new(Inner {
@@ -78,6 +91,7 @@ impl AppState {
                 settings: Arc::new(settings),
                 calls: Mutex::new(HashMap::new()),
                 bridge,
+                warm,
                 events,
                 metrics: Metrics::new(),
                 recent_handoffs: dashboard::RecentHandoffs::default(),
@@ -112,6 +126,11 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The warm-transfer tracker: transfer outcomes by handoff id.
+    pub fn warm(&self) -> &WarmTransfers {
+        &self.inner.warm
     }
 
     /// Subscribes to every event the gateway emits.
@@ -222,6 +241,17 @@ impl AppState {
                         outcome: outcome.to_owned(),
                     };
                     self.inner.metrics.deliveries.get_or_create(&labels).inc();
+                    if outcome == "failed" && d.target != "webhook" {
+                        // The caller could not be moved at all: a transfer that failed.
+                        self.inner
+                            .metrics
+                            .transfers
+                            .get_or_create(&metrics::TransferLabels {
+                                provider: d.target.clone(),
+                                outcome: "failed".to_owned(),
+                            })
+                            .inc();
+                    }
                     self.inner
                         .metrics
                         .delivery_attempts
@@ -229,8 +259,15 @@ impl AppState {
                         .inc_by(u64::from(d.attempts));
                     log_event(&e);
                 }
+                EventKind::HandoffConnected(_)
+                | EventKind::HandoffFallback(_)
+                | EventKind::HandoffAbandoned(_) => {
+                    self.inner.metrics.on_transfer_event(&e.kind);
+                    log_event(&e);
+                }
                 _ => log_event(&e),
             }
+            self.inner.warm.on_event(&e);
             self.inner
                 .recent_handoffs
                 .on_event(&self.inner.cfg.bridge, &self.inner.metrics, &e);
@@ -240,6 +277,8 @@ impl AppState {
     }
 
     fn submit_handoff(&self, req: HandoffRequest) -> Result<(), Box<HandoffRequest>> {
+        // Before the bridge sees it, so the transfer exists when its delivery result comes back.
+        self.inner.warm.register(&req, &self.inner.cfg.bridge);
         match self.inner.bridge.try_submit(req) {
             Ok(()) => Ok(()),
             Err(crate::bridge::SubmitError::Full(r)) => {
@@ -324,15 +363,42 @@ pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerE
 pub struct Gateway {
     state: AppState,
     bridge_task: crate::bridge::BridgeTask,
+    warm_task: Option<crate::bridge::WarmTask>,
     forward_task: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
     /// Starts the bridge (resuming any pending outbox) and builds the state.
-    pub async fn start(cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
+    pub async fn start(mut cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
+        let public_url = cfg.server.public_url.clone();
+        if let Some(t) = cfg.bridge.twilio.as_mut()
+            && t.is_warm()
+        {
+            if t.callback_base.is_none() {
+                t.callback_base = public_url
+                    .as_deref()
+                    .map(crate::bridge::config::http_origin);
+            }
+            if t.callback_base.is_none() {
+                return Err(ServerError::Bridge(crate::bridge::BridgeError::Config(
+                    crate::bridge::ConfigError::Invalid {
+                        key: "bridge.twilio.callback_base",
+                        reason: "a warm transfer needs Twilio to reach this gateway: set it or \
+                                 server.public_url (or mode = \"blind\")"
+                            .into(),
+                    },
+                )));
+            }
+        }
         let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
-        let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx).await?;
-        let state = AppState::new(cfg, settings, bridge);
+        let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx.clone()).await?;
+        let client = reqwest::Client::builder()
+            .timeout(cfg.bridge.request_timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(crate::bridge::BridgeError::Client)?;
+        let (warm, warm_task) = WarmTransfers::start(&cfg.bridge, client, events_tx).await?;
+        let state = AppState::with_warm(cfg, settings, bridge, warm);
         let st = state.clone();
         // Delivery outcomes join the same event stream as the calls' own events.
         let forward_task = tokio::spawn(async move {
@@ -345,6 +411,7 @@ impl Gateway {
         Ok(Self {
             state,
             bridge_task,
+            warm_task,
             forward_task,
         })
     }
@@ -360,6 +427,9 @@ impl Gateway {
         serve(listener, self.state.clone()).await?;
         let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
         self.bridge_task.shutdown(grace).await;
+        if let Some(w) = self.warm_task {
+            w.shutdown().await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.forward_task).await;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! HTTP routes: health, metrics, the media upgrade (auth and admission before any per-call
 //! work), transcript posts and the active-call list.
 
-use super::{AppState, auth, call, dashboard, metrics};
+use super::{AppState, auth, call, dashboard, events, metrics, providers_http};
 use crate::detect::TranscriptLine;
 use crate::protocol::Provider;
 use axum::Json;
@@ -22,8 +22,20 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/", get(dashboard::index))
         .route("/dashboard/app.js", get(dashboard::app_js))
         .route("/dashboard/style.css", get(dashboard::style_css))
-        .route("/v1/events", get(dashboard::events))
-        .route("/v1/handoffs", get(dashboard::handoffs));
+        .route("/v1/events", get(events::events))
+        .route("/v1/handoffs", get(dashboard::handoffs))
+        .route(
+            "/v1/providers/twilio/status",
+            post(providers_http::twilio_status),
+        )
+        .route(
+            "/v1/providers/twilio/transcription",
+            post(providers_http::twilio_transcription_route),
+        )
+        .route(
+            "/v1/providers/telnyx/webhook",
+            post(providers_http::telnyx_webhook),
+        );
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));
     }
@@ -214,7 +226,12 @@ async fn transcript(
             "confidence must be within 0..1",
         );
     }
-    let Some(tx) = st.transcript_sender(&call_id) else {
+    accept_transcript(&st, &call_id, line)
+}
+
+/// Queues a validated transcript line for `call_id` (the API's and the providers' callbacks).
+pub(super) fn accept_transcript(st: &AppState, call_id: &str, line: TranscriptLine) -> Response {
+    let Some(tx) = st.transcript_sender(call_id) else {
         return error(
             StatusCode::NOT_FOUND,
             "unknown_call",

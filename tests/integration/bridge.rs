@@ -141,13 +141,10 @@ fn webhook(addr: SocketAddr) -> Option<WebhookConfig> {
 
 fn twilio(addr: SocketAddr, agent: &str) -> Option<TwilioConfig> {
     Some(TwilioConfig {
-        account_sid: "AC123".into(),
-        auth_token: "tok".into(),
         api_base: format!("http://{addr}"),
-        agent: agent.into(),
         say: "One moment, connecting you.".into(),
-        status_callback: None,
-        workflow_sid: None,
+        mode: warmline::bridge::TransferMode::Blind,
+        ..TwilioConfig::new("AC123", "tok", agent)
     })
 }
 
@@ -298,6 +295,7 @@ async fn telnyx_transfer_carries_the_handoff_id() {
             api_key: "KEY1".into(),
             api_base: format!("http://{addr}"),
             to: "sip:agent@pbx.example".into(),
+            public_key: None,
         }),
         ..base_cfg(dir.path())
     };

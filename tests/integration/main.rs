@@ -3,9 +3,11 @@
 
 mod bridge;
 mod common;
+mod deploy;
 mod fixtures;
 mod gateway;
 mod metrics;
 mod replay;
 mod simulate;
 mod tune;
+mod warm;
