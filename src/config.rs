@@ -51,6 +51,17 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Transcript lines queued per call before `POST …/transcript` answers 503.
     pub transcript_queue: usize,
+    /// Transcript lines one call holds waiting for the media clock to reach their `t_ms`;
+    /// further lines are dropped (logged, counted).
+    pub max_pending_transcript_lines: usize,
+    /// Text bytes one call holds in such waiting lines.
+    pub max_pending_transcript_bytes: usize,
+    /// How far ahead of the call's media clock a posted line's `t_ms` may be; further is a 400.
+    pub max_transcript_lead_ms: u64,
+    /// How far a live stream's media time may run ahead of wall-clock time since its start
+    /// before the gateway stops reading it until the wall clock catches up (room for a
+    /// provider's catch-up burst after a stall). `0` = off (tests, load benchmarks).
+    pub max_media_lead_s: f64,
     /// Bind `/metrics` on a separate address instead of the main listener.
     pub metrics_listen: Option<String>,
 }
@@ -67,6 +78,10 @@ impl Default for ServerConfig {
             ping_interval_ms: 10_000,
             shutdown_grace_ms: 10_000,
             transcript_queue: 64,
+            max_pending_transcript_lines: 256,
+            max_pending_transcript_bytes: 1024 * 1024,
+            max_transcript_lead_ms: 60_000,
+            max_media_lead_s: 10.0,
             metrics_listen: None,
         }
     }
@@ -249,6 +264,27 @@ impl Config {
         }
         if s.transcript_queue == 0 {
             return Err(bad("server.transcript_queue", "must be at least 1".into()));
+        }
+        if s.max_pending_transcript_lines == 0 {
+            return Err(bad(
+                "server.max_pending_transcript_lines",
+                "must be at least 1".into(),
+            ));
+        }
+        if s.max_pending_transcript_bytes < 16 * 1024 {
+            return Err(bad(
+                "server.max_pending_transcript_bytes",
+                "must be at least 16384 (one line of the largest size)".into(),
+            ));
+        }
+        if !(s.max_media_lead_s.is_finite() && s.max_media_lead_s >= 0.0) {
+            return Err(bad(
+                "server.max_media_lead_s",
+                format!(
+                    "{} must be 0 (off) or a positive number of seconds",
+                    s.max_media_lead_s
+                ),
+            ));
         }
         if let Some(t) = &self.auth.twilio
             && t.auth_token.is_empty()

@@ -72,6 +72,63 @@ pub struct CallInfo {
     pub custom_parameters: BTreeMap<String, String>,
 }
 
+/// Bounds on the transcript lines one call holds waiting for its media clock to reach their
+/// `t_ms`. Live calls take them from `[server]`; replay of trusted files leaves them unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TranscriptLimits {
+    /// Lines waiting.
+    pub max_lines: usize,
+    /// Text bytes of the lines waiting.
+    pub max_bytes: usize,
+}
+
+impl TranscriptLimits {
+    /// No bound (replay).
+    pub const UNBOUNDED: Self = Self {
+        max_lines: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+impl Default for TranscriptLimits {
+    fn default() -> Self {
+        Self::UNBOUNDED
+    }
+}
+
+/// A transcript line refused because the call already holds as many waiting lines as allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "transcript line dropped: {lines} lines ({bytes} bytes) already wait for the media clock \
+     (limits: {} lines, {} bytes)", .limits.max_lines, .limits.max_bytes
+)]
+pub struct TranscriptQueueFull {
+    /// Lines waiting.
+    pub lines: usize,
+    /// Their text bytes.
+    pub bytes: usize,
+    /// The limits in force.
+    pub limits: TranscriptLimits,
+}
+
+impl TranscriptQueueFull {
+    fn check(
+        limits: TranscriptLimits,
+        lines: usize,
+        bytes: usize,
+        line: &TranscriptLine,
+    ) -> Result<(), Self> {
+        if lines >= limits.max_lines || bytes.saturating_add(line.text.len()) > limits.max_bytes {
+            return Err(Self {
+                lines,
+                bytes,
+                limits,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Counters a call ends with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FrameStats {
@@ -93,6 +150,9 @@ pub struct CallPipeline {
     detector: Detector,
     /// Transcript lines waiting for the media clock to reach them, by time.
     transcript: VecDeque<(u64, TranscriptLine)>,
+    /// Text bytes in `transcript`.
+    transcript_bytes: usize,
+    transcript_limits: TranscriptLimits,
     handoff: Option<Handoff>,
     ended: bool,
     /// Caller prosody every 50 ms, for replay plots (off unless asked for).
@@ -149,6 +209,8 @@ impl CallPipeline {
                 frames: Vec::with_capacity(64),
                 detector,
                 transcript: VecDeque::new(),
+                transcript_bytes: 0,
+                transcript_limits: TranscriptLimits::UNBOUNDED,
                 handoff: None,
                 ended: false,
                 trace: None,
@@ -251,21 +313,54 @@ impl CallPipeline {
         }
     }
 
+    /// Bounds the lines this call holds waiting for the media clock (default: unbounded).
+    pub fn set_transcript_limits(&mut self, limits: TranscriptLimits) {
+        self.transcript_limits = limits;
+    }
+
+    /// Lines and text bytes waiting for the media clock.
+    pub fn pending_transcript(&self) -> (usize, usize) {
+        (self.transcript.len(), self.transcript_bytes)
+    }
+
     /// Queues a transcript line; it takes effect when the media clock reaches its `t_ms`
-    /// (immediately when it has none or its time has passed).
-    pub fn push_transcript(&mut self, mut line: TranscriptLine, out: &mut Vec<Event>) {
+    /// (immediately when it has none or its time has passed). A line that would wait is dropped
+    /// when the call already holds its limit of waiting lines.
+    pub fn try_push_transcript(
+        &mut self,
+        mut line: TranscriptLine,
+        out: &mut Vec<Event>,
+    ) -> Result<(), TranscriptQueueFull> {
         let now = self.now_ms();
         let t = *line.t_ms.get_or_insert(now);
+        if t > now {
+            TranscriptQueueFull::check(
+                self.transcript_limits,
+                self.transcript.len(),
+                self.transcript_bytes,
+                &line,
+            )?;
+        }
+        self.transcript_bytes += line.text.len();
         let pos = self.transcript.partition_point(|(lt, _)| *lt <= t);
         self.transcript.insert(pos, (t, line));
         let first = out.len();
         self.release_transcript(now, out);
         self.note_handoff(&mut out[first..]);
+        Ok(())
+    }
+
+    /// [`Self::try_push_transcript`] for trusted input (replay), where nothing is bounded.
+    pub fn push_transcript(&mut self, line: TranscriptLine, out: &mut Vec<Event>) {
+        if let Err(e) = self.try_push_transcript(line, out) {
+            tracing::warn!(call_id = %self.call_id, "{e}");
+        }
     }
 
     fn release_transcript(&mut self, now_ms: u64, out: &mut Vec<Event>) {
         while self.transcript.front().is_some_and(|(t, _)| *t <= now_ms) {
             if let Some((t, line)) = self.transcript.pop_front() {
+                self.transcript_bytes -= line.text.len();
                 self.detector.on_transcript(t, &line, out);
             }
         }
@@ -301,6 +396,7 @@ impl CallPipeline {
         }
         let now = self.now_ms();
         while let Some((t, line)) = self.transcript.pop_front() {
+            self.transcript_bytes -= line.text.len();
             self.detector.on_transcript(t.min(now), &line, out);
         }
         self.detector.finish(now, out);
@@ -391,6 +487,7 @@ pub struct Call {
     settings: Arc<PipelineSettings>,
     /// Lines posted before the start message, applied once the pipeline exists.
     early_transcript: Vec<TranscriptLine>,
+    transcript_limits: TranscriptLimits,
 }
 
 impl std::fmt::Debug for Call {
@@ -413,6 +510,7 @@ impl Call {
             pipeline: None,
             settings,
             early_transcript: Vec::new(),
+            transcript_limits: TranscriptLimits::UNBOUNDED,
         }
     }
 
@@ -494,7 +592,8 @@ impl Call {
                     stream_id: start.stream_id.clone(),
                     custom_parameters: start.custom_parameters.clone(),
                 };
-                let (pipeline, started) = CallPipeline::new(info, &self.settings)?;
+                let (mut pipeline, started) = CallPipeline::new(info, &self.settings)?;
+                pipeline.set_transcript_limits(self.transcript_limits);
                 out.push(started);
                 self.pipeline = Some(pipeline);
                 for line in std::mem::take(&mut self.early_transcript) {
@@ -522,11 +621,41 @@ impl Call {
         }
     }
 
-    /// Applies a transcript line (queued until the stream starts).
-    pub fn push_transcript(&mut self, line: TranscriptLine, out: &mut Vec<Event>) {
+    /// Bounds the transcript lines this call holds (before its start, and waiting for the media
+    /// clock); the default is unbounded, for replay of trusted files.
+    pub fn set_transcript_limits(&mut self, limits: TranscriptLimits) {
+        self.transcript_limits = limits;
+        if let Some(p) = self.pipeline.as_mut() {
+            p.set_transcript_limits(limits);
+        }
+    }
+
+    /// Applies a transcript line (queued until the stream starts), within the call's limits.
+    pub fn try_push_transcript(
+        &mut self,
+        line: TranscriptLine,
+        out: &mut Vec<Event>,
+    ) -> Result<(), TranscriptQueueFull> {
         match self.pipeline.as_mut() {
-            Some(p) => p.push_transcript(line, out),
-            None => self.early_transcript.push(line),
+            Some(p) => p.try_push_transcript(line, out),
+            None => {
+                let bytes = self.early_transcript.iter().map(|l| l.text.len()).sum();
+                TranscriptQueueFull::check(
+                    self.transcript_limits,
+                    self.early_transcript.len(),
+                    bytes,
+                    &line,
+                )?;
+                self.early_transcript.push(line);
+                Ok(())
+            }
+        }
+    }
+
+    /// [`Self::try_push_transcript`] for trusted input (replay), where nothing is bounded.
+    pub fn push_transcript(&mut self, line: TranscriptLine, out: &mut Vec<Event>) {
+        if let Err(e) = self.try_push_transcript(line, out) {
+            tracing::warn!("{e}");
         }
     }
 
@@ -579,5 +708,88 @@ mod tests {
         };
         assert_eq!((c.duration_ms, c.frames, c.dropped_frames), (2000, 100, 0));
         assert_eq!(ended[0].call_id, "CA9");
+    }
+
+    fn line(t_ms: u64, text: &str) -> TranscriptLine {
+        TranscriptLine {
+            t_ms: Some(t_ms),
+            speaker: Track::Caller,
+            text: text.to_owned(),
+            is_final: true,
+            confidence: None,
+        }
+    }
+
+    fn started_call(limits: TranscriptLimits) -> Call {
+        let mut call = Call::new(
+            Provider::Twilio,
+            Arc::new(PipelineSettings::default()),
+            "c1",
+        );
+        call.set_transcript_limits(limits);
+        let msgs =
+            Provider::Twilio.render(&RenderSpec::new("CA1", Codec::Mulaw, 8000), &[0; 160], None);
+        let WireMessage::Text(start) = &msgs[1] else {
+            panic!("rendered start")
+        };
+        call.on_text(start, &mut Vec::new()).unwrap();
+        call
+    }
+
+    #[test]
+    fn lines_waiting_for_the_media_clock_are_bounded_in_count_and_bytes() {
+        // Issue #16: 10,000 x 16 KiB lines with future t_ms all waited, 153 MB per call.
+        let limits = TranscriptLimits {
+            max_lines: 4,
+            max_bytes: 100,
+        };
+        let mut call = started_call(limits);
+        let mut out = Vec::new();
+        for k in 0..4 {
+            call.try_push_transcript(line(60_000 + k, "hello"), &mut out)
+                .unwrap();
+        }
+        let full = call.try_push_transcript(line(61_000, "one more"), &mut out);
+        assert_eq!(
+            full,
+            Err(TranscriptQueueFull {
+                lines: 4,
+                bytes: 20,
+                limits
+            })
+        );
+        let pipeline = call.pipeline().unwrap();
+        assert_eq!(pipeline.pending_transcript(), (4, 20));
+        // A line due now does not wait, so it is never refused.
+        call.try_push_transcript(line(0, "now"), &mut out).unwrap();
+        // Bytes: one long line fills the budget.
+        let mut call = started_call(limits);
+        call.try_push_transcript(line(60_000, &"x".repeat(90)), &mut out)
+            .unwrap();
+        assert!(
+            call.try_push_transcript(line(60_001, &"y".repeat(11)), &mut out)
+                .is_err()
+        );
+        // Finishing releases (and accounts for) every waiting line.
+        call.finish("stop", &mut out);
+        assert_eq!(call.pipeline().unwrap().pending_transcript(), (0, 0));
+    }
+
+    #[test]
+    fn lines_before_the_start_are_bounded_too() {
+        let limits = TranscriptLimits {
+            max_lines: 2,
+            max_bytes: 1000,
+        };
+        let mut call = Call::new(
+            Provider::Twilio,
+            Arc::new(PipelineSettings::default()),
+            "c1",
+        );
+        call.set_transcript_limits(limits);
+        let mut out = Vec::new();
+        call.try_push_transcript(line(1, "a"), &mut out).unwrap();
+        call.try_push_transcript(line(2, "b"), &mut out).unwrap();
+        assert!(call.try_push_transcript(line(3, "c"), &mut out).is_err());
     }
 }

@@ -17,6 +17,9 @@ use serde_json::json;
 
 const P: Provider = Provider::Exotel;
 
+/// The sample rates the provider documents; others are refused at start. Exotel `?sample-rate=8000|16000|24000`.
+const RATES_HZ: [u32; 3] = [8000, 16000, 24000];
+
 /// Exotel's base-guide format (raw 16-bit PCM LE), used when the start names no encoding.
 const DEFAULT_ENCODING: &str = "audio/x-l16";
 /// Exotel's rate when the applet URL sets no `sample-rate`, used when the start names none.
@@ -115,7 +118,7 @@ impl Adapter for ExotelAdapter {
                     .and_then(|f| f.sample_rate.0)
                     .or_else(|| rate_from_content_type(&encoding).map(u64::from))
                     .unwrap_or(DEFAULT_RATE_HZ);
-                let rate = check_rate(P, Some(rate))?;
+                let rate = check_rate(P, Some(rate), &RATES_HZ)?;
                 let call_id = m
                     .start
                     .call_sid

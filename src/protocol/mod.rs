@@ -228,7 +228,7 @@ pub enum ProtocolError {
         /// The encoding as sent.
         encoding: String,
     },
-    /// A sample rate outside 8000..=48000. Fatal: close 1003.
+    /// A sample rate the provider does not document. Fatal: close 1003.
     #[error("unsupported sample rate {rate:?} from {provider}")]
     UnsupportedRate {
         /// Provider name.
@@ -634,13 +634,19 @@ pub(crate) fn rate_from_content_type(content_type: &str) -> Option<u32> {
         .find_map(|r| r.trim().parse().ok())
 }
 
-/// Validates a sample rate from a start message.
-pub(crate) fn check_rate(provider: Provider, rate: Option<u64>) -> Result<u32, ProtocolError> {
-    match rate {
-        Some(r @ 8000..=48000) => Ok(r as u32),
-        other => Err(ProtocolError::UnsupportedRate {
+/// Validates a sample rate from a start message against the rates the provider documents
+/// (`documented_hz`): any other rate is refused, not resampled (an odd rate costs megabytes of
+/// resampler state per call).
+pub(crate) fn check_rate(
+    provider: Provider,
+    rate: Option<u64>,
+    documented_hz: &[u32],
+) -> Result<u32, ProtocolError> {
+    match rate.and_then(|r| u32::try_from(r).ok()) {
+        Some(r) if documented_hz.contains(&r) => Ok(r),
+        _ => Err(ProtocolError::UnsupportedRate {
             provider: provider.name(),
-            rate: other.map_or_else(|| "missing".to_owned(), |r| r.to_string()),
+            rate: rate.map_or_else(|| "missing".to_owned(), |r| r.to_string()),
         }),
     }
 }

@@ -17,6 +17,9 @@ use serde_json::json;
 
 const P: Provider = Provider::Plivo;
 
+/// The sample rates the provider documents; others are refused at start. Plivo `contentType`: `audio/x-l16;rate=8000|16000` or `audio/x-mulaw;rate=8000`.
+const RATES_HZ: [u32; 2] = [8000, 16000];
+
 /// Plivo's content type when the `<Stream>` sets none.
 const DEFAULT_CONTENT_TYPE: &str = "audio/x-l16;rate=8000";
 
@@ -99,7 +102,7 @@ impl Adapter for PlivoAdapter {
                     .as_ref()
                     .and_then(|f| f.sample_rate.0)
                     .or_else(|| rate_from_content_type(encoding).map(u64::from));
-                let rate = check_rate(P, rate)?;
+                let rate = check_rate(P, rate, &RATES_HZ)?;
                 let call_id = m
                     .start
                     .call_id

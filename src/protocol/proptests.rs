@@ -3,7 +3,7 @@
 //! valid start), every provider's adapter and a [`Session`] behind it return errors, never panic,
 //! and never buffer more audio than they were sent.
 
-use super::session::Session;
+use super::session::{MAX_GAP_FILL_CHUNKS, Session};
 use super::{Provider, RenderSpec, WireMessage, b64};
 use crate::codec::Codec;
 use crate::event::Track;
@@ -204,6 +204,55 @@ fn hostile_media() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Adversarial media for the JSON providers, built to amplify: chunk counters that jump by
+/// just under and over the gap-fill limit (and backwards, and to huge values), payloads from
+/// one byte to several seconds, and tracks that alternate so each keeps its own counter.
+fn adversarial_media() -> impl Strategy<Value = Vec<Value>> {
+    let step = prop_oneof![
+        Just(1u64),
+        2u64..=12,
+        (MAX_GAP_FILL_CHUNKS - 8)..=(MAX_GAP_FILL_CHUNKS + 2),
+        Just(u64::MAX / 2),
+    ];
+    let payload_bytes = prop_oneof![1usize..=4, 100usize..=400, 4000usize..=24_000];
+    vec(
+        (
+            step,
+            payload_bytes,
+            any::<bool>(),
+            proptest::bool::weighted(0.1),
+        ),
+        1..48,
+    )
+    .prop_map(|steps| {
+        let mut next = [1u64; 2];
+        steps
+            .into_iter()
+            .map(|(step, bytes, agent, backwards)| {
+                let t = usize::from(agent);
+                let n = next[t];
+                next[t] = if backwards {
+                    n.saturating_sub(step)
+                } else {
+                    n.saturating_add(step)
+                };
+                let track = if agent { "outbound" } else { "inbound" };
+                json!({"event":"media","sequenceNumber":n.to_string(),
+                    "media":{"track":track,"chunk":n.to_string(),"timestamp":"0",
+                        "payload":b64(&vec![0x55; bytes])}})
+            })
+            .collect()
+    })
+}
+
+/// The providers whose media carries a chunk counter (JSON media messages).
+const COUNTED: [Provider; 4] = [
+    Provider::Twilio,
+    Provider::Telnyx,
+    Provider::Plivo,
+    Provider::Exotel,
+];
+
 /// Feeds frames to one provider's adapter and a session; panics are the failure.
 fn feed(provider: Provider, frames: &[WireMessage]) -> usize {
     let mut adapter = provider.adapter();
@@ -313,6 +362,46 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn adversarial_chunk_sequences_stay_within_the_bound(
+        codec in proptest::sample::select(&[Codec::Mulaw, Codec::L16][..]),
+        rate in proptest::sample::select(&[8000u32, 16000][..]),
+        media in adversarial_media(),
+    ) {
+        for provider in COUNTED {
+            let mut wire = valid_start(provider, codec, rate);
+            wire.extend(media.iter().map(|m| WireMessage::Text(m.to_string())));
+            feed(provider, &wire);
+        }
+    }
+}
+
+#[test]
+fn second_long_chunks_with_gap_fill_jumps_stay_within_the_bound() {
+    // Issue #16: a chunk of the sender's chosen size, then counter jumps just inside the
+    // gap-fill limit, used to fill 249 x the chunk's samples (2 M samples per ~11 KB message).
+    for provider in COUNTED {
+        let mut wire = valid_start(provider, Codec::Mulaw, 8000);
+        let payload = b64(&[0x55; 8000]);
+        for k in 0..8u64 {
+            let chunk = 1 + k * (MAX_GAP_FILL_CHUNKS - 1);
+            wire.push(WireMessage::Text(
+                json!({"event":"media","sequenceNumber":"2",
+                    "media":{"track":"inbound","chunk":chunk.to_string(),"payload":payload}})
+                .to_string(),
+            ));
+        }
+        let audio = feed(provider, &wire);
+        assert!(
+            audio >= 8 * 8000,
+            "{provider}: the chunks themselves got through: {audio}"
+        );
+    }
+}
+
 #[test]
 fn a_huge_chunk_jump_does_not_allocate_a_huge_gap() {
     // chunk 1, then a full reorder window of chunks near u64::MAX.
@@ -348,4 +437,53 @@ fn hostile_media_reaches_the_session() {
         .to_string(),
     ));
     assert_eq!(feed(Provider::Twilio, &wire), 160);
+}
+
+#[test]
+fn only_documented_sample_rates_are_accepted() {
+    // Issue #16: any rate in 8000..=48000 was accepted; a prime one costs megabytes of
+    // resampler state per call.
+    let documented: [(Provider, Codec, &[u32]); 5] = [
+        (Provider::Twilio, Codec::Mulaw, &[8000]),
+        (Provider::Telnyx, Codec::L16, &[8000, 16000, 24000]),
+        (Provider::Plivo, Codec::L16, &[8000, 16000]),
+        (Provider::Exotel, Codec::L16, &[8000, 16000, 24000]),
+        (Provider::Vonage, Codec::L16, &[8000, 16000, 24000]),
+    ];
+    for (provider, codec, rates) in documented {
+        let start = |rate: u32| {
+            let mut wire = valid_start(provider, codec, 8000);
+            for m in &mut wire {
+                if let WireMessage::Text(t) = m {
+                    *t = t.replace("8000", &rate.to_string());
+                }
+            }
+            let mut adapter = provider.adapter();
+            let mut session = Session::new();
+            let mut res = Ok(());
+            for m in &wire {
+                let WireMessage::Text(t) = m else { continue };
+                match adapter.parse_text(t) {
+                    Ok(ev) => {
+                        let _ = session.apply(ev);
+                    }
+                    Err(e) => res = Err(e),
+                }
+            }
+            res.map(|()| session.start().map(|s| s.sample_rate_hz))
+        };
+        for &rate in rates {
+            assert_eq!(start(rate).ok(), Some(Some(rate)), "{provider} {rate}");
+        }
+        for rate in [11025u32, 22050, 22051, 32000, 44100, 48000] {
+            assert!(
+                matches!(
+                    start(rate),
+                    Err(super::ProtocolError::UnsupportedRate { .. })
+                ),
+                "{provider} {rate}: {:?}",
+                start(rate)
+            );
+        }
+    }
 }

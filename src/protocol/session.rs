@@ -3,7 +3,13 @@
 //! handling (Telnyx does not guarantee order).
 //!
 //! Decoded audio accumulates per track until the caller drains it with
-//! [`Session::take_audio`]; buffers are reused, so steady-state media allocates nothing.
+//! [`Session::take_audio`]; buffers are reused, so steady-state media allocates nothing, and a
+//! buffer that one large message grew is shrunk again once drained.
+//!
+//! What a peer can make a session hold is bounded in media time, not by the peer's choice of
+//! chunk size: a chunk holds at most [`MAX_CHUNK_MS`], one gap is filled with at most
+//! [`MAX_GAP_FILL_MS`] of silence, and a track never holds more filled silence than audio it was
+//! actually sent, so no sequence of chunk counters amplifies input more than twofold.
 
 use super::{MediaChunk, Payload, ProviderEvent, StreamStart};
 use crate::codec::{Codec, CodecError};
@@ -18,6 +24,20 @@ pub const REORDER_WINDOW_CHUNKS: usize = 8;
 /// track resynchronises on it without filling, so a forged counter cannot allocate unbounded
 /// silence.
 pub const MAX_GAP_FILL_CHUNKS: u64 = 250;
+
+/// The most silence one gap is filled with, in media time at the stream's rate. The chunk
+/// count alone does not bound it: the sender chooses the chunk size.
+pub const MAX_GAP_FILL_MS: u64 = 1000;
+
+/// The largest media chunk accepted, in media time at the stream's rate. Every provider
+/// documents 20 ms inbound chunks (Exotel "varies" up to 100 ms); 1 s leaves room for a
+/// provider's catch-up burst without letting one message carry minutes of audio.
+pub const MAX_CHUNK_MS: u64 = 1000;
+
+/// Scratch and ready buffers above this many samples (or bytes) are shrunk back once drained,
+/// to a quarter of it: still above a steady 20 ms chunk at 48 kHz (960 samples), so steady
+/// media never reallocates.
+const SHRINK_ABOVE: usize = 4096;
 
 /// Why a message broke the stream's rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +110,10 @@ struct TrackState {
     ready: Vec<i16>,
     /// Samples in the last in-order chunk (the size used to fill a gap).
     last_chunk_samples: usize,
+    /// Samples of received audio delivered (gaps excluded): the budget for filled silence.
+    received_samples: u64,
+    /// Samples of silence filled into gaps so far.
+    filled_samples: u64,
     stats: TrackStats,
 }
 
@@ -104,8 +128,10 @@ pub struct Session {
     bytes: Vec<u8>,
     /// Reused decode scratch.
     pcm: Vec<i16>,
-    /// The largest chunk accepted, in samples (10 s at 48 kHz by default).
+    /// The largest chunk accepted, in samples ([`MAX_CHUNK_MS`] at the stream's rate).
     max_chunk_samples: usize,
+    /// The most silence one gap is filled with, in samples ([`MAX_GAP_FILL_MS`]).
+    max_fill_samples: usize,
 }
 
 impl Default for Session {
@@ -124,7 +150,8 @@ impl Session {
             stopped: false,
             bytes: Vec::with_capacity(1024),
             pcm: Vec::with_capacity(1024),
-            max_chunk_samples: 480_000,
+            max_chunk_samples: samples_in(MAX_CHUNK_MS, 8000),
+            max_fill_samples: samples_in(MAX_GAP_FILL_MS, 8000),
         }
     }
 
@@ -152,11 +179,24 @@ impl Session {
         self.tracks[track.index()].stats.samples * 1000 / u64::from(rate)
     }
 
-    /// Decoded in-order audio of a track since the last call; the buffer is kept for reuse.
+    /// Decoded in-order audio of a track since the last call; the buffer is kept for reuse
+    /// (shrunk back when one burst grew it far beyond a steady chunk).
     pub fn take_audio(&mut self, track: Track) -> AudioGuard<'_> {
         AudioGuard {
             buf: &mut self.tracks[track.index()].ready,
         }
+    }
+
+    /// Samples the session's buffers can hold without reallocating, all tracks and scratch
+    /// included: what a peer has made it keep (for tests and fuzzing oracles).
+    pub fn capacity_samples(&self) -> usize {
+        let pending: usize = self
+            .tracks
+            .iter()
+            .flat_map(|t| t.pending.iter().map(|(_, p)| p.capacity()))
+            .sum();
+        let ready: usize = self.tracks.iter().map(|t| t.ready.capacity()).sum();
+        pending + ready + self.pcm.capacity() + self.bytes.capacity() / 2
     }
 
     /// Applies one provider event.
@@ -172,6 +212,8 @@ impl Session {
                     });
                 }
                 self.codec = start.codec.ok_or(SessionError::NoCodec)?;
+                self.max_chunk_samples = samples_in(MAX_CHUNK_MS, start.sample_rate_hz);
+                self.max_fill_samples = samples_in(MAX_GAP_FILL_MS, start.sample_rate_hz);
                 self.start = Some(start);
                 Ok(Step::Started)
             }
@@ -188,11 +230,7 @@ impl Session {
     /// Gives up on any missing chunks and releases what is buffered (end of stream).
     pub fn flush_pending(&mut self) {
         for t in &mut self.tracks {
-            t.pending.sort_by_key(|(c, _)| *c);
-            let pending = std::mem::take(&mut t.pending);
-            for (chunk, pcm) in pending {
-                t.deliver(chunk, &pcm);
-            }
+            t.release_pending(self.max_fill_samples);
         }
     }
 
@@ -200,6 +238,15 @@ impl Session {
         if self.start.is_none() {
             return Err(SessionError::MediaBeforeStart);
         }
+        let step = self.media_inner(chunk);
+        // One oversized message must not keep its buffers for the rest of the call.
+        shrink(&mut self.pcm);
+        shrink(&mut self.bytes);
+        step
+    }
+
+    fn media_inner(&mut self, chunk: MediaChunk<'_>) -> Result<Step, SessionError> {
+        let max_fill = self.max_fill_samples;
         self.pcm.clear();
         match &chunk.payload {
             Payload::Base64(text) => {
@@ -235,20 +282,28 @@ impl Session {
                 return Ok(Step::Nothing);
             }
             // The window is full: the missing chunks are lost. Release in order.
-            t.pending.sort_by_key(|(c, _)| *c);
-            let pending = std::mem::take(&mut t.pending);
-            for (c, pcm) in pending {
-                t.deliver(c, &pcm);
-            }
+            t.release_pending(max_fill);
             return Ok(Step::Audio);
         }
-        t.deliver(n, &self.pcm);
+        t.deliver(n, &self.pcm, max_fill);
         // Anything buffered that is now in sequence follows.
         while let Some(pos) = t.pending.iter().position(|(c, _)| Some(*c) == t.next_chunk) {
             let (c, pcm) = t.pending.swap_remove(pos);
-            t.deliver(c, &pcm);
+            t.deliver(c, &pcm, max_fill);
         }
         Ok(Step::Audio)
+    }
+}
+
+/// Samples in `ms` of media at `rate_hz`.
+fn samples_in(ms: u64, rate_hz: u32) -> usize {
+    usize::try_from(ms.saturating_mul(u64::from(rate_hz.max(1))) / 1000).unwrap_or(usize::MAX)
+}
+
+/// Releases the capacity of a drained buffer that grew far beyond a steady chunk.
+fn shrink<T>(buf: &mut Vec<T>) {
+    if buf.capacity() > SHRINK_ABOVE && buf.len() <= SHRINK_ABOVE / 4 {
+        buf.shrink_to(SHRINK_ABOVE / 4);
     }
 }
 
@@ -257,18 +312,35 @@ impl TrackState {
         self.ready.extend_from_slice(pcm);
         self.last_chunk_samples = pcm.len();
         self.stats.samples += pcm.len() as u64;
+        self.received_samples += pcm.len() as u64;
+    }
+
+    /// Gives up on the chunks missing before the buffered ones and delivers those in order.
+    fn release_pending(&mut self, max_fill: usize) {
+        self.pending.sort_by_key(|(c, _)| *c);
+        let pending = std::mem::take(&mut self.pending);
+        for (c, pcm) in pending {
+            self.deliver(c, &pcm, max_fill);
+        }
     }
 
     /// Delivers chunk `n`, filling any gap before it with silence so the media clock keeps time.
-    fn deliver(&mut self, n: u64, pcm: &[i16]) {
+    /// The fill is at most `max_fill` samples, and never more silence in total than audio
+    /// received: the chunk counter and the chunk size are both the sender's choice.
+    fn deliver(&mut self, n: u64, pcm: &[i16], max_fill: usize) {
         let expected = self.next_chunk.unwrap_or(n);
         if n > expected && n - expected <= MAX_GAP_FILL_CHUNKS {
             let missing = n - expected;
             self.stats.missing_chunks += missing;
+            let budget = self.received_samples.saturating_sub(self.filled_samples);
             // invariant: missing <= MAX_GAP_FILL_CHUNKS, so this fits in usize.
-            let fill = (missing as usize).saturating_mul(self.last_chunk_samples.max(pcm.len()));
+            let fill = (missing as usize)
+                .saturating_mul(self.last_chunk_samples.max(pcm.len()))
+                .min(max_fill)
+                .min(usize::try_from(budget).unwrap_or(usize::MAX));
             self.ready.resize(self.ready.len() + fill, 0);
             self.stats.samples += fill as u64;
+            self.filled_samples += fill as u64;
         }
         self.append(pcm);
         self.next_chunk = Some(n.saturating_add(1));
@@ -291,6 +363,7 @@ impl std::ops::Deref for AudioGuard<'_> {
 impl Drop for AudioGuard<'_> {
     fn drop(&mut self) {
         self.buf.clear();
+        shrink(self.buf);
     }
 }
 
@@ -312,7 +385,11 @@ mod tests {
     }
 
     fn chunk(n: u64, value: i16) -> ProviderEvent<'static> {
-        let bytes: Vec<u8> = std::iter::repeat_n(value.to_le_bytes(), 4)
+        sized_chunk(n, value, 4)
+    }
+
+    fn sized_chunk(n: u64, value: i16, samples: usize) -> ProviderEvent<'static> {
+        let bytes: Vec<u8> = std::iter::repeat_n(value.to_le_bytes(), samples)
             .flatten()
             .collect();
         ProviderEvent::Media(MediaChunk {
@@ -408,5 +485,65 @@ mod tests {
                 len_bytes: 3
             }))
         ));
+    }
+
+    #[test]
+    fn one_gap_is_filled_with_at_most_a_second_whatever_the_chunk_size() {
+        // Before: 249 missing chunks x 8,000 samples each = 2 M samples of silence.
+        let mut s = Session::new();
+        s.apply(start()).unwrap();
+        s.apply(sized_chunk(1, 1, 8000)).unwrap();
+        s.apply(sized_chunk(250, 1, 8000)).unwrap();
+        s.apply(ProviderEvent::Stop).unwrap();
+        assert_eq!(drain(&mut s).len(), 8000 + 8000 + 8000);
+        assert_eq!(s.stats(Track::Caller).missing_chunks, 248);
+        assert_eq!(s.media_ms(Track::Caller), 3000);
+    }
+
+    #[test]
+    fn filled_silence_never_exceeds_the_audio_received() {
+        // Tiny chunks with counter jumps: each jump may only spend what was received.
+        let mut s = Session::new();
+        s.apply(start()).unwrap();
+        let mut n = 1;
+        for _ in 0..50 {
+            s.apply(chunk(n, 1)).unwrap();
+            n += MAX_GAP_FILL_CHUNKS;
+        }
+        s.apply(ProviderEvent::Stop).unwrap();
+        let audio = drain(&mut s);
+        let received = 50 * 4;
+        assert!(audio.len() <= 2 * received, "{} samples", audio.len());
+    }
+
+    #[test]
+    fn a_chunk_longer_than_a_second_is_refused() {
+        let mut s = Session::new();
+        s.apply(start()).unwrap();
+        assert_eq!(
+            s.apply(sized_chunk(1, 1, 8001)),
+            Err(SessionError::ChunkTooLarge {
+                samples: 8001,
+                max: 8000
+            })
+        );
+        assert_eq!(s.apply(sized_chunk(1, 1, 8000)), Ok(Step::Audio));
+    }
+
+    #[test]
+    fn buffers_grown_by_one_burst_are_released_once_drained() {
+        let mut s = Session::new();
+        s.apply(start()).unwrap();
+        s.apply(sized_chunk(1, 1, 8000)).unwrap();
+        assert!(s.capacity_samples() > 16_000);
+        drain(&mut s);
+        s.apply(chunk(2, 1)).unwrap();
+        drain(&mut s);
+        // Ready, decode and base64 scratch each back to at most a quarter of SHRINK_ABOVE.
+        assert!(
+            s.capacity_samples() <= 3 * SHRINK_ABOVE / 4,
+            "{} samples kept",
+            s.capacity_samples()
+        );
     }
 }

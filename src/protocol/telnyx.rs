@@ -15,6 +15,9 @@ use serde_json::json;
 
 const P: Provider = Provider::Telnyx;
 
+/// The sample rates the provider documents; others are refused at start. Telnyx: 8 kHz G.711, 16 kHz L16, and 24 kHz as the bidirectional sampling rate.
+const RATES_HZ: [u32; 3] = [8000, 16000, 24000];
+
 /// Adapter for one Telnyx stream. Stateless: every message is self-describing.
 #[derive(Debug, Default)]
 pub struct TelnyxAdapter;
@@ -111,7 +114,7 @@ impl Adapter for TelnyxAdapter {
                 let m: StartMsg = parse_as(P, text)?;
                 let format = &m.start.media_format;
                 let codec = wire_codec(codec_from_encoding(P, &format.encoding)?);
-                let rate = check_rate(P, format.sample_rate.0)?;
+                let rate = check_rate(P, format.sample_rate.0, &RATES_HZ)?;
                 // call_control_id is what the transfer API needs; the others only name the call.
                 let call_id = m
                     .start

@@ -13,6 +13,9 @@ use serde_json::json;
 
 const P: Provider = Provider::Twilio;
 
+/// The sample rates the provider documents; others are refused at start. Twilio Media Streams are always 8 kHz mu-law.
+const RATES_HZ: [u32; 1] = [8000];
+
 /// Adapter for one Twilio stream. Stateless: every message is self-describing.
 #[derive(Debug, Default)]
 pub struct TwilioAdapter;
@@ -80,7 +83,7 @@ impl Adapter for TwilioAdapter {
             "start" => {
                 let m: StartMsg = parse_as(P, text)?;
                 let codec = codec_from_encoding(P, &m.start.media_format.encoding)?;
-                let rate = check_rate(P, m.start.media_format.sample_rate.0)?;
+                let rate = check_rate(P, m.start.media_format.sample_rate.0, &RATES_HZ)?;
                 Ok(ProviderEvent::Start(StreamStart {
                     call_id: m.start.call_sid,
                     stream_id: m.start.stream_sid.or(m.stream_sid),

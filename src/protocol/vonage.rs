@@ -22,6 +22,9 @@ use std::collections::BTreeMap;
 
 const P: Provider = Provider::Vonage;
 
+/// The sample rates the provider documents; others are refused at start. Vonage `content-type` `audio/l16;rate=8000|16000`; 24 kHz is undocumented but offered.
+const RATES_HZ: [u32; 3] = [8000, 16000, 24000];
+
 /// Connected-frame fields that name the call, in order of preference.
 pub const CALL_ID_FIELDS: [&str; 5] = [
     "uuid",
@@ -83,7 +86,11 @@ impl VonageAdapter {
             return Err(malformed("content-type is not a string"));
         };
         let codec = codec_from_encoding(P, &content_type)?;
-        let rate = check_rate(P, rate_from_content_type(&content_type).map(u64::from))?;
+        let rate = check_rate(
+            P,
+            rate_from_content_type(&content_type).map(u64::from),
+            &RATES_HZ,
+        )?;
         msg.remove("event");
         // Custom headers arrive flat; some integrations nest them under `headers`.
         let mut params = BTreeMap::new();

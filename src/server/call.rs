@@ -1,11 +1,17 @@
 //! One media stream's task: reads the socket, drives the shared [`Call`] pipeline, applies
-//! posted transcript lines, enforces timeouts, hands handoffs to the bridge without blocking,
-//! and always ends with `call_ended` and a close frame that says why.
+//! posted transcript lines (bounded), enforces timeouts (an absolute start deadline, an idle
+//! deadline that only media resets), paces a stream whose media runs ahead of wall-clock time,
+//! hands handoffs to the bridge without blocking, and always ends with `call_ended` and a close
+//! frame that says why.
+//!
+//! Steps: [`CallTask::admit`], [`CallTask::read_loop`] (with [`CallTask::on_message`] and
+//! [`CallTask::feed_transcript`]), [`CallTask::teardown`].
 
 use super::{AppState, CallView, metrics};
 use crate::bridge::HandoffRequest;
+use crate::detect::TranscriptLine;
 use crate::event::{Event, EventKind, Track};
-use crate::pipeline::{Call, CallError};
+use crate::pipeline::{Call, CallError, TranscriptLimits};
 use crate::protocol::Provider;
 use crate::protocol::session::Step;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -71,7 +77,7 @@ impl End {
             )),
             End::IdleTimeout => Some((
                 CLOSE_TIMEOUT,
-                format!("no message for {} ms", cfg.idle_timeout_ms),
+                format!("no media for {} ms", cfg.idle_timeout_ms),
             )),
             End::TooBig(_) => Some((
                 1009,
@@ -149,245 +155,440 @@ impl MediaClock {
     }
 }
 
-/// Runs one stream to its end.
+/// The stream's deadlines. The first-message deadline is absolute from the upgrade; the idle
+/// deadline counts provider media only: pongs to our pings, marks and other non-media messages
+/// must not keep a stalled sender's slot (or a socket that never starts) alive.
+#[derive(Debug)]
+struct Deadlines {
+    upgraded: Instant,
+    first_message: Duration,
+    idle: Duration,
+    /// When media last arrived (or the stream started); `None` before the start.
+    last_media: Option<Instant>,
+}
+
+impl Deadlines {
+    /// When the stream times out, reading paused until `paused_until` not counting as idle.
+    fn due(&self, paused_until: Option<Instant>) -> Instant {
+        match self.last_media {
+            None => self.upgraded + self.first_message,
+            Some(t) => t.max(paused_until.unwrap_or(t)) + self.idle,
+        }
+    }
+}
+
+/// Holds a live stream's media at most `max_lead` ahead of wall-clock time since its start:
+/// beyond that the socket is not read until the wall clock catches up, so a fast sender is
+/// slowed by TCP backpressure instead of costing a core (replay is where fast belongs).
+#[derive(Debug)]
+struct Pace {
+    /// `None`: off.
+    max_lead: Option<Duration>,
+    started: Option<Instant>,
+}
+
+impl Pace {
+    fn new(max_lead_s: f64) -> Self {
+        Self {
+            max_lead: Duration::try_from_secs_f64(max_lead_s)
+                .ok()
+                .filter(|d| !d.is_zero()),
+            started: None,
+        }
+    }
+
+    /// When reading may resume, if media that reached `media` (call media time) by `now` runs
+    /// too far ahead.
+    fn resume_at(&self, media: Duration, now: Instant) -> Option<Instant> {
+        let (lead, started) = (self.max_lead?, self.started?);
+        let due = started + media.checked_sub(lead)?;
+        (due > now).then_some(due)
+    }
+}
+
+/// Why one turn of the read loop woke.
+enum Wake {
+    End(End),
+    Message(Option<Result<Message, axum::Error>>),
+    Transcript(TranscriptLine),
+    Resumed,
+    Continue,
+}
+
+/// One stream's state across its steps.
+struct CallTask {
+    st: AppState,
+    cfg: crate::config::ServerConfig,
+    provider: Provider,
+    counters: TrackCounters,
+    call: Call,
+    transcript_tx: Option<mpsc::Sender<TranscriptLine>>,
+    transcript_rx: mpsc::Receiver<TranscriptLine>,
+    call_id: Option<String>,
+    out: Vec<Event>,
+    pending_handoff: Option<Box<HandoffRequest>>,
+    handoff_seen: bool,
+    last_frames: [u64; 2],
+    clock: MediaClock,
+    deadlines: Deadlines,
+    pace: Pace,
+    /// Reading is paused until then (media ran ahead of wall-clock time).
+    paused_until: Option<Instant>,
+}
+
+/// Runs one stream to its end: admission, the read loop (media and transcript feed), teardown.
 pub(super) async fn run(
     mut ws: WebSocket,
     st: AppState,
     provider: Provider,
     _permit: OwnedSemaphorePermit,
 ) {
-    let cfg = st.config().server.clone();
-    let metrics = st.metrics();
-    metrics.active_calls.inc();
-    let counters = TrackCounters::new(metrics);
-    let connection_id = st.next_connection_id();
-    let mut call = Call::new(provider, st.inner.settings.clone(), &connection_id);
-    let (transcript_tx, mut transcript_rx) = mpsc::channel(cfg.transcript_queue);
-    let mut transcript_tx = Some(transcript_tx);
-    let mut call_id: Option<String> = None;
-    let mut out: Vec<Event> = Vec::with_capacity(16);
-    let mut pending_handoff: Option<Box<HandoffRequest>> = None;
-    let mut handoff_seen = false;
-    let mut last_frames = [0u64; 2];
-    let mut clock = MediaClock::default();
-    let token = st.shutdown_token();
-    // One cancellation future for the whole call: a fresh one per loop turn registers and
-    // drops a waiter on every message.
-    let cancelled = token.cancelled();
-    tokio::pin!(cancelled);
-    let first_timeout = Duration::from_millis(cfg.first_message_timeout_ms);
-    let idle_timeout = Duration::from_millis(cfg.idle_timeout_ms);
-    let deadline = tokio::time::sleep(first_timeout);
-    tokio::pin!(deadline);
-    // Re-arming the timer on every message costs a timer-wheel update per message; instead the
-    // timer fires at the old deadline and re-arms itself from the last message's arrival.
-    let mut last_heard = tokio::time::Instant::now();
-    let mut ping = tokio::time::interval(Duration::from_millis(cfg.ping_interval_ms));
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.reset();
+    let mut task = CallTask::admit(st, provider);
+    let end = task.read_loop(&mut ws).await;
+    task.teardown(ws, end).await;
+}
 
-    let end = loop {
-        let started = call.start().is_some();
-        tokio::select! {
-            () = &mut cancelled => break End::Shutdown,
-            () = &mut deadline => {
-                let due = last_heard + if started { idle_timeout } else { first_timeout };
-                if due > tokio::time::Instant::now() {
-                    deadline.as_mut().reset(due);
-                    continue;
-                }
-                break if started { End::IdleTimeout } else { End::FirstMessageTimeout };
-            }
-            _ = ping.tick() => {
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
-                    break End::PeerClosed;
-                }
-            }
-            Some(line) = transcript_rx.recv() => call.push_transcript(line, &mut out),
-            msg = ws.recv() => {
-                last_heard = tokio::time::Instant::now();
-                let arrived = last_heard.into_std();
-                let res = match msg {
-                    None => break End::PeerClosed,
-                    Some(Err(e)) => {
-                        let text = e.to_string();
-                        if text.contains("too long") || text.contains("Space limit") {
-                            break End::TooBig(text);
-                        }
-                        break End::Transport(text);
-                    }
-                    Some(Ok(Message::Text(t))) => call.on_text(t.as_str(), &mut out),
-                    Some(Ok(Message::Binary(b))) => call.on_binary(&b, &mut out),
-                    Some(Ok(Message::Close(_))) => break End::PeerClosed,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Step::Nothing),
-                };
-                match res {
-                    Ok(Step::Audio) => {
-                        let ready = Instant::now();
-                        let elapsed = ready.saturating_duration_since(arrived);
-                        metrics.frame_latency.observe(elapsed.as_secs_f64());
-                        let media = Duration::from_millis(call.pipeline().map_or(0, |p| p.now_ms()));
-                        metrics.frame_lag.observe(clock.lag(arrived, ready, media).as_secs_f64());
-                        for t in Track::ALL {
-                            let n = call.stats_track_chunks(t);
-                            let new = n - last_frames[t.index()];
-                            if new > 0 {
-                                counters.frames[t.index()].inc_by(new);
-                                if elapsed > Duration::from_millis(20) {
-                                    counters.late[t.index()].inc();
-                                }
-                                last_frames[t.index()] = n;
-                            }
-                        }
-                    }
-                    Ok(Step::Started) => {
-                        let Some(start) = call.start() else { continue };
-                        let id = start.call_id.clone();
-                        let view = CallView {
-                            provider: provider.name().to_owned(),
-                            started_at: SystemTime::now(),
-                            scores: Default::default(),
-                            handoff: None,
-                            t_ms: 0,
-                        };
-                        let Some(tx) = transcript_tx.take() else { continue };
-                        if !st.register(&id, view, tx) {
-                            break End::DuplicateCall(id);
-                        }
-                        metrics.calls_started.get_or_create(&metrics::ProviderLabel { provider: provider.name().to_owned() }).inc();
-                        tracing::info!(call_id = %id, %provider, "call started");
-                        call_id = Some(id);
-                        deadline.as_mut().reset(last_heard + idle_timeout);
-                    }
-                    Ok(Step::Stopped) => {}
-                    Ok(Step::Nothing | Step::Dtmf(_)) => {}
-                    Err(e) if e.is_recoverable() => {
-                        metrics.stream_errors.get_or_create(&metrics::KindLabel { kind: e.kind().to_owned() }).inc();
-                        tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, kind = e.kind(), "skipped message: {e}");
-                    }
-                    Err(e) => break End::Refused(e),
-                }
-            }
-        }
-        after_step(
-            &st,
-            &call,
-            call_id.as_deref(),
-            &mut out,
-            &mut pending_handoff,
-            &mut handoff_seen,
-        );
-        if call.is_stopped() {
-            break End::Stop;
-        }
-    };
-
-    // Bookkeeping, whatever the end.
-    let reason = end.reason();
-    call.finish(reason, &mut out);
-    after_step(
-        &st,
-        &call,
-        call_id.as_deref(),
-        &mut out,
-        &mut pending_handoff,
-        &mut handoff_seen,
-    );
-    if let Some(req) = pending_handoff.take() {
-        // The call is over: waiting for room in the bridge queue no longer delays audio.
-        let wait =
-            tokio::time::timeout(Duration::from_secs(10), st.inner.bridge.submit(*req)).await;
-        if !matches!(wait, Ok(Ok(()))) {
-            tracing::error!(
-                call_id = call_id.as_deref().unwrap_or("-"),
-                "could not queue the handoff for delivery; it is in the event log"
-            );
-        }
-    }
-    match &end {
-        End::Refused(e) => {
-            metrics
-                .stream_errors
-                .get_or_create(&metrics::KindLabel {
-                    kind: e.kind().to_owned(),
-                })
-                .inc();
-            tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, kind = e.kind(), close_code = e.close_code(), "closing stream: {e}");
-        }
-        End::TooBig(d) | End::Transport(d) => {
-            metrics
-                .stream_errors
-                .get_or_create(&metrics::KindLabel {
-                    kind: reason.to_owned(),
-                })
-                .inc();
-            tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, "closing stream: {reason}: {d}");
-        }
-        End::FirstMessageTimeout | End::IdleTimeout | End::DuplicateCall(_) => {
-            metrics
-                .stream_errors
-                .get_or_create(&metrics::KindLabel {
-                    kind: reason.to_owned(),
-                })
-                .inc();
-            tracing::warn!(call_id = call_id.as_deref().unwrap_or("-"), %provider, "closing stream: {reason}");
-        }
-        End::Stop | End::PeerClosed | End::Shutdown => {}
-    }
-    let mut close_sent = false;
-    if let Some((code, text)) = end.close_frame(&cfg) {
-        let frame = CloseFrame {
-            code,
-            reason: truncate_reason(text).into(),
+impl CallTask {
+    /// Admission: the call's state, counted as active from the upgrade.
+    fn admit(st: AppState, provider: Provider) -> Self {
+        let cfg = st.config().server.clone();
+        let metrics = st.metrics();
+        metrics.active_calls.inc();
+        let counters = TrackCounters::new(metrics);
+        let connection_id = st.next_connection_id();
+        let mut call = Call::new(provider, st.inner.settings.clone(), &connection_id);
+        call.set_transcript_limits(TranscriptLimits {
+            max_lines: cfg.max_pending_transcript_lines,
+            max_bytes: cfg.max_pending_transcript_bytes,
+        });
+        let (transcript_tx, transcript_rx) = mpsc::channel(cfg.transcript_queue);
+        let deadlines = Deadlines {
+            upgraded: Instant::now(),
+            first_message: Duration::from_millis(cfg.first_message_timeout_ms),
+            idle: Duration::from_millis(cfg.idle_timeout_ms),
+            last_media: None,
         };
-        close_sent = matches!(
-            tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
-                .await,
-            Ok(Ok(()))
-        );
+        let pace = Pace::new(cfg.max_media_lead_s);
+        Self {
+            st,
+            cfg,
+            provider,
+            counters,
+            call,
+            transcript_tx: Some(transcript_tx),
+            transcript_rx,
+            call_id: None,
+            out: Vec::with_capacity(16),
+            pending_handoff: None,
+            handoff_seen: false,
+            last_frames: [0; 2],
+            clock: MediaClock::default(),
+            deadlines,
+            pace,
+            paused_until: None,
+        }
     }
-    let stats = call.stats();
-    for t in Track::ALL {
-        let s = call.track_stats(t);
-        for (kind, n) in [("missing", s.missing_chunks), ("late", s.late_chunks)] {
-            if n > 0 {
-                metrics
-                    .frames_dropped
-                    .get_or_create(&metrics::TrackKindLabels {
-                        track: t.name().to_owned(),
-                        kind: kind.to_owned(),
-                    })
-                    .inc_by(n);
+
+    /// The read loop: socket messages, posted transcript lines, pings, deadlines and pacing,
+    /// until the stream ends.
+    async fn read_loop(&mut self, ws: &mut WebSocket) -> End {
+        let token = self.st.shutdown_token();
+        // One cancellation future for the whole call: a fresh one per loop turn registers and
+        // drops a waiter on every message.
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
+        // Re-arming the timer on every message costs a timer-wheel update per message; instead
+        // the timer fires at the old deadline and re-arms itself from the last media's arrival.
+        let deadline = tokio::time::sleep_until(self.deadlines.due(None).into());
+        tokio::pin!(deadline);
+        let resume = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(resume);
+        let mut ping = tokio::time::interval(Duration::from_millis(self.cfg.ping_interval_ms));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.reset();
+        loop {
+            let paused = self.paused_until.is_some();
+            let wake = tokio::select! {
+                () = &mut cancelled => Wake::End(End::Shutdown),
+                () = &mut deadline => {
+                    let due = self.deadlines.due(self.paused_until);
+                    if due > Instant::now() {
+                        deadline.as_mut().reset(due.into());
+                        Wake::Continue
+                    } else if self.deadlines.last_media.is_some() {
+                        Wake::End(End::IdleTimeout)
+                    } else {
+                        Wake::End(End::FirstMessageTimeout)
+                    }
+                }
+                _ = ping.tick() => match ws.send(Message::Ping(Default::default())).await {
+                    Ok(()) => Wake::Continue,
+                    Err(_) => Wake::End(End::PeerClosed),
+                },
+                Some(line) = self.transcript_rx.recv() => Wake::Transcript(line),
+                () = &mut resume, if paused => Wake::Resumed,
+                msg = ws.recv(), if !paused => Wake::Message(msg),
+            };
+            match wake {
+                Wake::End(end) => return end,
+                Wake::Continue => {}
+                Wake::Transcript(line) => self.feed_transcript(line),
+                Wake::Resumed => {
+                    // Time spent paused by us is not the peer's silence.
+                    if let Some(t) = self.paused_until.take() {
+                        self.deadlines.last_media = self.deadlines.last_media.map(|m| m.max(t));
+                    }
+                }
+                Wake::Message(msg) => {
+                    if let Some(end) = self.on_message(msg) {
+                        return end;
+                    }
+                    // The start switches to the (possibly shorter) idle deadline.
+                    let due = self.deadlines.due(self.paused_until).into();
+                    if due < deadline.deadline() {
+                        deadline.as_mut().reset(due);
+                    }
+                    if let Some(at) = self.paced() {
+                        self.paused_until = Some(at);
+                        resume.as_mut().reset(at.into());
+                    }
+                }
+            }
+            after_step(
+                &self.st,
+                &self.call,
+                self.call_id.as_deref(),
+                &mut self.out,
+                &mut self.pending_handoff,
+                &mut self.handoff_seen,
+            );
+            if self.call.is_stopped() {
+                return End::Stop;
             }
         }
     }
-    if let Some(id) = &call_id {
+
+    /// One socket message through the call; `Some` when it ends the stream.
+    fn on_message(&mut self, msg: Option<Result<Message, axum::Error>>) -> Option<End> {
+        let arrived = Instant::now();
+        let media_before = self.call.stats().frames;
+        let res = match msg {
+            None => return Some(End::PeerClosed),
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if text.contains("too long") || text.contains("Space limit") {
+                    return Some(End::TooBig(text));
+                }
+                return Some(End::Transport(text));
+            }
+            Some(Ok(Message::Text(t))) => self.call.on_text(t.as_str(), &mut self.out),
+            Some(Ok(Message::Binary(b))) => self.call.on_binary(&b, &mut self.out),
+            Some(Ok(Message::Close(_))) => return Some(End::PeerClosed),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Step::Nothing),
+        };
+        if self.call.stats().frames > media_before {
+            self.deadlines.last_media = Some(arrived);
+        }
+        match res {
+            Ok(Step::Audio) => self.observe_audio(arrived),
+            Ok(Step::Started) => return self.on_started(arrived),
+            Ok(Step::Stopped | Step::Nothing | Step::Dtmf(_)) => {}
+            Err(e) if e.is_recoverable() => {
+                self.st
+                    .metrics()
+                    .stream_errors
+                    .get_or_create(&metrics::KindLabel {
+                        kind: e.kind().to_owned(),
+                    })
+                    .inc();
+                tracing::warn!(call_id = self.call_id.as_deref().unwrap_or("-"), provider = %self.provider, kind = e.kind(), "skipped message: {e}");
+            }
+            Err(e) => return Some(End::Refused(e)),
+        }
+        None
+    }
+
+    /// Latency, lag and frame counters for audio that arrived at `arrived`.
+    fn observe_audio(&mut self, arrived: Instant) {
+        let metrics = self.st.metrics();
+        let ready = Instant::now();
+        let elapsed = ready.saturating_duration_since(arrived);
+        metrics.frame_latency.observe(elapsed.as_secs_f64());
+        let media = self.media_time();
         metrics
-            .calls_ended
-            .get_or_create(&metrics::EndedLabels {
-                provider: provider.name().to_owned(),
-                reason: reason.to_owned(),
-                handoff: handoff_seen.to_string(),
+            .frame_lag
+            .observe(self.clock.lag(arrived, ready, media).as_secs_f64());
+        for t in Track::ALL {
+            let n = self.call.stats_track_chunks(t);
+            let new = n - self.last_frames[t.index()];
+            if new > 0 {
+                self.counters.frames[t.index()].inc_by(new);
+                if elapsed > Duration::from_millis(20) {
+                    self.counters.late[t.index()].inc();
+                }
+                self.last_frames[t.index()] = n;
+            }
+        }
+    }
+
+    /// The start message: registers the call (its transcript route opens) and starts its clocks.
+    fn on_started(&mut self, at: Instant) -> Option<End> {
+        let id = self.call.start()?.call_id.clone();
+        let view = CallView {
+            provider: self.provider.name().to_owned(),
+            started_at: SystemTime::now(),
+            scores: Default::default(),
+            handoff: None,
+            t_ms: 0,
+        };
+        let tx = self.transcript_tx.take()?;
+        if !self.st.register(&id, view, tx) {
+            return Some(End::DuplicateCall(id));
+        }
+        self.st
+            .metrics()
+            .calls_started
+            .get_or_create(&metrics::ProviderLabel {
+                provider: self.provider.name().to_owned(),
             })
             .inc();
-        tracing::info!(call_id = %id, %provider, reason, frames = stats.frames, dropped = stats.dropped_frames, "call ended");
-        st.unregister(id);
+        tracing::info!(call_id = %id, provider = %self.provider, "call started");
+        self.call_id = Some(id);
+        self.deadlines.last_media = Some(at);
+        self.pace.started = Some(at);
+        None
     }
-    metrics.active_calls.dec();
-    if close_sent {
-        // Finish the closing handshake before dropping the socket: closing it with unread data
-        // (the peer's close reply, a late pong) makes the kernel reset the connection, and the
-        // peer can lose our close frame and its code. Seen as ~1 % of load-test calls ending
-        // without their 1000.
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
-            while let Some(Ok(m)) = ws.recv().await {
-                if matches!(m, Message::Close(_)) {
-                    break;
+
+    /// The call's media time (the furthest track).
+    fn media_time(&self) -> Duration {
+        Duration::from_millis(self.call.pipeline().map_or(0, |p| p.now_ms()))
+    }
+
+    /// When reading may resume, if the stream's media now runs too far ahead of wall time.
+    fn paced(&self) -> Option<Instant> {
+        let at = self.pace.resume_at(self.media_time(), Instant::now())?;
+        self.st.metrics().media_lead_pauses.inc();
+        Some(at)
+    }
+
+    /// A posted transcript line into the call, within its limits.
+    fn feed_transcript(&mut self, line: TranscriptLine) {
+        if let Err(e) = self.call.try_push_transcript(line, &mut self.out) {
+            self.st.metrics().transcript_lines_dropped.inc();
+            tracing::warn!(call_id = self.call_id.as_deref().unwrap_or("-"), provider = %self.provider, "{e}");
+        }
+    }
+
+    /// Teardown, whatever the end: `call_ended`, the handoff to the bridge, metrics, the close
+    /// frame and its handshake, the registry.
+    async fn teardown(mut self, mut ws: WebSocket, end: End) {
+        let (st, call_id, provider) = (self.st.clone(), self.call_id.clone(), self.provider);
+        let metrics = st.metrics();
+        let reason = end.reason();
+        self.call.finish(reason, &mut self.out);
+        after_step(
+            &st,
+            &self.call,
+            call_id.as_deref(),
+            &mut self.out,
+            &mut self.pending_handoff,
+            &mut self.handoff_seen,
+        );
+        if let Some(req) = self.pending_handoff.take() {
+            // The call is over: waiting for room in the bridge queue no longer delays audio.
+            let wait =
+                tokio::time::timeout(Duration::from_secs(10), st.inner.bridge.submit(*req)).await;
+            if !matches!(wait, Ok(Ok(()))) {
+                tracing::error!(
+                    call_id = call_id.as_deref().unwrap_or("-"),
+                    "could not queue the handoff for delivery; it is in the event log"
+                );
+            }
+        }
+        log_end(&st, &end, call_id.as_deref(), provider);
+        let mut close_sent = false;
+        if let Some((code, text)) = end.close_frame(&self.cfg) {
+            let frame = CloseFrame {
+                code,
+                reason: truncate_reason(text).into(),
+            };
+            close_sent = matches!(
+                tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
+                    .await,
+                Ok(Ok(()))
+            );
+        }
+        let stats = self.call.stats();
+        for t in Track::ALL {
+            let s = self.call.track_stats(t);
+            for (kind, n) in [("missing", s.missing_chunks), ("late", s.late_chunks)] {
+                if n > 0 {
+                    metrics
+                        .frames_dropped
+                        .get_or_create(&metrics::TrackKindLabels {
+                            track: t.name().to_owned(),
+                            kind: kind.to_owned(),
+                        })
+                        .inc_by(n);
                 }
             }
-        })
-        .await;
+        }
+        if let Some(id) = &call_id {
+            metrics
+                .calls_ended
+                .get_or_create(&metrics::EndedLabels {
+                    provider: provider.name().to_owned(),
+                    reason: reason.to_owned(),
+                    handoff: self.handoff_seen.to_string(),
+                })
+                .inc();
+            tracing::info!(call_id = %id, %provider, reason, frames = stats.frames, dropped = stats.dropped_frames, "call ended");
+            st.unregister(id);
+        }
+        metrics.active_calls.dec();
+        if close_sent {
+            // Finish the closing handshake before dropping the socket: closing it with unread
+            // data (the peer's close reply, a late pong) makes the kernel reset the connection,
+            // and the peer can lose our close frame and its code. Seen as ~1 % of load-test
+            // calls ending without their 1000.
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+                while let Some(Ok(m)) = ws.recv().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
+}
+
+/// Counts and logs why a stream ended abnormally.
+fn log_end(st: &AppState, end: &End, call_id: Option<&str>, provider: Provider) {
+    let metrics = st.metrics();
+    let reason = end.reason();
+    let call_id = call_id.unwrap_or("-");
+    let kind = match end {
+        End::Refused(e) => {
+            tracing::warn!(call_id, %provider, kind = e.kind(), close_code = e.close_code(), "closing stream: {e}");
+            e.kind()
+        }
+        End::TooBig(d) | End::Transport(d) => {
+            tracing::warn!(call_id, %provider, "closing stream: {reason}: {d}");
+            reason
+        }
+        End::FirstMessageTimeout | End::IdleTimeout | End::DuplicateCall(_) => {
+            tracing::warn!(call_id, %provider, "closing stream: {reason}");
+            reason
+        }
+        End::Stop | End::PeerClosed | End::Shutdown => return,
+    };
+    metrics
+        .stream_errors
+        .get_or_create(&metrics::KindLabel {
+            kind: kind.to_owned(),
+        })
+        .inc();
 }
 
 /// Publishes new events, mirrors them into the registry, and hands a new handoff to the bridge.
@@ -442,6 +643,41 @@ fn after_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_message_deadline_is_absolute_and_idle_counts_media_only() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut d = Deadlines {
+            upgraded: t0,
+            first_message: ms(300),
+            idle: ms(1000),
+            last_media: None,
+        };
+        // Nothing but the start (or media after it) moves the deadline.
+        assert_eq!(d.due(None), t0 + ms(300));
+        d.last_media = Some(t0 + ms(100));
+        assert_eq!(d.due(None), t0 + ms(1100));
+        // Time we spent not reading is not the peer's silence.
+        assert_eq!(d.due(Some(t0 + ms(500))), t0 + ms(1500));
+    }
+
+    #[test]
+    fn pace_pauses_only_beyond_the_lead() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = Pace::new(2.0);
+        assert_eq!(p.resume_at(s(60), t0), None, "not started");
+        p.started = Some(t0);
+        assert_eq!(p.resume_at(s(2), t0), None);
+        assert_eq!(p.resume_at(s(60), t0), Some(t0 + s(58)));
+        assert_eq!(p.resume_at(s(60), t0 + s(58)), None);
+        let off = Pace {
+            max_lead: Pace::new(0.0).max_lead,
+            started: Some(t0),
+        };
+        assert_eq!(off.resume_at(s(3600), t0), None);
+    }
 
     #[test]
     fn lag_shows_queueing_that_processing_time_hides() {

@@ -166,6 +166,10 @@ pub struct Metrics {
     pub transfer_fallbacks: Family<FallbackLabels, Counter>,
     /// How long callers who hung up on hold had waited.
     pub hold_abandoned_wait: Histogram,
+    /// Transcript lines dropped because their call already held its limit of waiting lines.
+    pub transcript_lines_dropped: Counter,
+    /// Times a stream stopped being read because its media ran ahead of wall-clock time.
+    pub media_lead_pauses: Counter,
 }
 
 impl Default for Metrics {
@@ -207,6 +211,8 @@ impl Metrics {
             time_to_agent: Histogram::new(exponential_buckets(0.5, 2.0, 10)),
             transfer_fallbacks: Family::default(),
             hold_abandoned_wait: Histogram::new(exponential_buckets(0.5, 2.0, 10)),
+            transcript_lines_dropped: Counter::default(),
+            media_lead_pauses: Counter::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -338,6 +344,18 @@ impl Metrics {
             "Time callers who hung up on hold had waited since the handoff decision",
             Unit::Seconds,
             m.hold_abandoned_wait.clone(),
+        );
+        r.register(
+            "transcript_lines_dropped",
+            "Transcript lines dropped: the call already held server.max_pending_transcript_* \
+             lines waiting for its media clock",
+            m.transcript_lines_dropped.clone(),
+        );
+        r.register(
+            "media_lead_pauses",
+            "Times a stream was not read because its media ran more than \
+             server.max_media_lead_s ahead of wall-clock time",
+            m.media_lead_pauses.clone(),
         );
         Self { registry, ..m }
     }

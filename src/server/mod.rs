@@ -187,13 +187,14 @@ impl AppState {
         }
     }
 
-    fn transcript_sender(&self, call_id: &str) -> Option<mpsc::Sender<TranscriptLine>> {
+    /// The call's transcript queue and its media clock (ms, as of its last events).
+    fn transcript_sender(&self, call_id: &str) -> Option<(mpsc::Sender<TranscriptLine>, u64)> {
         self.inner
             .calls
             .lock()
             .ok()?
             .get(call_id)
-            .map(|e| e.transcript.clone())
+            .map(|e| (e.transcript.clone(), e.view.t_ms))
     }
 
     /// Publishes events to subscribers and logs; counts signals and handoffs.

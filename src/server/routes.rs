@@ -231,13 +231,28 @@ async fn transcript(
 
 /// Queues a validated transcript line for `call_id` (the API's and the providers' callbacks).
 pub(super) fn accept_transcript(st: &AppState, call_id: &str, line: TranscriptLine) -> Response {
-    let Some(tx) = st.transcript_sender(call_id) else {
+    let Some((tx, media_ms)) = st.transcript_sender(call_id) else {
         return error(
             StatusCode::NOT_FOUND,
             "unknown_call",
             format!("no active call {call_id:?}"),
         );
     };
+    // A line waits in the call until its media clock reaches `t_ms`: far-future lines would
+    // only pile up there.
+    let max_lead_ms = st.config().server.max_transcript_lead_ms;
+    if let Some(t_ms) = line.t_ms
+        && t_ms > media_ms.saturating_add(max_lead_ms)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "transcript_too_far_ahead",
+            format!(
+                "t_ms {t_ms} is more than server.max_transcript_lead_ms = {max_lead_ms} ahead of \
+                 the call's media clock ({media_ms} ms)"
+            ),
+        );
+    }
     match tx.try_send(line) {
         Ok(()) => {
             st.metrics().transcript_lines.inc();

@@ -60,6 +60,7 @@ async fn escalating_twilio_call_hands_off_once_signed_and_moves_the_call() {
         r#"
 [server]
 listen = "127.0.0.1:0"
+max_media_lead_s = 0.0 # recordings are streamed as fast as they go
 [auth.twilio]
 auth_token = "e2e-twilio-token"
 [auth.token]

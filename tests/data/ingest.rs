@@ -36,6 +36,8 @@ async fn shared_twilio_recordings_decode_sample_for_sample() {
         ..Default::default()
     };
     let mut cfg = warmline::config::Config::default();
+    // Recordings are streamed as fast as they go.
+    cfg.server.max_media_lead_s = 0.0;
     cfg.auth.token = Some(warmline::config::TokenAuth { value: "t".into() });
     cfg.auth.twilio = Some(warmline::config::TwilioAuth {
         auth_token: "tw".into(),

@@ -6,6 +6,7 @@ mod common;
 mod deploy;
 mod fixtures;
 mod gateway;
+mod limits;
 mod metrics;
 mod replay;
 mod simulate;
