@@ -42,7 +42,7 @@ pub fn render(cfg: &Config) -> Result<String, String> {
 
 /// Runs the command: 0 and the effective config when valid, 1 and the reason when not.
 pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
-    let cfg = match super::load_config(Some(&args.file)) {
+    let cfg = match super::load_config(Some(args.file.as_path())) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("invalid: {e:#}");

@@ -108,7 +108,11 @@ fn twilio_form(
         ));
     }
     let Ok(text) = std::str::from_utf8(body) else {
-        return Err(error(StatusCode::BAD_REQUEST, "bad_form", "body is not UTF-8"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_form",
+            "body is not UTF-8",
+        ));
     };
     let params = form_pairs(text);
     let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
