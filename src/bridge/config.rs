@@ -437,12 +437,14 @@ mod tests {
             account_sid = "AC1"
             auth_token = "tok"
             agent = "+15551234567"
+            caller_id = "+15550000000"
             "#,
         )
         .unwrap();
         cfg.validate().unwrap();
         let t = cfg.twilio.unwrap();
         assert_eq!(t.api_base, "https://api.twilio.com");
+        assert_eq!((t.mode, t.answer_timeout_s), (TransferMode::Warm, 30));
         assert_eq!(cfg.webhook.unwrap().secret, "s3cret");
     }
 
