@@ -55,6 +55,8 @@ listen = "127.0.0.1:$PORT"
 max_calls = $1
 [auth.twilio]
 auth_token = "bench-token"
+[auth.token]
+value = "bench-api-token"
 [bridge]
 outbox_dir = "$OUT/outbox"
 TOML
@@ -79,7 +81,7 @@ stop_server() {
 run_step() { # name calls max_calls
   start_server "$3"
   taskset -c 1 $NICE "$BIN" simulate --provider twilio --calls "$2" --ramp-s "$RAMP_S" \
-    --duration-s "$DURATION" ${TRANSCRIPT_ARGS[@]+"${TRANSCRIPT_ARGS[@]}"} --twilio-auth-token bench-token --server-pid "$SERVER" --json \
+    --duration-s "$DURATION" ${TRANSCRIPT_ARGS[@]+"${TRANSCRIPT_ARGS[@]}"} --twilio-auth-token bench-token --token bench-api-token --server-pid "$SERVER" --json \
     fixtures/demo/escalating.wav "ws://127.0.0.1:$PORT" > "$OUT/$1.json"
   stop_server
 }

@@ -93,7 +93,7 @@ async fn main() {
         let req = handoff(i);
         decided.insert(format!("h{i}"), Instant::now());
         warm.register(&req, &cfg);
-        bridge.try_submit(req).unwrap();
+        bridge.submit(req).await.unwrap();
     }
     let start = Instant::now();
     while seen.lock().unwrap().len() < n && start.elapsed() < Duration::from_secs(120) {

@@ -26,6 +26,8 @@ pub struct Config {
     pub detector: DetectorConfig,
     /// `[bridge]`
     pub bridge: BridgeConfig,
+    /// `[cluster]` (absent: a single instance)
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[server]`: listening, admission and per-connection limits.
@@ -64,6 +66,24 @@ pub struct ServerConfig {
     pub max_media_lead_s: f64,
     /// Bind `/metrics` on a separate address instead of the main listener.
     pub metrics_listen: Option<String>,
+    /// Open TCP connections (HTTP and upgraded streams together); further ones are closed as
+    /// soon as they are accepted. Default: derived from the open-file limit
+    /// ([`derived_max_connections`]), so the gateway never runs out of descriptors.
+    pub max_connections: Option<usize>,
+    /// Time a connection gets to send a complete request head (also between keep-alive
+    /// requests); slower ones are closed.
+    pub header_read_timeout_ms: u64,
+}
+
+/// File descriptors kept free of connections: the listeners, the outbox, webhook clients, logs.
+pub const RESERVED_FDS: u64 = 64;
+
+/// The default `[server] max_connections` under an open-file limit of `nofile`: a tenth of it
+/// (at least [`RESERVED_FDS`]) stays free for everything else, and at least 16 connections
+/// are always allowed.
+pub fn derived_max_connections(nofile: u64) -> usize {
+    let reserve = (nofile / 10).max(RESERVED_FDS);
+    usize::try_from(nofile.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX)
 }
 
 impl Default for ServerConfig {
@@ -83,6 +103,8 @@ impl Default for ServerConfig {
             max_transcript_lead_ms: 60_000,
             max_media_lead_s: 10.0,
             metrics_listen: None,
+            max_connections: None,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -97,7 +119,8 @@ pub struct AuthConfig {
     pub twilio: Option<TwilioAuth>,
     /// `[auth.token]`
     pub token: Option<TokenAuth>,
-    /// Also require the token for the dashboard and `/v1/*` (default: when a token is set).
+    /// Whether the dashboard and `/v1/*` need the token. With `required = true` they always
+    /// do (`false` is refused); with `required = false` only when this is `true`.
     pub protect_api: Option<bool>,
 }
 
@@ -113,11 +136,21 @@ impl Default for AuthConfig {
 }
 
 /// `[auth.twilio]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TwilioAuth {
     /// Validates `X-Twilio-Signature`.
     pub auth_token: String,
+    /// The account (`AC…`) whose streams are accepted; a `start` naming another account is
+    /// closed with 1008. A captured signature then cannot open streams for other accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_sid: Option<String>,
+    /// Secret of the per-call token: when set, every Twilio `start` must carry
+    /// `customParameters.warmline_token` = hex(HMAC-SHA256(secret, callSid)) (put there with
+    /// `<Parameter>`), else the stream is closed with 1008. A replayed upgrade signature then
+    /// cannot name another call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_token_secret: Option<String>,
 }
 
 /// `[auth.token]`
@@ -159,8 +192,9 @@ pub enum ConfigError {
 }
 
 /// Secrets that may come from the environment: (variable, what it sets).
-pub const SECRET_ENV_VARS: [&str; 7] = [
+pub const SECRET_ENV_VARS: [&str; 8] = [
     "WARMLINE_AUTH_TWILIO_AUTH_TOKEN",
+    "WARMLINE_AUTH_TWILIO_CALL_TOKEN_SECRET",
     "WARMLINE_AUTH_TOKEN_VALUE",
     "WARMLINE_BRIDGE_WEBHOOK_SECRET",
     "WARMLINE_BRIDGE_TWILIO_AUTH_TOKEN",
@@ -201,12 +235,24 @@ impl Config {
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         if let Some(v) = env("WARMLINE_AUTH_TWILIO_AUTH_TOKEN") {
-            self.auth.twilio = Some(TwilioAuth { auth_token: v });
+            self.auth
+                .twilio
+                .get_or_insert_with(TwilioAuth::default)
+                .auth_token = v;
+        }
+        if let Some(v) = env("WARMLINE_AUTH_TWILIO_CALL_TOKEN_SECRET") {
+            self.auth
+                .twilio
+                .get_or_insert_with(TwilioAuth::default)
+                .call_token_secret = Some(v);
         }
         if let Some(v) = env("WARMLINE_AUTH_TOKEN_VALUE") {
             self.auth.token = Some(TokenAuth { value: v });
         }
         self.bridge.apply_env(env);
+        if let Some(c) = &mut self.cluster {
+            c.apply_env(env);
+        }
     }
 
     /// Checks values the types cannot.
@@ -262,6 +308,15 @@ impl Config {
                 return Err(bad(key, format!("{v} ms is too short (at least 10)")));
             }
         }
+        if s.header_read_timeout_ms < 10 {
+            return Err(bad(
+                "server.header_read_timeout_ms",
+                format!("{} ms is too short (at least 10)", s.header_read_timeout_ms),
+            ));
+        }
+        if s.max_connections == Some(0) {
+            return Err(bad("server.max_connections", "must be at least 1".into()));
+        }
         if s.transcript_queue == 0 {
             return Err(bad("server.transcript_queue", "must be at least 1".into()));
         }
@@ -291,11 +346,20 @@ impl Config {
         {
             return Err(bad("auth.twilio.auth_token", "is empty".into()));
         }
+        if let Some(t) = &self.auth.twilio {
+            if t.account_sid.as_deref().is_some_and(str::is_empty) {
+                return Err(bad("auth.twilio.account_sid", "is empty".into()));
+            }
+            if t.call_token_secret.as_deref().is_some_and(str::is_empty) {
+                return Err(bad("auth.twilio.call_token_secret", "is empty".into()));
+            }
+        }
         if let Some(t) = &self.auth.token
             && t.value.is_empty()
         {
             return Err(bad("auth.token.value", "is empty".into()));
         }
+        self.validate_api_access()?;
         if self.dsp.hop_ms != 10 && self.dsp.hop_ms != 20 {
             return Err(bad(
                 "dsp.hop_ms",
@@ -316,6 +380,9 @@ impl Config {
         self.bridge.validate().map_err(|e| match e {
             crate::bridge::ConfigError::Invalid { key, reason } => bad(key, reason),
         })?;
+        if let Some(c) = &self.cluster {
+            c.validate().map_err(|(key, reason)| bad(key, reason))?;
+        }
         Ok(())
     }
 
@@ -329,14 +396,59 @@ impl Config {
             Some(
                 "no credentials configured ([auth.twilio] auth_token / [auth.token] value or WARMLINE_AUTH_*): every media stream will be refused with 401",
             )
+        } else if self.auth.token.is_none() {
+            Some(
+                "no [auth.token] value (or WARMLINE_AUTH_TOKEN_VALUE): the dashboard and /v1/* answer 401 to everyone",
+            )
         } else {
             None
         }
     }
 
-    /// Whether the dashboard and `/v1/*` require the token.
+    /// Whether the dashboard and `/v1/*` require the token. With `auth.required` they always
+    /// do: without a token configured they are then closed to everyone (401).
     pub fn api_protected(&self) -> bool {
-        self.auth.protect_api.unwrap_or(self.auth.token.is_some())
+        self.auth.required || self.auth.protect_api == Some(true)
+    }
+
+    /// The API access rule: with `auth.required` the API is never open. `protect_api = false`
+    /// is refused, and without `[auth.token]` a non-loopback listener is refused (the API
+    /// would be closed to its own operators, and a Twilio-only setup is most often a mistake
+    /// here). On a loopback address the gateway starts with the API closed and a warning: a
+    /// tunnel (ngrok and the like) makes loopback public, so loopback is not trusted either.
+    fn validate_api_access(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        if !a.required {
+            return Ok(());
+        }
+        if a.protect_api == Some(false) {
+            return Err(ConfigError::Invalid {
+                key: "auth.protect_api".into(),
+                reason: "cannot be false while [auth] required = true: the dashboard and /v1/* \
+                         always need [auth.token] value"
+                    .into(),
+            });
+        }
+        if a.token.is_none() && !self.listens_on_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "auth.token.value".into(),
+                reason: format!(
+                    "must be set (or WARMLINE_AUTH_TOKEN_VALUE) to listen on {}: the dashboard \
+                     and /v1/* (calls, transcripts, handoffs, events) need it; only a loopback \
+                     address may go without",
+                    self.server.listen
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `server.listen` is a loopback address.
+    pub fn listens_on_loopback(&self) -> bool {
+        self.server
+            .listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
     }
 }
 
@@ -390,6 +502,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_calls"), "{err}");
+    }
+
+    #[test]
+    fn the_api_is_never_open_while_auth_is_required() {
+        let twilio_only = "[auth.twilio]\nauth_token = \"t\"\n";
+        // The README's old example: Twilio only, public address. Refused, naming the key.
+        let err = parse(&format!(
+            "[server]\nlisten = \"0.0.0.0:8080\"\n{twilio_only}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("auth.token.value"), "{err}");
+        let err = parse(&format!("[server]\nlisten = \"[::]:8080\"\n{twilio_only}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.token.value"), "{err}");
+        // Loopback starts, with the API closed and a warning.
+        let cfg = parse(twilio_only).unwrap();
+        assert!(cfg.api_protected());
+        assert!(cfg.auth_warning().unwrap().contains("401"));
+        let err = parse("[auth]\nprotect_api = false\n[auth.token]\nvalue = \"v\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.protect_api"), "{err}");
+        // Open only on request, with authentication off.
+        let cfg = parse("[auth]\nrequired = false\n").unwrap();
+        assert!(!cfg.api_protected());
+    }
+
+    #[test]
+    fn connection_limits_default_below_the_open_file_limit() {
+        assert_eq!(derived_max_connections(1024), 922);
+        assert_eq!(derived_max_connections(256), 192);
+        assert_eq!(derived_max_connections(10), 16);
+        assert_eq!(derived_max_connections(1 << 20), (1 << 20) - (1 << 20) / 10);
+        let cfg = Config::default();
+        assert_eq!(cfg.server.max_connections, None);
+        assert_eq!(cfg.server.header_read_timeout_ms, 10_000);
+        let err = parse("[server]\nmax_connections = 0\n[auth]\nrequired = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.max_connections"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`pipeline`]: one call's audio and transcript in, contract [`event::Event`]s out. Live
 //!   (`serve`) and offline (`replay`) both drive it.
 //! - [`bridge`]: handoff delivery (signed webhook, provider transfer APIs) with a persisted outbox.
+//! - [`cluster`]: a fleet of gateways on NATS JetStream (`[cluster]`; absent = one instance).
 //! - [`server`]: the axum/WebSocket shell: auth, admission, limits, HTTP API, shutdown.
 //! - [`replay`]: recorded calls (WAV, provider JSONL) through the same pipeline.
 //! - [`tune`]: offline evaluation and calibration of the tone detector.
@@ -20,6 +21,7 @@
 
 pub mod bridge;
 pub mod cli;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod detect;

@@ -42,6 +42,15 @@ impl std::fmt::Debug for PipelineSettings {
     }
 }
 
+impl PipelineSettings {
+    /// The analyser of one track at `sample_rate_hz`, from these (validated) DSP settings: the
+    /// only place a [`TrackAnalyzer`] is built for a call, so `serve`, `replay` and `tune`
+    /// analyse every track alike.
+    pub fn track_analyzer(&self, sample_rate_hz: u32) -> Result<TrackAnalyzer, DspError> {
+        TrackAnalyzer::new(sample_rate_hz, &self.dsp)
+    }
+}
+
 impl Default for PipelineSettings {
     fn default() -> Self {
         Self {
@@ -144,6 +153,8 @@ pub struct CallPipeline {
     call_id: String,
     provider: String,
     sample_rate_hz: u32,
+    /// The DSP settings, for a track that shows up without being announced.
+    dsp: DspConfig,
     analyzers: [Option<TrackAnalyzer>; 2],
     samples: [u64; 2],
     frames: Vec<Frame>,
@@ -182,8 +193,7 @@ impl CallPipeline {
         let mut analyzers = [None, None];
         for t in Track::ALL {
             if info.tracks.contains(&t) || t == Track::Caller {
-                analyzers[t.index()] =
-                    Some(TrackAnalyzer::new(info.sample_rate_hz, &settings.dsp)?);
+                analyzers[t.index()] = Some(settings.track_analyzer(info.sample_rate_hz)?);
             }
         }
         let started = Event {
@@ -204,6 +214,7 @@ impl CallPipeline {
                 call_id: info.call_id,
                 provider: info.provider,
                 sample_rate_hz: info.sample_rate_hz,
+                dsp: settings.dsp.clone(),
                 analyzers,
                 samples: [0; 2],
                 frames: Vec::with_capacity(64),
@@ -270,7 +281,9 @@ impl CallPipeline {
         let i = track.index();
         if self.analyzers[i].is_none() {
             // A track the start message did not announce: analyse it anyway.
-            match TrackAnalyzer::new(self.sample_rate_hz, &crate::dsp::DspConfig::default()) {
+            // Built from the same settings as the announced tracks (it used to take the DSP
+            // defaults, ignoring the configured hop and thresholds).
+            match TrackAnalyzer::new(self.sample_rate_hz, &self.dsp) {
                 Ok(a) => self.analyzers[i] = Some(a),
                 Err(_) => return,
             }
@@ -675,6 +688,41 @@ mod tests {
     use super::*;
     use crate::codec::Codec;
     use crate::protocol::{RenderSpec, WireMessage};
+
+    /// A track the start message did not announce is analysed with the configured DSP, not the
+    /// defaults (it used to get `DspConfig::default()`: an 8 s baseline instead of 1 s here).
+    #[test]
+    fn an_unannounced_track_is_analysed_with_the_configured_dsp() {
+        let settings = PipelineSettings {
+            dsp: DspConfig {
+                baseline_speech_s: 1.0,
+                ..DspConfig::default()
+            },
+            ..PipelineSettings::default()
+        };
+        let info = CallInfo {
+            call_id: "c".into(),
+            provider: "wav".into(),
+            codec: "l16".into(),
+            sample_rate_hz: 8000,
+            tracks: vec![Track::Caller],
+            stream_id: None,
+            custom_parameters: BTreeMap::new(),
+        };
+        let (mut p, _) = CallPipeline::new(info, &settings).unwrap();
+        let pcm = crate::synth::speech(&[crate::synth::Segment::calm(4.0, 110.0)], 8000, 5);
+        let mut out = Vec::new();
+        for chunk in pcm.chunks(160) {
+            p.push_audio(Track::Agent, chunk, &mut out);
+        }
+        let agent_ready = out.iter().any(|e| {
+            matches!(&e.kind, EventKind::Prosody(pr) if pr.track == Track::Agent && pr.baseline_ready)
+        });
+        assert!(
+            agent_ready,
+            "the agent's baseline follows baseline_speech_s = 1"
+        );
+    }
 
     #[test]
     fn a_rendered_twilio_call_runs_start_to_end() {

@@ -219,13 +219,30 @@ fn replay_wav(
         .and_then(|s| s.to_str())
         .unwrap_or("call")
         .to_owned();
+    replay_pcm(&call_id, rate, &channels, lines, settings, trace).map_err(|e| ReplayError::Wav {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// Replays decoded PCM (one channel: the caller; two: caller and agent) through
+/// [`CallPipeline`] in 20 ms chunks, as `warmline replay` does with a WAV file. `tune` scores
+/// its clips through this very function, so its numbers are the ones replay prints.
+pub fn replay_pcm(
+    call_id: &str,
+    rate: u32,
+    channels: &[Vec<i16>],
+    lines: Vec<TranscriptLine>,
+    settings: &PipelineSettings,
+    trace: bool,
+) -> Result<CallReport, crate::dsp::DspError> {
     let tracks: Vec<Track> = if channels.len() == 2 {
         vec![Track::Caller, Track::Agent]
     } else {
         vec![Track::Caller]
     };
     let info = CallInfo {
-        call_id: call_id.clone(),
+        call_id: call_id.to_owned(),
         provider: "wav".into(),
         codec: "l16".into(),
         sample_rate_hz: rate,
@@ -233,10 +250,7 @@ fn replay_wav(
         stream_id: None,
         custom_parameters: Default::default(),
     };
-    let (mut p, started) = CallPipeline::new(info, settings).map_err(|e| ReplayError::Wav {
-        path: path.to_owned(),
-        detail: e.to_string(),
-    })?;
+    let (mut p, started) = CallPipeline::new(info, settings)?;
     if trace {
         p.enable_trace();
     }
@@ -248,8 +262,7 @@ fn replay_wav(
     let n = channels.iter().map(Vec::len).max().unwrap_or(0);
     let mut frames = 0u64;
     for start in (0..n).step_by(chunk) {
-        for (i, t) in tracks.iter().enumerate() {
-            let ch = &channels[i];
+        for (ch, t) in channels.iter().zip(&tracks) {
             if start < ch.len() {
                 p.push_audio(*t, &ch[start..(start + chunk).min(ch.len())], &mut events);
                 frames += 1;
@@ -265,7 +278,7 @@ fn replay_wav(
         &mut events,
     );
     Ok(CallReport {
-        call_id,
+        call_id: call_id.to_owned(),
         duration_ms: p.now_ms(),
         trace: p.trace().to_vec(),
         baseline: p.caller_baseline(),

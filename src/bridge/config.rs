@@ -85,6 +85,25 @@ pub struct WebhookConfig {
     /// HMAC-SHA256 key of `X-Warmline-Signature`.
     #[serde(default)]
     pub secret: String,
+    /// The key being rotated out: while set, every webhook carries a second `v1=` signed with
+    /// it, so receivers can move to `secret` one at a time. Remove it when all have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+}
+
+impl WebhookConfig {
+    /// The signing secrets, the current one first.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut v = vec![self.secret.as_str()];
+        if let Some(p) = self
+            .previous_secret
+            .as_deref()
+            .filter(|p| !p.trim().is_empty())
+        {
+            v.push(p);
+        }
+        v
+    }
 }
 
 fn default_twilio_base() -> String {
@@ -111,9 +130,14 @@ fn default_answer_timeout_s() -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferMode {
+    /// Not set: warm when `caller_id` is set and Twilio can call this gateway back
+    /// (`callback_base` or `server.public_url`), else blind with a start-up warning, so a
+    /// config written before warm transfers existed keeps starting. Settled by
+    /// [`TwilioConfig::resolve_mode`].
+    #[default]
+    Auto,
     /// Caller on hold in a conference, agent dialled with a whispered brief, status tracked,
     /// fallback on no answer.
-    #[default]
     Warm,
     /// One `<Say>` and a `<Dial>`: nothing tracked after the call update.
     Blind,
@@ -143,7 +167,7 @@ pub struct TwilioConfig {
     /// TaskRouter workflow for `queue:` agents; lets the handoff id ride in the task attributes.
     #[serde(default)]
     pub workflow_sid: Option<String>,
-    /// `warm` (default) or `blind`.
+    /// `auto` (default: warm when it can work, else blind with a warning), `warm` or `blind`.
     #[serde(default)]
     pub mode: TransferMode,
     /// Warm: seconds the agent leg may ring before the next fallback target is tried.
@@ -177,7 +201,7 @@ impl TwilioConfig {
             say: default_say(),
             status_callback: None,
             workflow_sid: None,
-            mode: TransferMode::Warm,
+            mode: TransferMode::Auto,
             answer_timeout_s: default_answer_timeout_s(),
             fallback: Vec::new(),
             caller_id: None,
@@ -189,7 +213,84 @@ impl TwilioConfig {
     /// Whether the warm flow applies: warm mode and an agent that can be whispered to (a
     /// `queue:` agent is enqueued directly).
     pub fn is_warm(&self) -> bool {
-        self.mode == TransferMode::Warm && !self.agent.trim().starts_with("queue:")
+        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+    }
+
+    /// Whether the config asks for the warm flow: `warm`, or `auto` with a `caller_id` (its
+    /// warm keys are then checked); a `queue:` agent never is.
+    fn wants_warm(&self) -> bool {
+        let has_caller_id = self
+            .caller_id
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty());
+        let mode_warm = match self.mode {
+            TransferMode::Warm => true,
+            TransferMode::Auto => has_caller_id,
+            TransferMode::Blind => false,
+        };
+        mode_warm && !self.agent.trim().starts_with("queue:")
+    }
+
+    /// Settles the mode at start-up: `callback_base` defaults to `public_url`'s origin, and
+    /// `auto` becomes `warm` when `caller_id` and a callback origin are there, else `blind`.
+    /// Returns the warning to log when `auto` fell back to blind.
+    ///
+    /// In a `[cluster]` fleet (`in_fleet`) a transfer's state lives in one instance while any
+    /// instance's worker may deliver its handoff (putting the caller on hold with nobody
+    /// dialling the agent), so `auto` is blind there and an explicit `warm` is refused.
+    pub fn resolve_mode(
+        &mut self,
+        public_url: Option<&str>,
+        in_fleet: bool,
+    ) -> Result<Option<String>, ConfigError> {
+        if in_fleet && self.wants_warm() {
+            if self.mode == TransferMode::Warm {
+                return Err(invalid(
+                    "bridge.twilio.mode",
+                    "warm transfers are not shared across a [cluster] fleet yet; \
+                     set mode = \"blind\"",
+                ));
+            }
+            self.mode = TransferMode::Blind;
+            return Ok(Some(
+                "[bridge.twilio] mode is not set and [cluster] is: Twilio handoffs are blind \
+                 transfers (warm transfers are not shared across a fleet yet)"
+                    .into(),
+            ));
+        }
+        Ok(self.resolve_single(public_url))
+    }
+
+    fn resolve_single(&mut self, public_url: Option<&str>) -> Option<String> {
+        if self.mode != TransferMode::Blind && self.callback_base.is_none() {
+            self.callback_base = public_url.map(http_origin);
+        }
+        if self.mode != TransferMode::Auto {
+            return None;
+        }
+        if self.agent.trim().starts_with("queue:") {
+            // Enqueued directly either way.
+            self.mode = TransferMode::Blind;
+            return None;
+        }
+        let mut missing = Vec::new();
+        if !self.wants_warm() {
+            missing.push("bridge.twilio.caller_id");
+        }
+        if self.callback_base.is_none() {
+            missing.push("bridge.twilio.callback_base (or server.public_url)");
+        }
+        if missing.is_empty() {
+            self.mode = TransferMode::Warm;
+            return None;
+        }
+        self.mode = TransferMode::Blind;
+        Some(format!(
+            "[bridge.twilio] mode is not set and {} is missing: Twilio handoffs are blind \
+             transfers (<Say> + <Dial>, nothing tracked); set them for warm transfers, or \
+             mode = \"blind\" to silence this",
+            missing.join(" and ")
+        ))
     }
 }
 
@@ -285,6 +386,12 @@ impl BridgeConfig {
         if let (Some(w), Some(v)) = (self.webhook.as_mut(), env("WARMLINE_BRIDGE_WEBHOOK_SECRET")) {
             w.secret = v;
         }
+        if let (Some(w), Some(v)) = (
+            self.webhook.as_mut(),
+            env("WARMLINE_BRIDGE_WEBHOOK_PREVIOUS_SECRET"),
+        ) {
+            w.previous_secret = Some(v);
+        }
         if let (Some(t), Some(v)) = (
             self.twilio.as_mut(),
             env("WARMLINE_BRIDGE_TWILIO_AUTH_TOKEN"),
@@ -349,7 +456,7 @@ impl BridgeConfig {
             if let Some(cb) = &t.status_callback {
                 check_http_url("bridge.twilio.status_callback", cb)?;
             }
-            if t.is_warm() {
+            if t.wants_warm() {
                 if !(1..=600).contains(&t.answer_timeout_s) {
                     return Err(invalid(
                         "bridge.twilio.answer_timeout_s",
@@ -437,15 +544,83 @@ mod tests {
             account_sid = "AC1"
             auth_token = "tok"
             agent = "+15551234567"
-            caller_id = "+15550000000"
             "#,
         )
         .unwrap();
+        // A config from before warm transfers (no mode, no caller_id) stays valid.
         cfg.validate().unwrap();
         let t = cfg.twilio.unwrap();
         assert_eq!(t.api_base, "https://api.twilio.com");
-        assert_eq!((t.mode, t.answer_timeout_s), (TransferMode::Warm, 30));
+        assert_eq!((t.mode, t.answer_timeout_s), (TransferMode::Auto, 30));
+        assert!(!t.is_warm());
         assert_eq!(cfg.webhook.unwrap().secret, "s3cret");
+    }
+
+    #[test]
+    fn auto_mode_is_warm_only_when_it_can_work_else_blind_with_a_warning() {
+        let base = TwilioConfig::new("AC1", "tok", "+15551234567");
+        // No caller_id: blind, and the warning names the key.
+        let mut t = base.clone();
+        let w = t
+            .resolve_mode(Some("wss://gw.example.com"), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.mode, TransferMode::Blind);
+        assert!(w.contains("bridge.twilio.caller_id"), "{w}");
+        assert!(!t.is_warm());
+        // caller_id but nowhere for Twilio to call back: blind too.
+        let mut t = TwilioConfig {
+            caller_id: Some("+15550000000".into()),
+            ..base.clone()
+        };
+        assert!(
+            BridgeConfig {
+                twilio: Some(t.clone()),
+                ..BridgeConfig::default()
+            }
+            .validate()
+            .is_ok()
+        );
+        let w = t.resolve_mode(None, false).unwrap().unwrap();
+        assert!(w.contains("callback_base"), "{w}");
+        assert_eq!(t.mode, TransferMode::Blind);
+        // Both: warm, the callback origin from public_url.
+        let mut t = TwilioConfig {
+            caller_id: Some("+15550000000".into()),
+            ..base.clone()
+        };
+        assert_eq!(
+            t.resolve_mode(Some("wss://gw.example.com/x"), false),
+            Ok(None)
+        );
+        assert_eq!(t.mode, TransferMode::Warm);
+        assert_eq!(t.callback_base.as_deref(), Some("https://gw.example.com/x"));
+        assert!(t.is_warm());
+        // An explicit mode is never changed; explicit warm still requires caller_id.
+        let mut t = TwilioConfig {
+            mode: TransferMode::Warm,
+            ..base.clone()
+        };
+        assert_eq!(t.resolve_mode(None, false), Ok(None));
+        assert_eq!(t.mode, TransferMode::Warm);
+        // In a fleet: explicit warm is refused, auto is blind.
+        let e = t.clone().resolve_mode(None, true).unwrap_err().to_string();
+        assert!(e.contains("bridge.twilio.mode"), "{e}");
+        let mut a = TwilioConfig {
+            caller_id: Some("+15550000000".into()),
+            callback_base: Some("https://gw.example.com".into()),
+            ..base.clone()
+        };
+        assert!(a.resolve_mode(None, true).unwrap().is_some());
+        assert_eq!(a.mode, TransferMode::Blind);
+        let e = BridgeConfig {
+            twilio: Some(t),
+            ..BridgeConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bridge.twilio.caller_id"), "{e}");
     }
 
     #[test]
@@ -462,6 +637,7 @@ mod tests {
             webhook: Some(WebhookConfig {
                 url: "ftp://example.com/x".into(),
                 secret: "s".into(),
+                previous_secret: None,
             }),
             ..BridgeConfig::default()
         };
@@ -471,6 +647,7 @@ mod tests {
         cfg.webhook = Some(WebhookConfig {
             url: "https://example.com/x".into(),
             secret: " ".into(),
+            previous_secret: None,
         });
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("bridge.webhook.secret"), "{e}");

@@ -1,18 +1,18 @@
-//! The delivery worker: takes handoffs off the queue, persists them, and drives every target of
-//! every handoff through attempts and backoff until delivered, failed or shut down.
+//! Delivery: drives every target of every persisted handoff through attempts and backoff until
+//! delivered, failed or shut down, and keeps offering held (unpersisted) handoffs to the outbox.
 //!
 //! One task per handoff (its targets run concurrently, so a webhook outage never delays moving
 //! the caller); a semaphore bounds HTTP requests in flight. The outbox file is rewritten after
 //! every attempt, under the handoff's lock, so a crash at any point loses at most the knowledge
 //! of one in-flight attempt (which is then repeated, deduplicated by `Idempotency-Key`).
 
-use super::HandoffRequest;
 use super::config::BridgeConfig;
-use super::outbox::{OUTBOX_VERSION, Outbox, OutboxEntry, OutboxError, TargetState};
+use super::journal::Journal;
+use super::outbox::{Op, OutboxEntry, TargetState};
 use super::retry::Backoff;
 use super::target::{AttemptOutcome, Prepared, Target, attempt};
 use crate::event::{Delivery, Event, EventKind};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore, mpsc};
@@ -28,7 +28,9 @@ pub(super) struct Shared {
     pub(super) counters: Arc<super::Counters>,
     pub(super) cfg: BridgeConfig,
     pub(super) client: reqwest::Client,
-    pub(super) outbox: Outbox,
+    pub(super) journal: Journal,
+    /// The directory (its lock is released at shutdown).
+    pub(super) outbox: super::outbox::Outbox,
     pub(super) events: mpsc::Sender<Event>,
     pub(super) http_permits: Semaphore,
     /// Fired when the shutdown grace is over: tasks stop at their next await.
@@ -37,6 +39,9 @@ pub(super) struct Shared {
     /// Handoff ids with a live delivery task, so a duplicate submission is not delivered twice
     /// concurrently. A std mutex: held only for an insert/remove, never across an await.
     pub(super) in_flight: StdMutex<HashSet<String>>,
+    /// Handoffs being delivered whose first write failed; offered to the outbox again until it
+    /// takes them. A std mutex: never held across an await.
+    pub(super) held: StdMutex<Vec<Arc<Mutex<OutboxEntry>>>>,
 }
 
 impl Shared {
@@ -54,6 +59,22 @@ impl Shared {
         }
     }
 
+    pub(super) fn is_in_flight(&self, handoff_id: &str) -> bool {
+        match self.in_flight.lock() {
+            Ok(set) => set.contains(handoff_id),
+            Err(poisoned) => poisoned.into_inner().contains(handoff_id),
+        }
+    }
+
+    pub(super) fn hold(&self, state: Arc<Mutex<OutboxEntry>>) {
+        let mut held = match self.held.lock() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        held.push(state);
+        self.counters.held.set(held.len() as i64);
+    }
+
     fn release(&self, handoff_id: &str) {
         match self.in_flight.lock() {
             Ok(mut set) => set.remove(handoff_id),
@@ -62,103 +83,67 @@ impl Shared {
     }
 }
 
-/// Runs file I/O off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("outbox i/o task failed: {e}")),
+/// Starts delivering a persisted (or held) entry; `None` when it is already being delivered.
+pub(super) fn spawn_entry(
+    shared: &Arc<Shared>,
+    entry: OutboxEntry,
+) -> Option<Arc<Mutex<OutboxEntry>>> {
+    if !shared.claim(&entry.handoff_id) {
+        return None;
     }
+    let state = Arc::new(Mutex::new(entry));
+    shared
+        .tracker
+        .spawn(deliver_entry(Arc::clone(shared), Arc::clone(&state)));
+    Some(state)
 }
 
-/// The worker: resumes `pending`, then serves the queue until `stop` (or every handle is gone),
-/// then takes what is still queued so nothing accepted is lost.
-pub(super) async fn run_worker(
-    shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<HandoffRequest>,
-    pending: Vec<OutboxEntry>,
-    stop: CancellationToken,
-) {
-    for entry in pending {
-        spawn_entry(&shared, entry);
-    }
+/// Offers held handoffs to the outbox again every [`super::HELD_RETRY`] until each is written
+/// (or its delivery finished, so there is nothing left to keep).
+pub(super) async fn retry_held(shared: Arc<Shared>, abort: CancellationToken) {
+    let mut tick = tokio::time::interval(super::HELD_RETRY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            msg = rx.recv() => match msg {
-                Some(req) => accept(&shared, req).await,
-                None => break,
-            },
+            () = abort.cancelled() => return,
+            _ = tick.tick() => {}
         }
+        let held: Vec<Arc<Mutex<OutboxEntry>>> = match shared.held.lock() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if held.is_empty() {
+            continue;
+        }
+        let mut done = Vec::new();
+        for state in held {
+            // Under the entry's lock, as every state write is, so no older snapshot lands later.
+            let entry = state.lock().await;
+            let written = !entry.is_pending()
+                || !shared.is_in_flight(&entry.handoff_id)
+                || shared
+                    .journal
+                    .commit_within(Op::Write(entry.clone()), super::PERSIST_WAIT)
+                    .await
+                    .is_ok();
+            drop(entry);
+            if written {
+                done.push(state);
+            }
+        }
+        let mut h = match shared.held.lock() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Anything held meanwhile stays for the next round.
+        h.retain(|s| !done.iter().any(|d| Arc::ptr_eq(d, s)));
+        shared.counters.held.set(h.len() as i64);
     }
-    rx.close();
-    while let Ok(req) = rx.try_recv() {
-        accept(&shared, req).await;
-    }
-}
-
-/// Persists a new handoff and starts delivering it.
-async fn accept(shared: &Arc<Shared>, req: HandoffRequest) {
-    let Some(handoff_id) = req.handoff_id().map(str::to_owned) else {
-        tracing::warn!(
-            call_id = %req.event.call_id,
-            "bridge got an event that is not a handoff; dropped"
-        );
-        return;
-    };
-    let targets = Target::for_provider(&shared.cfg, &req.provider);
-    if targets.is_empty() {
-        tracing::debug!(%handoff_id, provider = %req.provider, "no delivery target configured");
-        return;
-    }
-    if shared
-        .in_flight
-        .lock()
-        .map(|s| s.contains(&handoff_id))
-        .unwrap_or(false)
-    {
-        tracing::debug!(%handoff_id, "handoff already being delivered; duplicate ignored");
-        return;
-    }
-    // A resubmitted handoff keeps what an earlier run already achieved.
-    let outbox = shared.outbox.clone();
-    let id = handoff_id.clone();
-    let existing = blocking(move || outbox.read_pending(&id))
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(%handoff_id, error = %e, "unreadable outbox entry replaced");
-            None
-        });
-    let mut entry = existing.unwrap_or_else(|| OutboxEntry {
-        version: OUTBOX_VERSION,
-        handoff_id: handoff_id.clone(),
-        request: req,
-        targets: BTreeMap::new(),
-    });
-    for t in targets {
-        entry.targets.entry(t.name().to_owned()).or_default();
-    }
-    let outbox = shared.outbox.clone();
-    let snapshot = entry.clone();
-    if let Err(e) = blocking(move || outbox.write(&snapshot)).await {
-        // Delivering without a file beats not delivering; the loss is restart safety only.
-        tracing::error!(%handoff_id, error = %e, "cannot persist handoff; delivering without outbox");
-    }
-    spawn_entry(shared, entry);
-}
-
-fn spawn_entry(shared: &Arc<Shared>, entry: OutboxEntry) {
-    if !shared.claim(&entry.handoff_id) {
-        return;
-    }
-    let shared2 = Arc::clone(shared);
-    shared.tracker.spawn(deliver_entry(shared2, entry));
 }
 
 /// Delivers one handoff to all its pending targets, then files it as done or failed.
-async fn deliver_entry(shared: Arc<Shared>, entry: OutboxEntry) {
+async fn deliver_entry(shared: Arc<Shared>, state: Arc<Mutex<OutboxEntry>>) {
+    let entry = state.lock().await.clone();
     let handoff_id = entry.handoff_id.clone();
     let body = match serde_json::to_vec(&entry.request.event) {
         Ok(b) => b,
@@ -180,7 +165,6 @@ async fn deliver_entry(shared: Arc<Shared>, entry: OutboxEntry) {
         .filter(|(_, s)| s.is_pending())
         .map(|(n, _)| n.clone())
         .collect();
-    let state = Arc::new(Mutex::new(entry));
     let runs = names.into_iter().map(|name| {
         deliver_target(
             Arc::clone(&shared),
@@ -194,14 +178,12 @@ async fn deliver_entry(shared: Arc<Shared>, entry: OutboxEntry) {
 
     let entry = state.lock().await.clone();
     if !entry.is_pending() {
-        let outbox = shared.outbox.clone();
-        let failed = entry.has_failed();
-        let res = if failed {
-            blocking(move || outbox.move_to_failed(&entry)).await
+        let op = if entry.has_failed() {
+            Op::Fail(entry)
         } else {
-            blocking(move || outbox.remove(&entry.handoff_id)).await
+            Op::Remove(entry.handoff_id)
         };
-        if let Err(e) = res {
+        if let Err(e) = shared.journal.commit(op).await {
             tracing::warn!(%handoff_id, error = %e, "cannot file finished handoff");
         }
     }
@@ -332,9 +314,7 @@ async fn update_state(
     let t = entry.targets.entry(name.to_owned()).or_default();
     f(t);
     let after = t.clone();
-    let outbox = shared.outbox.clone();
-    let snapshot = entry.clone();
-    if let Err(e) = blocking(move || outbox.write(&snapshot)).await {
+    if let Err(e) = shared.journal.commit(Op::Write(entry.clone())).await {
         tracing::warn!(handoff_id = %entry.handoff_id, error = %e, "cannot persist delivery state");
     }
     after

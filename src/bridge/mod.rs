@@ -1,12 +1,11 @@
 //! Handoff delivery: a signed webhook and the providers' transfer APIs, with retries, backoff
 //! and a persisted outbox so that a decided handoff is never lost, even across restarts.
 //!
-//! Runs as its own task fed by a bounded queue; the audio path only ever `try_submit`s, which
-//! never blocks: when the queue is full the request comes back ([`SubmitError::Full`]) for the
-//! caller to keep and offer again, and [`Bridge::queue_full_count`] moves.
-//!
-//! Guarantees: a handoff taken off the queue is written to `outbox_dir` before its first attempt
-//! and after every attempt. Each target (`webhook`, `twilio`, …) is attempted until it answers
+//! Guarantees: [`Bridge::submit`] returns once the handoff is fsynced in `outbox_dir` (group
+//! commit: see [`journal`]); the gateway announces a handoff only after that, so a handoff anyone
+//! has seen survives a `kill -9`. If the outbox cannot take it within [`PERSIST_WAIT`] the
+//! handoff is delivered from memory, counted as held (`/healthz` degraded) and written as soon
+//! as the outbox recovers: never dropped. The state is rewritten after every attempt. Each target (`webhook`, `twilio`, …) is attempted until it answers
 //! 2xx, refuses for good (see [`retry::classify_status`]) or `max_attempts` is used up; then a
 //! `handoff_delivered`/`handoff_failed` event goes out. A target marked delivered in the file is
 //! never called again, also after a restart; an attempt cut short by a crash or by the end of the
@@ -14,6 +13,7 @@
 
 pub mod config;
 mod deliver;
+pub mod journal;
 pub mod outbox;
 pub mod retry;
 pub mod target;
@@ -32,8 +32,11 @@ pub use warm_run::{WarmTask, WarmTransfers};
 pub use webhook::{sign, verify};
 
 use crate::event::{Event, EventKind};
-use deliver::{Shared, run_worker};
-use outbox::{Outbox, OutboxError};
+use deliver::{Shared, retry_held, spawn_entry};
+use journal::Journal;
+use outbox::{OUTBOX_VERSION, Op, Outbox, OutboxEntry, OutboxError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -67,16 +70,37 @@ impl HandoffRequest {
     }
 }
 
-/// The bridge could not take a handoff right now.
+/// The bridge could not take a handoff.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    /// The queue is full; the request comes back so the caller can keep it and retry.
-    #[error("bridge queue full")]
+    /// A bounded queue in front of the bridge (the fleet's publisher) is full; the request
+    /// comes back so the caller can keep it and retry.
+    #[error("handoff queue full")]
     Full(Box<HandoffRequest>),
     /// The bridge has shut down.
     #[error("bridge closed")]
     Closed(Box<HandoffRequest>),
 }
+
+/// What [`Bridge::submit`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// In the outbox (fsynced) and being delivered.
+    Persisted,
+    /// The outbox could not take it within [`PERSIST_WAIT`]: it is being delivered from memory,
+    /// counted in [`BridgeHealth::held`] (`/healthz` degraded) and written as soon as the outbox
+    /// accepts writes again.
+    Held,
+    /// No delivery target is configured (or it is not a handoff): nothing to keep.
+    NothingToDeliver,
+}
+
+/// Longest a submitter waits for its handoff to be durable before the bridge keeps it in memory.
+/// Normally a batch takes a few milliseconds; this bounds how long a dead disk can stall a call.
+pub const PERSIST_WAIT: Duration = Duration::from_secs(2);
+
+/// How often held handoffs are offered to the outbox again.
+const HELD_RETRY: Duration = Duration::from_millis(500);
 
 /// The bridge cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -85,12 +109,15 @@ pub enum BridgeError {
     /// A `[bridge]` value is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The outbox directory cannot be created or read.
+    /// The outbox directory cannot be created, written, read or locked.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
     /// The HTTP client cannot be built (TLS set-up).
     #[error("cannot build the bridge http client: {0}")]
     Client(#[source] reqwest::Error),
+    /// The outbox writer thread cannot be started.
+    #[error("cannot start the outbox writer: {0}")]
+    Writer(#[source] std::io::Error),
     /// A start-up task died.
     #[error("bridge start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -99,20 +126,20 @@ pub enum BridgeError {
 /// Running totals of the bridge, for metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// `try_submit` found the queue full.
-    pub queue_full: AtomicU64,
     /// Targets delivered (one handoff to two targets counts two).
     pub delivered: AtomicU64,
     /// Targets failed for good.
     pub failed: AtomicU64,
     /// Attempts that did not succeed but will be retried.
     pub retried: AtomicU64,
+    /// Handoffs delivered from memory because the outbox could not take them (gauge).
+    pub held: Gauge,
 }
 
 /// A snapshot of [`Counters`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BridgeStats {
-    /// `try_submit` found the queue full.
+    /// A submission found the outbox queue full and waited.
     pub queue_full: u64,
     /// Targets delivered.
     pub delivered: u64,
@@ -120,46 +147,76 @@ pub struct BridgeStats {
     pub failed: u64,
     /// Attempts that will be retried.
     pub retried: u64,
+    /// Outbox changes that could not be written.
+    pub write_errors: u64,
 }
 
-/// Handle to the delivery task; cheap to clone.
+/// Whether the bridge can keep its promise right now, for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BridgeHealth {
+    /// The last outbox write failed.
+    pub write_failing: bool,
+    /// Outbox writes that failed since start.
+    pub write_errors: u64,
+    /// Handoffs only in memory because the outbox could not take them.
+    pub held: u64,
+    /// The last write error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl BridgeHealth {
+    /// A handoff decided now might not survive a crash.
+    pub fn is_degraded(&self) -> bool {
+        self.write_failing || self.held > 0
+    }
+}
+
+/// Handle to the bridge; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Bridge {
-    tx: mpsc::Sender<HandoffRequest>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
 }
 
-/// The running delivery task; [`BridgeTask::shutdown`] stops it.
+/// The running delivery tasks; [`BridgeTask::shutdown`] stops them.
 #[derive(Debug)]
 pub struct BridgeTask {
     stop: CancellationToken,
     abort: CancellationToken,
     tracker: TaskTracker,
-    worker: JoinHandle<()>,
+    held_task: JoinHandle<()>,
+    outbox: Outbox,
 }
 
 impl Bridge {
-    /// Validates `cfg`, opens the outbox (resuming what it holds) and starts the delivery
-    /// worker. `handoff_delivered`/`handoff_failed` events go to `events`.
+    /// Validates `cfg`, opens and locks the outbox (refusing a directory it cannot write or
+    /// another gateway holds), starts its writer and resumes what it holds.
+    /// `handoff_delivered`/`handoff_failed` events go to `events`.
     pub async fn start(
         cfg: BridgeConfig,
         events: mpsc::Sender<Event>,
     ) -> Result<(Bridge, BridgeTask), BridgeError> {
         cfg.validate()?;
         let dir = cfg.outbox_dir.clone();
-        let (outbox, (pending, bad)) =
-            tokio::task::spawn_blocking(move || -> Result<_, OutboxError> {
-                let outbox = Outbox::open(dir)?;
-                let loaded = outbox.load_pending()?;
-                Ok((outbox, loaded))
-            })
-            .await??;
-        for e in &bad {
-            tracing::warn!(error = %e, "outbox entry set aside in failed/");
+        let (outbox, loaded) = tokio::task::spawn_blocking(move || -> Result<_, OutboxError> {
+            let outbox = Outbox::open(dir)?;
+            let loaded = outbox.load_pending()?;
+            Ok((outbox, loaded))
+        })
+        .await??;
+        for e in &loaded.corrupt {
+            tracing::warn!(error = %e, "outbox file set aside in corrupt/; it will not be delivered");
         }
-        if !pending.is_empty() {
+        if loaded.renamed > 0 {
+            tracing::warn!(
+                count = loaded.renamed,
+                "outbox files named unlike their handoff id were renamed (or removed as duplicates)"
+            );
+        }
+        if !loaded.entries.is_empty() {
             tracing::info!(
-                count = pending.len(),
+                count = loaded.entries.len(),
                 "resuming pending handoffs from the outbox"
             );
         }
@@ -173,116 +230,142 @@ impl Bridge {
             .build()
             .map_err(BridgeError::Client)?;
 
-        let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        let journal = Journal::start(outbox.clone(), cfg.queue_capacity.max(1))
+            .map_err(BridgeError::Writer)?;
         let stop = CancellationToken::new();
         let abort = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
-            counters: Arc::clone(&counters),
+            counters: Arc::new(Counters::default()),
             http_permits: Semaphore::new(cfg.max_concurrent_requests.max(1)),
             cfg,
             client,
+            journal,
             outbox,
             events,
             abort: abort.clone(),
             tracker: tracker.clone(),
             in_flight: StdMutex::new(HashSet::new()),
+            held: StdMutex::new(Vec::new()),
         });
-        let worker = tokio::spawn(run_worker(shared, rx, pending, stop.clone()));
-        let bridge = Bridge { tx, counters };
+        for entry in loaded.entries {
+            spawn_entry(&shared, entry);
+        }
+        let held_task = tokio::spawn(retry_held(Arc::clone(&shared), abort.clone()));
+        let bridge = Bridge {
+            shared: Arc::clone(&shared),
+            stop: stop.clone(),
+        };
         Ok((
             bridge,
             BridgeTask {
                 stop,
                 abort,
                 tracker,
-                worker,
+                held_task,
+                outbox: shared.outbox.clone(),
             },
         ))
     }
 
-    /// A bridge whose queue is drained by nobody but the caller (tests, tools).
-    pub fn disconnected(capacity: usize) -> (Self, mpsc::Receiver<HandoffRequest>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (
-            Self {
-                tx,
-                counters: Arc::default(),
-            },
-            rx,
-        )
-    }
-
-    /// Queues a handoff without waiting. When the queue is full the request comes back in
-    /// [`SubmitError::Full`]; the caller keeps it and offers it again later.
-    pub fn try_submit(&self, req: HandoffRequest) -> Result<(), SubmitError> {
-        self.tx.try_send(req).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(r) => {
-                let n = self.counters.queue_full.fetch_add(1, Ordering::Relaxed) + 1;
-                // A caller retrying every audio frame would flood the log; the counter keeps
-                // the exact number, the log keeps the 1st, 2nd, 4th, 8th, … occurrence.
-                if n.is_power_of_two() {
-                    tracing::warn!(
-                        handoff_id = r.handoff_id().unwrap_or(""),
-                        queue_full_total = n,
-                        capacity = self.tx.max_capacity(),
-                        "bridge queue full; handoff kept by the call for a later retry"
-                    );
-                }
-                SubmitError::Full(Box::new(r))
-            }
-            mpsc::error::TrySendError::Closed(r) => SubmitError::Closed(Box::new(r)),
-        })
-    }
-
-    /// Queues a handoff, waiting for room (end of call only).
-    pub async fn submit(&self, req: HandoffRequest) -> Result<(), SubmitError> {
-        self.tx
-            .send(req)
+    /// Makes a decided handoff durable, then starts delivering it. Returns once the outbox has
+    /// fsynced it — normally a few milliseconds, shared with every handoff decided meanwhile
+    /// (group commit) — or after [`PERSIST_WAIT`], when it is kept in memory instead
+    /// ([`Durability::Held`]): delivered anyway, counted, and written when the outbox recovers.
+    /// Never drops a handoff; only a shut-down bridge hands it back.
+    pub async fn submit(&self, req: HandoffRequest) -> Result<Durability, SubmitError> {
+        if self.stop.is_cancelled() {
+            return Err(SubmitError::Closed(Box::new(req)));
+        }
+        let shared = &self.shared;
+        let Some(handoff_id) = req.handoff_id().map(str::to_owned) else {
+            tracing::warn!(call_id = %req.event.call_id, "bridge got an event that is not a handoff; ignored");
+            return Ok(Durability::NothingToDeliver);
+        };
+        let targets = Target::for_provider(&shared.cfg, &req.provider);
+        if targets.is_empty() {
+            tracing::debug!(%handoff_id, provider = %req.provider, "no delivery target configured");
+            return Ok(Durability::NothingToDeliver);
+        }
+        if shared.is_in_flight(&handoff_id) {
+            tracing::debug!(%handoff_id, "handoff already being delivered; duplicate ignored");
+            return Ok(Durability::Persisted);
+        }
+        let mut entry = OutboxEntry {
+            version: OUTBOX_VERSION,
+            handoff_id: handoff_id.clone(),
+            request: req,
+            targets: Default::default(),
+        };
+        for t in targets {
+            entry.targets.entry(t.name().to_owned()).or_default();
+        }
+        let durability = match shared
+            .journal
+            .commit_within(Op::Write(entry.clone()), PERSIST_WAIT)
             .await
-            .map_err(|e| SubmitError::Closed(Box::new(e.0)))
-    }
-
-    /// How many times [`Self::try_submit`] found the queue full.
-    pub fn queue_full_count(&self) -> u64 {
-        self.counters.queue_full.load(Ordering::Relaxed)
+        {
+            Ok(()) => Durability::Persisted,
+            Err(e) => {
+                tracing::error!(%handoff_id, error = %e, "cannot persist handoff; delivering it from memory and retrying the write");
+                Durability::Held
+            }
+        };
+        if let Some(state) = spawn_entry(shared, entry)
+            && durability == Durability::Held
+        {
+            shared.hold(state);
+        }
+        Ok(durability)
     }
 
     /// Current totals.
     pub fn stats(&self) -> BridgeStats {
-        let c = &self.counters;
+        let c = &self.shared.counters;
+        let h = self.shared.journal.health();
         BridgeStats {
-            queue_full: c.queue_full.load(Ordering::Relaxed),
+            queue_full: h.queue_full(),
             delivered: c.delivered.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             retried: c.retried.load(Ordering::Relaxed),
+            write_errors: h.errors(),
         }
+    }
+
+    /// Whether handoffs decided now are durable.
+    pub fn health(&self) -> BridgeHealth {
+        let h = self.shared.journal.health();
+        BridgeHealth {
+            write_failing: h.is_failing(),
+            write_errors: h.errors(),
+            held: u64::try_from(self.shared.counters.held.get()).unwrap_or(0),
+            last_error: h.last_error(),
+        }
+    }
+
+    /// The outbox write-error counter and the held-handoff gauge, for a metrics registry.
+    pub fn metric_handles(&self) -> (Counter, Gauge) {
+        (
+            self.shared.journal.health().errors_counter(),
+            self.shared.counters.held.clone(),
+        )
     }
 }
 
 impl BridgeTask {
-    /// Stops taking new work (further submissions get [`SubmitError::Closed`]), persists and
-    /// keeps delivering what was accepted until `grace` is over, then stops the rest at their
+    /// Stops taking new work (further submissions get [`SubmitError::Closed`]) and keeps
+    /// delivering what was accepted until `grace` is over, then stops the rest at their
     /// next await. Whatever is not delivered stays pending in the outbox for the next start.
     pub async fn shutdown(self, grace: Duration) {
         let BridgeTask {
             stop,
             abort,
             tracker,
-            mut worker,
+            held_task,
+            outbox,
         } = self;
         stop.cancel();
         let deadline = tokio::time::Instant::now() + grace;
-        if tokio::time::timeout_at(deadline, &mut worker)
-            .await
-            .is_err()
-        {
-            // Still draining a long queue: what is not persisted yet is lost with the process
-            // anyway, so stop here rather than overrun the grace.
-            tracing::warn!("bridge queue not drained within the shutdown grace");
-            worker.abort();
-        }
         tracker.close();
         if tokio::time::timeout_at(deadline, tracker.wait())
             .await
@@ -296,5 +379,8 @@ impl BridgeTask {
                 "shutdown grace over; undelivered handoffs stay in the outbox"
             );
         }
+        held_task.abort();
+        // Another gateway (or this one restarted in-process) may now take the directory.
+        outbox.release_lock();
     }
 }

@@ -8,6 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Longest piece of a refusing answer's body kept in the outbox state and events.
 const ERROR_BODY_CHARS: usize = 200;
 
+/// Most bytes of a refusing answer's body read at all: enough for the provider's error code;
+/// the rest is never received (a huge or endless body costs nothing).
+const ERROR_BODY_BYTES: usize = 4096;
+
 /// Where a handoff is delivered; the name is the `target` of delivery events and outbox state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
@@ -197,19 +201,33 @@ pub async fn attempt(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| retry_after_s(v, SystemTime::now()));
     let class = classify_status(status);
     if class == StatusClass::Delivered {
         return AttemptOutcome::Delivered { status };
     }
+    let location = (300..400).contains(&status).then(|| {
+        resp.headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(ERROR_BODY_CHARS)
+            .collect::<String>()
+    });
     // The body of a refusal usually says why (Twilio 20404, Telnyx 90018); keep its start.
-    let text = resp.text().await.unwrap_or_default();
+    let text = body_start(resp).await;
     let snippet: String = text.chars().take(ERROR_BODY_CHARS).collect();
-    let error = if snippet.trim().is_empty() {
-        format!("HTTP {status}")
-    } else {
-        format!("HTTP {status}: {}", snippet.trim())
-    };
+    let mut error = format!("HTTP {status}");
+    if let Some(loc) = location {
+        error.push_str(&format!(
+            " redirect to `{loc}` not followed (a redirected POST loses its body; point the setting at the final URL)"
+        ));
+    }
+    if !snippet.trim().is_empty() {
+        error.push_str(": ");
+        error.push_str(snippet.trim());
+    }
     match class {
         StatusClass::Permanent => AttemptOutcome::Permanent {
             status: Some(status),
@@ -223,10 +241,56 @@ pub async fn attempt(
     }
 }
 
+/// The first [`ERROR_BODY_BYTES`] of a body, read chunk by chunk (the client's request timeout
+/// bounds a slow one); the rest is dropped unread with the connection.
+async fn body_start(mut resp: reqwest::Response) -> String {
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < ERROR_BODY_BYTES {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                let room = ERROR_BODY_BYTES - buf.len();
+                buf.extend_from_slice(&c[..c.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// `Retry-After` as seconds from `now`: delta-seconds or an HTTP-date (RFC 9110 §10.2.3). A date
+/// in the past means "now" (0); anything unreadable is ignored. The caller caps the wait.
+pub fn retry_after_s(value: &str, now: SystemTime) -> Option<u64> {
+    let v = value.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(s);
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(now)
+            .map_or(0, |d| d.as_secs_f64().ceil() as u64),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bridge::config::{TwilioConfig, WebhookConfig};
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after_s("120", now), Some(120));
+        assert_eq!(retry_after_s(" 0 ", now), Some(0));
+        // 1_700_000_000 is Tue, 14 Nov 2023 22:13:20 GMT.
+        assert_eq!(
+            retry_after_s("Tue, 14 Nov 2023 22:13:50 GMT", now),
+            Some(30)
+        );
+        assert_eq!(retry_after_s("Tue, 14 Nov 2023 22:00:00 GMT", now), Some(0));
+        for junk in ["", "-5", "soon", "1.5"] {
+            assert_eq!(retry_after_s(junk, now), None, "{junk:?}");
+        }
+    }
 
     #[test]
     fn webhook_always_transfer_only_for_its_own_provider() {
@@ -234,6 +298,7 @@ mod tests {
             webhook: Some(WebhookConfig {
                 url: "http://x".into(),
                 secret: "s".into(),
+                previous_secret: None,
             }),
             ..BridgeConfig::default()
         };

@@ -22,10 +22,17 @@ use base64::Engine as _;
 use reqwest::Url;
 use serde_json::{Value, json};
 
-/// A transfer request that cannot be built (a bad base URL); never retried.
+/// A transfer request that cannot be built (a bad base URL or call id); never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransferError {
+    /// A call id that cannot be one path segment: empty, `.` or `..` (which URL normalisation
+    /// would drop or turn into "up one level", changing which API endpoint is called).
+    #[error("call id {id:?} cannot be used in a provider API path")]
+    BadCallId {
+        /// The offending id.
+        id: String,
+    },
     /// The configured base or callback URL cannot carry the path or query.
     #[error("cannot build a request URL from `{url}`: {reason}")]
     BadUrl {
@@ -78,24 +85,36 @@ pub fn with_handoff_query(url: &str, handoff_id: &str) -> Result<String, Transfe
     Ok(u.into())
 }
 
-/// `base` with `segments` appended as percent-encoded path segments (call ids come from the
-/// provider's stream and must not be able to change the path).
+/// `base` with `segments` appended as path segments, each percent-encoded byte by byte
+/// (everything but RFC 3986 unreserved characters). Call ids come from the provider's stream
+/// and must not be able to change the path: an id that is empty, `.` or `..` is refused, since
+/// no encoding keeps those from being read as "this" or "parent" directory (the `url` crate
+/// drops them, so Telnyx would receive `POST /v2/calls/actions/transfer`).
 pub fn api_url(base: &str, segments: &[&str], trailing_slash: bool) -> Result<Url, TransferError> {
     let bad = |reason: String| TransferError::BadUrl {
         url: base.to_owned(),
         reason,
     };
-    let mut u = Url::parse(base).map_err(|e| bad(e.to_string()))?;
-    {
-        let mut path = u
-            .path_segments_mut()
-            .map_err(|()| bad("cannot be a base".into()))?;
-        path.pop_if_empty();
-        path.extend(segments);
-        if trailing_slash {
-            path.push("");
+    for seg in segments {
+        if matches!(*seg, "" | "." | "..") {
+            return Err(TransferError::BadCallId {
+                id: (*seg).to_owned(),
+            });
         }
     }
+    let mut u = Url::parse(base).map_err(|e| bad(e.to_string()))?;
+    if u.cannot_be_a_base() {
+        return Err(bad("cannot be a base".into()));
+    }
+    let mut path = u.path().trim_end_matches('/').to_owned();
+    for seg in segments {
+        path.push('/');
+        path.push_str(&pct(seg));
+    }
+    if trailing_slash {
+        path.push('/');
+    }
+    u.set_path(&path);
     Ok(u)
 }
 
@@ -199,6 +218,12 @@ pub fn twilio_request(
     call_sid: &str,
     handoff_id: &str,
 ) -> Result<reqwest::RequestBuilder, TransferError> {
+    // `{sid}.json` is one segment, so `..` would survive as `...json`; refuse it all the same.
+    if matches!(call_sid, "" | "." | "..") {
+        return Err(TransferError::BadCallId {
+            id: call_sid.to_owned(),
+        });
+    }
     let url = api_url(
         &cfg.api_base,
         &[
@@ -441,6 +466,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(u.path(), "/base/v2/calls/a%2F..%2Fb%3Fc/x");
+        // Every byte outside the unreserved set is encoded, so nothing a peer sends can be read
+        // as a delimiter, a dot segment or a second encoding layer by the provider.
+        let u = api_url("http://h", &["v1", "%2e%2E;x=1#f é\\"], false).unwrap();
+        assert_eq!(u.path(), "/v1/%252e%252E%3Bx%3D1%23f%20%C3%A9%5C");
+        for id in ["", ".", ".."] {
+            assert_eq!(
+                api_url("http://h/v2", &["calls", id, "actions"], false),
+                Err(TransferError::BadCallId { id: id.into() })
+            );
+        }
         let u = api_url("https://api.plivo.com", &["v1", "Call", "u1"], true).unwrap();
         assert_eq!(u.as_str(), "https://api.plivo.com/v1/Call/u1/");
     }

@@ -3,6 +3,10 @@
 //! Signature: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`. Binding the time into
 //! the MAC lets receivers refuse replays older than a tolerance; the body is signed byte for byte,
 //! so a receiver must verify the raw bytes before parsing them.
+//!
+//! Rotation (Stripe-style): with `previous_secret` set, the header carries one `v1=` per secret,
+//! the new one first (`t=…,v1=<new>,v1=<old>`), so receivers holding either secret verify while
+//! they are switched over one by one.
 
 use super::config::WebhookConfig;
 use hmac::{Hmac, Mac};
@@ -29,6 +33,17 @@ fn mac(secret: &str, t: u64, body: &[u8]) -> HmacSha256 {
 pub fn sign(secret: &str, t: u64, body: &[u8]) -> String {
     let tag = mac(secret, t, body).finalize().into_bytes();
     format!("t={t},v1={}", hex::encode(tag))
+}
+
+/// The `X-Warmline-Signature` value with one `v1=` per secret, in the order given.
+pub fn sign_all(secrets: &[&str], t: u64, body: &[u8]) -> String {
+    let mut h = format!("t={t}");
+    for secret in secrets {
+        let tag = mac(secret, t, body).finalize().into_bytes();
+        h.push_str(",v1=");
+        h.push_str(&hex::encode(tag));
+    }
+    h
 }
 
 /// Checks a `X-Warmline-Signature` value against the raw body: the MAC must match (constant-time
@@ -74,7 +89,7 @@ pub fn request(
         .post(&cfg.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(IDEMPOTENCY_HEADER, handoff_id)
-        .header(SIGNATURE_HEADER, sign(&cfg.secret, now_unix_s, body))
+        .header(SIGNATURE_HEADER, sign_all(&cfg.secrets(), now_unix_s, body))
         .body(body.to_vec())
 }
 
@@ -123,6 +138,20 @@ mod tests {
         ] {
             assert!(!verify("k", junk, body, 5000, 300), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn rotation_signs_with_both_secrets_new_first() {
+        let body = br#"{"event":"handoff"}"#;
+        let h = sign_all(&["new", "old"], 77, body);
+        let one = sign("new", 77, body);
+        assert!(h.starts_with(&one), "{h}");
+        assert_eq!(h.matches("v1=").count(), 2);
+        // A receiver on either secret accepts it; one on neither does not.
+        assert!(verify("new", &h, body, 77, 0));
+        assert!(verify("old", &h, body, 77, 0));
+        assert!(!verify("other", &h, body, 77, 0));
+        assert_eq!(sign_all(&["new"], 77, body), one);
     }
 
     #[test]

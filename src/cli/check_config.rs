@@ -53,9 +53,19 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
         eprintln!("invalid: {e:#}");
         return Ok(ExitCode::from(1));
     }
-    if let Some(t) = cfg.bridge.twilio.as_ref().filter(|t| t.is_warm())
+    let mut twilio = cfg.bridge.twilio.clone();
+    if let Some(t) = twilio.as_mut() {
+        match t.resolve_mode(cfg.server.public_url.as_deref(), cfg.cluster.is_some()) {
+            Ok(Some(warning)) => eprintln!("warning: {warning}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("invalid: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    if let Some(t) = twilio.as_ref().filter(|t| t.is_warm())
         && t.callback_base.is_none()
-        && cfg.server.public_url.is_none()
     {
         eprintln!(
             "invalid: config key `bridge.twilio.callback_base`: a warm transfer needs it or \

@@ -30,6 +30,8 @@ pub struct DemoArgs {
 }
 
 const DEMO_TWILIO_TOKEN: &str = "demo-twilio-auth-token";
+/// The demo's API token: the dashboard and transcript posts need one (`/?token=demo-api-token`).
+const DEMO_API_TOKEN: &str = "demo-api-token";
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !(args.speed > 0.0 && args.speed <= 1000.0) {
@@ -45,6 +47,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     cfg.server.listen = args.listen.clone();
     cfg.auth.twilio = Some(crate::config::TwilioAuth {
         auth_token: DEMO_TWILIO_TOKEN.into(),
+        ..Default::default()
+    });
+    cfg.auth.token = Some(crate::config::TokenAuth {
+        value: DEMO_API_TOKEN.into(),
     });
     cfg.bridge.outbox_dir = outbox;
     cfg.validate()?;
@@ -55,7 +61,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let state = gateway.state().clone();
     let mut events = state.subscribe();
     let server = tokio::spawn(gateway.serve(listener));
-    println!("listening on http://{addr}  (demo gateway; dashboard at http://{addr}/)");
+    println!(
+        "listening on http://{addr}  (demo gateway; dashboard at http://{addr}/?token={DEMO_API_TOKEN})"
+    );
 
     let printer = tokio::spawn({
         let json = args.json;
@@ -115,6 +123,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                         "http://{addr}/v1/calls/{}/transcript",
                         spec.call_id
                     ))
+                    .bearer_auth(DEMO_API_TOKEN)
                     .json(&line)
                     .send()
                     .await;

@@ -2,8 +2,11 @@
 //! I/O and printing. `anyhow` lives here and in `main.rs` only.
 
 pub mod check_config;
+mod deliver;
 mod demo;
 mod features;
+mod log;
+mod outbox;
 mod replay;
 mod serve;
 mod simulate;
@@ -19,6 +22,9 @@ pub struct Cli {
     /// More log output (-v debug, -vv trace). `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text or JSON (one object per line), to stderr.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: log::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,9 +45,15 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Validate a config file and print the effective configuration, secrets masked.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Inspect the handoff outbox and retry failed deliveries.
+    Outbox(outbox::OutboxArgs),
+    /// Fleet mode: deliver the fleet's handoffs from NATS JetStream, without taking calls.
+    Deliver(deliver::DeliverArgs),
 }
 
-/// Logs go to stderr; stdout is for results. The demo prints its own timeline, so its logs
+pub use log::LogFormat;
+
+/// Logs go to stderr ([`log`]); stdout is for results. The demo prints its own timeline, so its logs
 /// default to warnings only.
 pub fn init_tracing(cli: &Cli) {
     let quiet = matches!(
@@ -56,11 +68,7 @@ pub fn init_tracing(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    log::init(filter, cli.log_format);
 }
 
 /// Runs the parsed command.
@@ -73,8 +81,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
         Command::CheckConfig(a) => check_config::run(&a),
+        Command::Outbox(a) => outbox::run(a),
+        Command::Deliver(a) => deliver::run(a),
     }
 }
+
+pub(crate) use serve::shutdown_signal;
 
 /// Reads the config file (or defaults) with secrets from the process environment.
 pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<crate::config::Config> {

@@ -23,6 +23,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         cfg.validate()?;
     }
     let settings = super::pipeline_settings(&cfg)?;
+    raise_open_file_limit();
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
@@ -36,8 +37,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let gateway = crate::server::Gateway::start(cfg, settings).await?;
         println!("listening on http://{addr}");
         let token = gateway.state().shutdown_token();
+        let state = gateway.state().clone();
         tokio::spawn(async move {
             shutdown_signal().await;
+            if let Some(c) = state.cluster() {
+                tracing::info!("draining: no new calls; open calls may finish");
+                c.drain().await;
+            }
             tracing::info!("shutdown requested: no new calls; finishing open calls");
             token.cancel();
         });
@@ -48,7 +54,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// Raises the soft open-file limit to the hard one: every call and connection is a descriptor,
+/// and the usual soft default (1024) caps a gateway far below what it can carry.
+/// `[server] max_connections` defaults to a share of the raised limit.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

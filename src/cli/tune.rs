@@ -7,7 +7,6 @@
 //! stdout line is one JSON object.
 
 use crate::detect::tone::ToneModel;
-use crate::dsp::DspConfig;
 use crate::tune::dataset::{self, Negatives};
 use crate::tune::{self, CallOutcome, TuneOptions, TuneReport, plot};
 use anyhow::Context;
@@ -81,9 +80,10 @@ pub struct TuneArgs {
     /// and used for the calls check), ms.
     #[arg(long, default_value_t = 500)]
     pub sustain_ms: u32,
-    /// A clip's score is the highest level its live score holds this long (0 = maximum), ms.
-    #[arg(long, default_value_t = 0)]
-    pub clip_hold_ms: u32,
+    /// TOML configuration: the DSP and detector settings clips and calls are replayed with
+    /// (as `serve` and `replay` would use them).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
     /// L2 penalty of the logistic fit.
     #[arg(long, default_value_t = 0.1)]
     pub l2: f64,
@@ -99,9 +99,11 @@ pub struct TuneArgs {
 /// on with the rest and writes its outputs, then exits 1 so a script notices.
 pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut skipped_rows = 0usize;
+    let cfg = super::load_config(args.config.as_deref())?;
+    let live = super::pipeline_settings(&cfg)?;
     let opts = TuneOptions {
         telephone: args.telephone,
-        dsp: DspConfig::default(),
+        live: live.clone(),
         folds: args.folds,
         max_fpr: args.max_fpr,
         window_ms: args.window_ms,
@@ -109,7 +111,6 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
         features: args.features.clone(),
         min_speech_ms: args.min_speech_ms,
         sustain_ms: args.sustain_ms,
-        clip_hold_ms: args.clip_hold_ms,
         l2: args.l2,
         train_stride: 5,
         threads: args.threads.max(1),
@@ -191,6 +192,15 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             .map_err(anyhow::Error::msg)?;
             std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
             println!("ROC plot written to {}", path.display());
+            let rel_path = path.with_extension("reliability.svg");
+            let svg = plot::reliability_svg(
+                &format!("tone score calibration (ECE {:.3})", report.ece),
+                &report.reliability,
+            )
+            .map_err(anyhow::Error::msg)?;
+            std::fs::write(&rel_path, svg)
+                .with_context(|| format!("writing {}", rel_path.display()))?;
+            println!("reliability diagram written to {}", rel_path.display());
         }
         json.insert("auc".into(), num(report.auc));
         let pair = |c: Option<(f64, f64)>| {
@@ -222,6 +232,16 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             serde_json::to_value(&report.auc_by_speaker)?,
         );
         json.insert("folds".into(), report.folds.into());
+        json.insert(
+            "auc_by_intensity".into(),
+            serde_json::to_value(&report.auc_by_intensity)?,
+        );
+        json.insert(
+            "leave_corpus_out".into(),
+            serde_json::to_value(&report.leave_corpus_out)?,
+        );
+        json.insert("ece".into(), num(report.ece));
+        json.insert("chosen".into(), serde_json::to_value(&report.chosen)?);
         json.insert("skipped".into(), report.skipped.len().into());
         json.insert("unprimed".into(), report.unprimed.into());
         model = Some(trained);
@@ -234,14 +254,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
         } else {
             args.sustain_ms
         };
-        let calls = tune::evaluate_calls(
-            index,
-            &m,
-            &DspConfig::default(),
-            sustain,
-            opts.threads,
-            opts.progress,
-        )?;
+        let calls = tune::evaluate_calls(index, &m, &live, sustain, opts.threads, opts.progress)?;
         let summary = calls_summary(&calls, m.threshold, sustain);
         json.insert("calls".into(), summary);
         if !json.contains_key("threshold") {
@@ -292,9 +305,8 @@ fn notes(args: &TuneArgs, report: &TuneReport) -> Vec<String> {
                 "as recorded"
             }
         ),
-        "baseline: each clip streamed through a fresh analyser primed with the same speaker's \
-         other neutral/calm clips (path order) until the DSP baseline is ready; tone window reset \
-         at the clip start"
+        "baseline: each clip replayed as one call through the live engine after the same \
+         speaker's other neutral/calm clips (path order) up to where the DSP baseline is ready"
             .into(),
         format!("clip score: {}", report.rule),
         format!(
@@ -367,6 +379,44 @@ fn print_report(args: &TuneArgs, r: &TuneReport) {
         for (sp, a) in &r.auc_by_speaker {
             println!("  {sp:<14} {a:.3}");
         }
+    }
+    for (level, f) in &r.auc_by_intensity {
+        println!(
+            "AUC, {level} intensity positives vs every negative: {:.4}{} ({} vs {})",
+            f.auc,
+            ci(f.ci95.as_ref()),
+            f.n_pos,
+            f.n_neg
+        );
+    }
+    for (name, f) in &r.leave_corpus_out {
+        println!(
+            "leave-corpus-out {name}: AUC {:.4}{} ({} positive, {} negative)",
+            f.auc,
+            ci(f.ci95.as_ref()),
+            f.n_pos,
+            f.n_neg
+        );
+    }
+    if !r.chosen.is_empty() {
+        let l2: Vec<String> = r.chosen.iter().map(|c| format!("{}", c.l2)).collect();
+        println!("L2 chosen inside each outer fold: {}", l2.join(", "));
+    }
+    if let Some(c) = &r.final_choice {
+        println!(
+            "model written: L2 {} (inner AUC {:.4}), Platt a {:.3} c {:.3}, threshold {:.4}",
+            c.l2, c.inner_auc, c.platt_a, c.platt_c, c.threshold
+        );
+    }
+    println!(
+        "calibration (out-of-fold clip scores): expected calibration error {:.3}",
+        r.ece
+    );
+    for b in &r.reliability {
+        println!(
+            "  predicted {:.3}  observed {:.3}  ({} clips)",
+            b.predicted, b.observed, b.n
+        );
     }
     if r.auc_ci95.is_some() {
         println!(

@@ -36,6 +36,10 @@ pub struct DetectorConfig {
     pub overtalk: OvertalkConfig,
     /// Dead air (`[detector.silence]`).
     pub silence: SilenceConfig,
+    /// Where handoff ids come from: set by the caller (the gateway picks random ids), never
+    /// read from the file.
+    #[serde(skip)]
+    pub handoff_ids: super::policy::HandoffIds,
 }
 
 /// `[detector.policy]`.

@@ -146,7 +146,8 @@ impl Detector {
                 immediate_human_request: cfg.policy.immediate_human_request,
             },
             cfg.gates(threshold),
-        );
+        )
+        .with_handoff_ids(cfg.handoff_ids);
         let mut scores = BTreeMap::new();
         policy.fill_scores(&mut scores);
         Self {

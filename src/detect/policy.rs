@@ -233,6 +233,19 @@ pub struct Policy {
     pending_since: Option<u64>,
     decided_ms: Option<u64>,
     now_ms: u64,
+    handoff_ids: HandoffIds,
+}
+
+/// Where a policy's handoff ids come from. The choice is the caller's: the live gateway wants
+/// ids nobody can predict (a receiver deduplicates by them, so a guessable id lets a squatter
+/// claim a victim's later handoff); replay and tests want the same id on every run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HandoffIds {
+    /// `ho_` + 16 hex of SHA-256 over the call id and the decision time: reproducible.
+    #[default]
+    Derived,
+    /// `ho_` + 128 random bits in hex, drawn from the OS at decision time.
+    Random,
 }
 
 fn idx(s: Signal) -> usize {
@@ -262,7 +275,14 @@ impl Policy {
             pending_since: None,
             decided_ms: None,
             now_ms: 0,
+            handoff_ids: HandoffIds::Derived,
         }
+    }
+
+    /// The same policy with handoff ids from `ids`.
+    pub fn with_handoff_ids(mut self, ids: HandoffIds) -> Self {
+        self.handoff_ids = ids;
+        self
     }
 
     /// A signal's gate.
@@ -540,10 +560,13 @@ impl Policy {
         }
     }
 
-    /// The handoff id of a decision: `ho_` and 16 hex digits of SHA-256 over the call id and
-    /// the decision time, so a replay of the same call yields the same id.
+    /// The handoff id of a decision at `t_ms`, from the policy's [`HandoffIds`]. Called once
+    /// per decision; the id travels with the handoff event from then on.
     pub fn handoff_id(&self, t_ms: u64) -> String {
-        handoff_id(&self.call_id, t_ms)
+        match self.handoff_ids {
+            HandoffIds::Derived => handoff_id(&self.call_id, t_ms),
+            HandoffIds::Random => random_handoff_id(&self.call_id, t_ms),
+        }
     }
 }
 
@@ -555,6 +578,22 @@ pub fn handoff_id(call_id: &str, t_ms: u64) -> String {
     h.update(t_ms.to_string().as_bytes());
     let digest = h.finalize();
     format!("ho_{}", &hex::encode(digest)[..16])
+}
+
+/// `ho_` + 32 hex digits from the OS random source. Should the OS refuse (it does not on any
+/// supported platform), the bits are SHA-256 over the derived id and the address of a fresh
+/// allocation and the clock: still not reproducible from the call id and time alone.
+pub fn random_handoff_id(call_id: &str, t_ms: u64) -> String {
+    let mut bits = [0u8; 16];
+    if getrandom::fill(&mut bits).is_err() {
+        let mut h = Sha256::new();
+        h.update(handoff_id(call_id, t_ms).as_bytes());
+        let probe = Box::new(0u8);
+        h.update(format!("{:p}", &*probe).as_bytes());
+        h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+        bits.copy_from_slice(&h.finalize()[..16]);
+    }
+    format!("ho_{}", hex::encode(bits))
 }
 
 fn round4(x: f64) -> f64 {
@@ -719,6 +758,19 @@ mod tests {
         assert_eq!(a, handoff_id("CA1", 1500));
         assert_ne!(a, handoff_id("CA1", 1510));
         assert_ne!(a, handoff_id("CA2", 1500));
+    }
+
+    #[test]
+    fn live_handoff_ids_are_random_128_bit_hex() {
+        let p = policy().with_handoff_ids(HandoffIds::Random);
+        let a = p.handoff_id(1500);
+        let b = p.handoff_id(1500);
+        assert_eq!(a.len(), 3 + 32, "{a}");
+        assert!(a[3..].chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+        // Same call, same time: a different id (the derived one would repeat).
+        assert_ne!(a, b);
+        assert_ne!(a, handoff_id(&p.call_id, 1500));
+        assert_eq!(policy().handoff_id(1500), handoff_id(&p.call_id, 1500));
         assert!(a.starts_with("ho_") && a.len() == 19);
     }
 }

@@ -1,7 +1,9 @@
 //! Upgrade authentication, pure: Twilio's `X-Twilio-Signature` (HMAC-SHA1 over the URL Twilio
 //! dialled, which has to be rebuilt behind proxies) and the shared bearer token accepted from
 //! the other providers (`Authorization: Bearer`/`Basic`, Telnyx's
-//! `x-telnyx-streaming-auth-token`). No I/O; every comparison is constant time.
+//! `x-telnyx-streaming-auth-token`), and the checks of a Twilio `start` that a replayed
+//! upgrade signature cannot pass (the account, the per-call token). No I/O; every comparison
+//! is constant time.
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -127,6 +129,56 @@ pub fn twilio_candidate_urls(
     }
     out.dedup();
     out
+}
+
+/// The `<Parameter>` name (`start.customParameters`) carrying the per-call token.
+pub const CALL_TOKEN_PARAMETER: &str = "warmline_token";
+
+/// The per-call token of `call_sid`: lowercase hex of HMAC-SHA256(`secret`, `call_sid`). The
+/// TwiML that starts the stream puts it in `<Parameter name="warmline_token">`; Twilio drops
+/// query strings on stream URLs, so a parameter is the one place it survives.
+pub fn call_token(secret: &str, call_sid: &str) -> String {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(call_sid.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks a Twilio `start`: its `accountSid` against `account_sid` and, with a
+/// `call_token_secret`, its per-call token against the `callSid`. A captured upgrade
+/// signature opens a socket but cannot pass these for another account or call. `Err` holds a
+/// metric label and the close reason.
+pub fn check_twilio_start(
+    account_sid: Option<&str>,
+    call_token_secret: Option<&str>,
+    start_account: Option<&str>,
+    call_sid: &str,
+    given_token: Option<&str>,
+) -> Result<(), (&'static str, &'static str)> {
+    if let Some(want) = account_sid
+        && !start_account.is_some_and(|got| token_eq(want, got))
+    {
+        return Err((
+            "account_sid",
+            "start.accountSid is not the configured account",
+        ));
+    }
+    if let Some(secret) = call_token_secret {
+        let Some(given) = given_token else {
+            return Err((
+                "call_token_missing",
+                "start.customParameters.warmline_token is missing",
+            ));
+        };
+        if !token_eq(&call_token(secret, call_sid), given.trim()) {
+            return Err((
+                "call_token_invalid",
+                "start.customParameters.warmline_token does not match the callSid",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the request carries `expected` as `Authorization: Bearer <t>`, as
@@ -398,6 +450,38 @@ mod tests {
             "7PR3qMkpDyEJtMrVOY/LDyNq8J8=",
             &other
         ));
+    }
+
+    #[test]
+    fn a_start_must_name_the_account_and_carry_its_calls_token() {
+        let acct = Some("AC1");
+        let secret = Some("k");
+        let tok = call_token("k", "CA1");
+        assert_eq!(tok.len(), 64);
+        assert_eq!(check_twilio_start(None, None, None, "CA1", None), Ok(()));
+        assert_eq!(
+            check_twilio_start(acct, secret, Some("AC1"), "CA1", Some(&tok)),
+            Ok(())
+        );
+        let label = |r: Result<(), (&'static str, &'static str)>| r.unwrap_err().0;
+        assert_eq!(
+            label(check_twilio_start(acct, None, Some("AC2"), "CA1", None)),
+            "account_sid"
+        );
+        assert_eq!(
+            label(check_twilio_start(acct, None, None, "CA1", None)),
+            "account_sid"
+        );
+        assert_eq!(
+            label(check_twilio_start(None, secret, None, "CA1", None)),
+            "call_token_missing"
+        );
+        // A token for one call does not open another (the replay/squatting case).
+        assert_eq!(
+            label(check_twilio_start(None, secret, None, "CA2", Some(&tok))),
+            "call_token_invalid"
+        );
+        assert_ne!(call_token("k", "CA1"), call_token("k2", "CA1"));
     }
 
     #[test]

@@ -42,6 +42,10 @@ enum End {
     FirstMessageTimeout,
     IdleTimeout,
     TooBig(String),
+    /// The peer broke RFC 6455: close code and detail.
+    Protocol(u16, String),
+    /// The `start` failed `[auth.twilio]`'s checks (close 1008).
+    Forbidden(&'static str),
     Transport(String),
     Refused(CallError),
     DuplicateCall(String),
@@ -57,6 +61,8 @@ impl End {
             End::IdleTimeout => "idle_timeout",
             End::TooBig(_) => "message_too_big",
             End::Transport(_) => "transport_error",
+            End::Protocol(..) => "protocol_error",
+            End::Forbidden(_) => "unauthorized",
             End::Refused(_) => "protocol_error",
             End::DuplicateCall(_) => "duplicate_call",
         }
@@ -84,6 +90,8 @@ impl End {
                 format!("message larger than {} bytes", cfg.max_message_bytes),
             )),
             End::Refused(e) => Some((e.close_code(), e.to_string())),
+            End::Protocol(code, detail) => Some((*code, detail.clone())),
+            End::Forbidden(why) => Some((1008, (*why).to_owned())),
             End::DuplicateCall(id) => Some((
                 CLOSE_DUPLICATE_CALL,
                 format!("call {id} is already streaming"),
@@ -340,7 +348,11 @@ impl CallTask {
                     }
                 }
                 Wake::Message(msg) => {
+                    let was_started = self.call_id.is_some();
                     if let Some(end) = self.on_message(msg) {
+                        return end;
+                    }
+                    if !was_started && let Some(end) = self.claim_in_fleet().await {
                         return end;
                     }
                     // The start switches to the (possibly shorter) idle deadline.
@@ -354,17 +366,30 @@ impl CallTask {
                     }
                 }
             }
-            after_step(
-                &self.st,
-                &self.call,
-                self.call_id.as_deref(),
-                &mut self.out,
-                &mut self.pending_handoff,
-                &mut self.handoff_seen,
-            );
+            self.after_step().await;
             if self.call.is_stopped() {
                 return End::Stop;
             }
+        }
+    }
+
+    /// [`after_step`]; without `[cluster]` a new handoff is made durable (group commit, a few
+    /// ms) before [`announce`] shows it to anyone: event stream, metrics, `GET /v1/calls`.
+    async fn after_step(&mut self) {
+        let mut persist = None;
+        after_step(
+            &self.st,
+            &self.call,
+            &mut self.out,
+            &mut self.pending_handoff,
+            &mut self.handoff_seen,
+            &mut persist,
+        );
+        if let Some(req) = persist {
+            self.st.persist_handoff(req).await;
+        }
+        if !self.out.is_empty() {
+            announce(&self.st, &self.call, self.call_id.as_deref(), &mut self.out);
         }
     }
 
@@ -375,11 +400,12 @@ impl CallTask {
         let res = match msg {
             None => return Some(End::PeerClosed),
             Some(Err(e)) => {
-                let text = e.to_string();
-                if text.contains("too long") || text.contains("Space limit") {
-                    return Some(End::TooBig(text));
-                }
-                return Some(End::Transport(text));
+                use super::ws_fault::WsFault;
+                return Some(match super::ws_fault::classify(e) {
+                    WsFault::Protocol { code: 1009, detail } => End::TooBig(detail),
+                    WsFault::Protocol { code, detail } => End::Protocol(code, detail),
+                    WsFault::Transport(detail) => End::Transport(detail),
+                });
             }
             Some(Ok(Message::Text(t))) => self.call.on_text(t.as_str(), &mut self.out),
             Some(Ok(Message::Binary(b))) => self.call.on_binary(&b, &mut self.out),
@@ -433,7 +459,11 @@ impl CallTask {
 
     /// The start message: registers the call (its transcript route opens) and starts its clocks.
     fn on_started(&mut self, at: Instant) -> Option<End> {
-        let id = self.call.start()?.call_id.clone();
+        let start = self.call.start()?;
+        if let Err(why) = self.st.check_start(self.provider, start) {
+            return Some(End::Forbidden(why));
+        }
+        let id = start.call_id.clone();
         let view = CallView {
             provider: self.provider.name().to_owned(),
             started_at: SystemTime::now(),
@@ -452,11 +482,22 @@ impl CallTask {
                 provider: self.provider.name().to_owned(),
             })
             .inc();
-        tracing::info!(call_id = %id, provider = %self.provider, "call started");
+        tracing::info!(call_id = ?id, provider = %self.provider, "call started");
         self.call_id = Some(id);
         self.deadlines.last_media = Some(at);
         self.pace.started = Some(at);
         None
+    }
+
+    /// In a fleet, a call that just started here must not be held by another instance.
+    async fn claim_in_fleet(&mut self) -> Option<End> {
+        let (c, id) = (self.st.cluster()?, self.call_id.clone()?);
+        let at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let owner = c.claim(&id, self.provider.name(), &at).await.err()?;
+        tracing::warn!(call_id = %id, %owner, "call is held by another instance");
+        self.st.unregister(&id);
+        self.call_id = None;
+        Some(End::DuplicateCall(id))
     }
 
     /// The call's media time (the furthest track).
@@ -486,18 +527,12 @@ impl CallTask {
         let metrics = st.metrics();
         let reason = end.reason();
         self.call.finish(reason, &mut self.out);
-        after_step(
-            &st,
-            &self.call,
-            call_id.as_deref(),
-            &mut self.out,
-            &mut self.pending_handoff,
-            &mut self.handoff_seen,
-        );
+        self.after_step().await;
         if let Some(req) = self.pending_handoff.take() {
             // The call is over: waiting for room in the bridge queue no longer delays audio.
             let wait =
-                tokio::time::timeout(Duration::from_secs(10), st.inner.bridge.submit(*req)).await;
+                tokio::time::timeout(Duration::from_secs(10), st.submit_handoff_waiting(*req))
+                    .await;
             if !matches!(wait, Ok(Ok(()))) {
                 tracing::error!(
                     call_id = call_id.as_deref().unwrap_or("-"),
@@ -542,8 +577,11 @@ impl CallTask {
                     handoff: self.handoff_seen.to_string(),
                 })
                 .inc();
-            tracing::info!(call_id = %id, %provider, reason, frames = stats.frames, dropped = stats.dropped_frames, "call ended");
+            tracing::info!(call_id = ?id, %provider, reason, frames = stats.frames, dropped = stats.dropped_frames, "call ended");
             st.unregister(id);
+            if let Some(c) = st.cluster() {
+                c.release(id);
+            }
         }
         metrics.active_calls.dec();
         if close_sent {
@@ -573,11 +611,11 @@ fn log_end(st: &AppState, end: &End, call_id: Option<&str>, provider: Provider) 
             tracing::warn!(call_id, %provider, kind = e.kind(), close_code = e.close_code(), "closing stream: {e}");
             e.kind()
         }
-        End::TooBig(d) | End::Transport(d) => {
-            tracing::warn!(call_id, %provider, "closing stream: {reason}: {d}");
+        End::TooBig(d) | End::Transport(d) | End::Protocol(_, d) => {
+            tracing::warn!(call_id, %provider, "closing stream: {reason}: {d:?}");
             reason
         }
-        End::FirstMessageTimeout | End::IdleTimeout | End::DuplicateCall(_) => {
+        End::FirstMessageTimeout | End::IdleTimeout | End::DuplicateCall(_) | End::Forbidden(_) => {
             tracing::warn!(call_id, %provider, "closing stream: {reason}");
             reason
         }
@@ -591,14 +629,15 @@ fn log_end(st: &AppState, end: &End, call_id: Option<&str>, provider: Provider) 
         .inc();
 }
 
-/// Publishes new events, mirrors them into the registry, and hands a new handoff to the bridge.
+/// Hands a new handoff on: to the fleet's publisher with `[cluster]` (which announces it once
+/// JetStream holds it), else into `persist`, for the call to make durable before [`announce`].
 fn after_step(
     st: &AppState,
     call: &Call,
-    call_id: Option<&str>,
     out: &mut Vec<Event>,
     pending: &mut Option<Box<HandoffRequest>>,
     handoff_seen: &mut bool,
+    persist: &mut Option<HandoffRequest>,
 ) {
     if let Some(req) = pending.take()
         && let Err(req) = st.submit_handoff(*req)
@@ -608,6 +647,24 @@ fn after_step(
     if out.is_empty() {
         return;
     }
+    for e in out.iter() {
+        if matches!(e.kind, EventKind::Handoff(_)) && !*handoff_seen {
+            *handoff_seen = true;
+            let req = HandoffRequest {
+                event: e.clone(),
+                provider: call.provider().name().to_owned(),
+            };
+            if st.cluster().is_none() {
+                *persist = Some(req);
+            } else if let Err(req) = st.submit_handoff(req) {
+                *pending = Some(req);
+            }
+        }
+    }
+}
+
+/// Mirrors the new events into the registry (`GET /v1/calls`) and publishes them.
+fn announce(st: &AppState, call: &Call, call_id: Option<&str>, out: &mut Vec<Event>) {
     if let Some(id) = call_id {
         let scores = call.pipeline().map(|p| p.detector().scores().clone());
         let t_ms = call.pipeline().map_or(0, |p| p.now_ms());
@@ -625,17 +682,9 @@ fn after_step(
             }
         });
     }
-    for e in out.iter() {
-        if matches!(e.kind, EventKind::Handoff(_)) && !*handoff_seen {
-            *handoff_seen = true;
-            let req = HandoffRequest {
-                event: e.clone(),
-                provider: call.provider().name().to_owned(),
-            };
-            if let Err(req) = st.submit_handoff(req) {
-                *pending = Some(req);
-            }
-        }
+    if st.cluster().is_some() {
+        // Announced by the cluster once JetStream holds it (publish before announce).
+        out.retain(|e| !matches!(e.kind, EventKind::Handoff(_)));
     }
     st.publish(out);
 }

@@ -1,5 +1,5 @@
 //! The supervisor dashboard: the embedded single-page app at `GET /`, the batched
-//! Server-Sent Events feed at `GET /v1/events` it listens to, and the recent-handoffs list at
+//! Server-Sent Events feed at `GET /v1/events?batch=1` it listens to, and the recent-handoffs list at
 //! `GET /v1/handoffs` (with delivery status) it starts from. All follow the API's bearer-token
 //! rule, also accepting `?token=` because a browser's `EventSource` cannot set headers.
 //!
@@ -9,11 +9,11 @@
 //! keeping only the caller's latest prosody per call in each batch, so a page watching 500 calls
 //! parses a few messages per second rather than a thousand.
 
-use super::{AppState, auth, metrics};
+use super::{AppState, metrics};
 use crate::bridge::{BridgeConfig, Target};
 use crate::event::{Event, EventKind, Track};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -46,28 +46,9 @@ pub(super) struct TokenQuery {
     pub(super) token: Option<String>,
 }
 
-pub(super) fn authorized(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> bool {
-    match (&st.config().auth.token, st.config().api_protected()) {
-        (Some(t), true) => {
-            auth::token_matches(&t.value, headers)
-                || query
-                    .token
-                    .as_deref()
-                    .is_some_and(|q| auth::token_eq(&t.value, q))
-        }
-        _ => true,
-    }
-}
-
-pub(super) fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        axum::Json(serde_json::json!({
-            "error": "unauthorized",
-            "message": "missing or wrong token (Authorization: Bearer or ?token=)",
-        })),
-    )
-        .into_response()
+/// The API rule ([`super::routes::api_guard`]) with the dashboard's `?token=`.
+pub(super) fn guard(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> Option<Response> {
+    super::routes::api_guard(st, headers, query.token.as_deref())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -88,8 +69,8 @@ pub(super) async fn index(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&st, &headers, &q) {
-        return unauthorized();
+    if let Some(denied) = guard(&st, &headers, &q) {
+        return denied;
     }
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
@@ -238,8 +219,8 @@ pub(super) async fn handoffs(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&st, &headers, &q) {
-        return unauthorized();
+    if let Some(denied) = guard(&st, &headers, &q) {
+        return denied;
     }
     axum::Json(st.inner.recent_handoffs.snapshot()).into_response()
 }
@@ -356,15 +337,15 @@ impl Feed {
     }
 }
 
-/// `GET /v1/events`: the dashboard's live feed as Server-Sent Events named `batch`, each a
+/// `GET /v1/events?batch=1`: the dashboard's live feed as Server-Sent Events named `batch`, each a
 /// JSON object `{"resync": bool, "events": [<contract event>, …]}`.
 pub(super) async fn events(
     State(st): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&st, &headers, &q) {
-        return unauthorized();
+    if let Some(denied) = guard(&st, &headers, &q) {
+        return denied;
     }
     let feed = Feed::new(st.subscribe(), st.shutdown_token());
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {

@@ -36,8 +36,8 @@ pub(super) async fn events(
     if q.batch.as_deref().is_some_and(|b| b == "1" || b == "true") {
         return dashboard::events(State(st), headers, Query(token)).await;
     }
-    if !dashboard::authorized(&st, &headers, &token) {
-        return dashboard::unauthorized();
+    if let Some(denied) = dashboard::guard(&st, &headers, &token) {
+        return denied;
     }
     let rx = st.subscribe();
     let shutdown = st.shutdown_token();

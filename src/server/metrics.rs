@@ -166,10 +166,16 @@ pub struct Metrics {
     pub transfer_fallbacks: Family<FallbackLabels, Counter>,
     /// How long callers who hung up on hold had waited.
     pub hold_abandoned_wait: Histogram,
+    /// Open TCP connections (HTTP and upgraded streams).
+    pub connections_open: Gauge,
+    /// Connections closed on accept because `max_connections` were open.
+    pub connections_refused: Counter,
     /// Transcript lines dropped because their call already held its limit of waiting lines.
     pub transcript_lines_dropped: Counter,
     /// Times a stream stopped being read because its media ran ahead of wall-clock time.
     pub media_lead_pauses: Counter,
+    /// `warmline_cluster_*` (stay at zero without `[cluster]`).
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -211,11 +217,15 @@ impl Metrics {
             time_to_agent: Histogram::new(exponential_buckets(0.5, 2.0, 10)),
             transfer_fallbacks: Family::default(),
             hold_abandoned_wait: Histogram::new(exponential_buckets(0.5, 2.0, 10)),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
             transcript_lines_dropped: Counter::default(),
             media_lead_pauses: Counter::default(),
+            cluster: crate::cluster::ClusterMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
+        m.cluster.register(r);
         r.register(
             "active_calls",
             "Calls with an open media stream",
@@ -259,6 +269,16 @@ impl Metrics {
              any queueing in the socket or the scheduler",
             Unit::Seconds,
             m.frame_lag.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Open TCP connections, HTTP and upgraded media streams together",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed on accept because [server] max_connections were open",
+            m.connections_refused.clone(),
         );
         r.register(
             "stream_errors",
@@ -395,6 +415,20 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// Registers the bridge's outbox health: failed writes and handoffs held in memory.
+    pub fn register_outbox(&mut self, write_errors: Counter, held: Gauge) {
+        self.registry.register(
+            "outbox_write_errors",
+            "Outbox writes (handoff files, delivery state) that failed; /healthz is degraded while they fail",
+            write_errors,
+        );
+        self.registry.register(
+            "handoffs_held",
+            "Handoffs delivered from memory because the outbox could not take them yet",
+            held,
+        );
     }
 
     /// Prometheus text exposition.

@@ -4,11 +4,13 @@
 
 pub mod auth;
 mod call;
+mod conn;
 mod dashboard;
 mod events;
 pub mod metrics;
 mod providers_http;
 mod routes;
+mod ws_fault;
 
 use crate::bridge::{Bridge, HandoffRequest, WarmTransfers};
 use crate::config::Config;
@@ -17,7 +19,6 @@ use crate::event::{Event, EventKind, Signal};
 use crate::pipeline::PipelineSettings;
 use metrics::Metrics;
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -68,22 +69,30 @@ struct Inner {
     /// Names this process's connections, for providers whose stream may not name its call.
     connection_prefix: String,
     connections: std::sync::atomic::AtomicU64,
+    /// Fleet membership, with `[cluster]`.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl AppState {
     /// State for a gateway with this configuration and bridge handle.
+    /// Live handoff ids are random: see [`crate::detect::policy::HandoffIds`].
     pub fn new(cfg: Config, settings: PipelineSettings, bridge: Bridge) -> Self {
         Self::with_warm(cfg, settings, bridge, WarmTransfers::default())
     }
 
-    /// State whose Twilio handoffs are tracked by `warm`.
+    /// State whose Twilio handoffs are tracked by `warm`; handoff ids are random as in
+    /// [`Self::new`].
     pub fn with_warm(
         cfg: Config,
-        settings: PipelineSettings,
+        mut settings: PipelineSettings,
         bridge: Bridge,
         warm: WarmTransfers,
     ) -> Self {
+        settings.detector.handoff_ids = crate::detect::policy::HandoffIds::Random;
         let (events, _) = broadcast::channel(4096);
+        let mut metrics = Metrics::new();
+        let (write_errors, held) = bridge.metric_handles();
+        metrics.register_outbox(write_errors, held);
         Self {
             inner: Arc::new(Inner {
                 admission: Arc::new(Semaphore::new(cfg.server.max_calls)),
@@ -93,7 +102,7 @@ impl AppState {
                 bridge,
                 warm,
                 events,
-                metrics: Metrics::new(),
+                metrics,
                 recent_handoffs: dashboard::RecentHandoffs::default(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
@@ -105,6 +114,7 @@ impl AppState {
                         .map_or(0, |d| d.as_millis())
                 ),
                 connections: std::sync::atomic::AtomicU64::new(1),
+                cluster: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -118,9 +128,57 @@ impl AppState {
         format!("{}-{n}", self.inner.connection_prefix)
     }
 
+    /// `[server] max_connections`, or its default from the process's open-file limit.
+    pub fn max_connections(&self) -> usize {
+        self.inner.cfg.server.max_connections.unwrap_or_else(|| {
+            let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+            crate::config::derived_max_connections(soft)
+        })
+    }
+
+    /// Checks a Twilio `start` against `[auth.twilio]`: the account, and the per-call token
+    /// when a secret is configured. `Err` carries the close reason (1008).
+    fn check_start(
+        &self,
+        provider: crate::protocol::Provider,
+        start: &crate::protocol::StreamStart,
+    ) -> Result<(), &'static str> {
+        let a = &self.inner.cfg.auth;
+        if !a.required || provider != crate::protocol::Provider::Twilio {
+            return Ok(());
+        }
+        let Some(tw) = &a.twilio else { return Ok(()) };
+        let res = auth::check_twilio_start(
+            tw.account_sid.as_deref(),
+            tw.call_token_secret.as_deref(),
+            start.account_id.as_deref(),
+            &start.call_id,
+            start
+                .custom_parameters
+                .get(auth::CALL_TOKEN_PARAMETER)
+                .map(String::as_str),
+        );
+        if let Err((reason, _)) = &res {
+            self.inner
+                .metrics
+                .auth_rejections
+                .get_or_create(&metrics::AuthLabels {
+                    provider: provider.name().to_owned(),
+                    reason: (*reason).to_owned(),
+                })
+                .inc();
+        }
+        res.map_err(|(_, message)| message)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.cfg
+    }
+
+    /// Fleet membership, when `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.inner.cluster.get()
     }
 
     /// The metrics.
@@ -277,10 +335,57 @@ impl AppState {
         }
     }
 
+    /// Starts tracking a warm transfer for `req` (idempotent: a retried submission keeps the
+    /// first). Every submission path calls it before the bridge or the fleet sees the request,
+    /// so the transfer exists when the delivery result comes back.
+    fn register_warm(&self, req: &HandoffRequest) {
+        self.inner.warm.register(req, &self.inner.cfg.bridge);
+    }
+
+    /// Hands a decided handoff to the bridge and returns once it is durable (group commit: a
+    /// few ms) or, if the outbox cannot take it within the bridge's bounded wait, once the
+    /// bridge keeps it in memory (counted, `/healthz` degraded, retried). Never drops it.
+    async fn persist_handoff(&self, req: HandoffRequest) {
+        let id = handoff_id(&req.event).to_owned();
+        self.register_warm(&req);
+        match self.inner.bridge.submit(req).await {
+            Ok(crate::bridge::Durability::Held) => {
+                tracing::error!(handoff_id = %id, "handoff not yet durable; delivered from memory, outbox write retried");
+            }
+            Ok(_) => {}
+            Err(crate::bridge::SubmitError::Closed(r) | crate::bridge::SubmitError::Full(r)) => {
+                // Only during shutdown, after every call has finished: nothing can reach here.
+                tracing::error!(handoff_id = %handoff_id(&r.event), "bridge closed; handoff not delivered (it is in the event log)");
+            }
+        }
+    }
+
+    /// Queues a handoff, waiting for room (end of call only).
+    async fn submit_handoff_waiting(
+        &self,
+        req: HandoffRequest,
+    ) -> Result<(), crate::bridge::SubmitError> {
+        match self.cluster() {
+            Some(c) => {
+                self.register_warm(&req);
+                c.submit_handoff(req).await
+            }
+            None => {
+                self.persist_handoff(req).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Fleet mode: hands a handoff to the cluster's publisher without waiting. Without
+    /// `[cluster]` the call persists through [`Self::persist_handoff`] instead; a request that
+    /// lands here anyway is handed back for the call to keep.
     fn submit_handoff(&self, req: HandoffRequest) -> Result<(), Box<HandoffRequest>> {
-        // Before the bridge sees it, so the transfer exists when its delivery result comes back.
-        self.inner.warm.register(&req, &self.inner.cfg.bridge);
-        match self.inner.bridge.try_submit(req) {
+        let Some(c) = self.cluster() else {
+            return Err(Box::new(req));
+        };
+        self.register_warm(&req);
+        match c.try_submit_handoff(req) {
             Ok(()) => Ok(()),
             Err(crate::bridge::SubmitError::Full(r)) => {
                 self.inner.metrics.bridge_queue_full.inc();
@@ -289,6 +394,11 @@ impl AppState {
             }
             Err(crate::bridge::SubmitError::Closed(r)) => Err(r),
         }
+    }
+
+    /// The bridge's health, for `/healthz`.
+    pub fn bridge_health(&self) -> crate::bridge::BridgeHealth {
+        self.inner.bridge.health()
     }
 }
 
@@ -301,8 +411,8 @@ fn handoff_id(e: &Event) -> &str {
 
 fn log_event(e: &Event) {
     match serde_json::to_string(e) {
-        Ok(json) => tracing::info!(target: "warmline::event", call_id = %e.call_id, "{json}"),
-        Err(err) => tracing::warn!(call_id = %e.call_id, "event not serialisable: {err}"),
+        Ok(json) => tracing::info!(target: "warmline::event", call_id = ?e.call_id, "{json}"),
+        Err(err) => tracing::warn!(call_id = ?e.call_id, "event not serialisable: {err}"),
     }
 }
 
@@ -316,6 +426,49 @@ pub enum ServerError {
     /// The handoff bridge could not start (outbox not writable, bad `[bridge]` settings).
     #[error(transparent)]
     Bridge(#[from] crate::bridge::BridgeError),
+    /// `[cluster]` is set and NATS JetStream cannot be joined.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+/// The cluster's view of the gateway; weak, so the cluster never keeps the gateway alive.
+struct ClusterHost(std::sync::Weak<Inner>);
+
+impl crate::cluster::Host for ClusterHost {
+    fn transcript_sender(&self, call_id: &str) -> Option<mpsc::Sender<TranscriptLine>> {
+        AppState {
+            inner: self.0.upgrade()?,
+        }
+        .transcript_sender(call_id)
+        .map(|(tx, _)| tx)
+    }
+
+    fn local_calls(&self) -> Vec<(String, String, String)> {
+        let Some(inner) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let Ok(m) = inner.calls.lock() else {
+            return Vec::new();
+        };
+        m.iter()
+            .map(|(id, e)| {
+                let at = humantime::format_rfc3339_millis(e.view.started_at).to_string();
+                (id.clone(), e.view.provider.clone(), at)
+            })
+            .collect()
+    }
+
+    fn open_calls(&self) -> usize {
+        self.0.upgrade().map_or(0, |i| {
+            usize::try_from(i.metrics.active_calls.get()).unwrap_or(0)
+        })
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(inner) = self.0.upgrade() {
+            AppState { inner }.publish(&mut vec![event]);
+        }
+    }
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets open calls
@@ -337,13 +490,19 @@ pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerE
         }
         None => None,
     };
-    let t = token.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { t.cancelled().await })
-    .await?;
+    let limits = conn::Limits {
+        max_connections: state.max_connections(),
+        header_read_timeout: Duration::from_millis(state.config().server.header_read_timeout_ms),
+        shutdown_grace: Duration::from_millis(state.config().server.shutdown_grace_ms),
+    };
+    if limits.max_connections < state.config().server.max_calls {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            max_calls = state.config().server.max_calls,
+            "max_connections is below max_calls: at most max_connections calls can be open"
+        );
+    }
+    conn::serve(listener, app, limits, state.metrics(), token.clone()).await;
     // Upgraded WebSockets are not tracked by hyper: wait for the call tasks ourselves.
     state.inner.tracker.close();
     let grace = Duration::from_millis(state.config().server.shutdown_grace_ms);
@@ -372,15 +531,15 @@ impl Gateway {
     /// Starts the bridge (resuming any pending outbox) and builds the state.
     pub async fn start(mut cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
         let public_url = cfg.server.public_url.clone();
-        if let Some(t) = cfg.bridge.twilio.as_mut()
-            && t.is_warm()
-        {
-            if t.callback_base.is_none() {
-                t.callback_base = public_url
-                    .as_deref()
-                    .map(crate::bridge::config::http_origin);
+        let in_fleet = cfg.cluster.is_some();
+        if let Some(t) = cfg.bridge.twilio.as_mut() {
+            let resolved = t
+                .resolve_mode(public_url.as_deref(), in_fleet)
+                .map_err(crate::bridge::BridgeError::Config)?;
+            if let Some(warning) = resolved {
+                tracing::warn!("{warning}");
             }
-            if t.callback_base.is_none() {
+            if t.is_warm() && t.callback_base.is_none() {
                 return Err(ServerError::Bridge(crate::bridge::BridgeError::Config(
                     crate::bridge::ConfigError::Invalid {
                         key: "bridge.twilio.callback_base",
@@ -399,7 +558,17 @@ impl Gateway {
             .build()
             .map_err(crate::bridge::BridgeError::Client)?;
         let (warm, warm_task) = WarmTransfers::start(&cfg.bridge, client, events_tx).await?;
+        let cluster_cfg = cfg.cluster.clone();
+        let bridge_cfg = cfg.bridge.clone();
         let state = AppState::with_warm(cfg, settings, bridge, warm);
+        if let Some(cc) = &cluster_cfg {
+            let host = Arc::new(ClusterHost(Arc::downgrade(&state.inner)));
+            let fallback = state.inner.bridge.clone();
+            let metrics = state.inner.metrics.cluster.clone();
+            let c =
+                crate::cluster::Cluster::start(cc, &bridge_cfg, fallback, host, metrics).await?;
+            let _ = state.inner.cluster.set(c);
+        }
         let st = state.clone();
         // Delivery outcomes join the same event stream as the calls' own events.
         let forward_task = tokio::spawn(async move {
@@ -427,6 +596,9 @@ impl Gateway {
     pub async fn serve(self, listener: TcpListener) -> Result<(), ServerError> {
         serve(listener, self.state.clone()).await?;
         let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
+        if let Some(c) = self.state.cluster() {
+            c.shutdown(grace).await;
+        }
         self.bridge_task.shutdown(grace).await;
         if let Some(w) = self.warm_task {
             w.shutdown().await;

@@ -229,7 +229,7 @@ pub(super) async fn twilio_transcription_route(
         Ok(None) => return StatusCode::NO_CONTENT.into_response(),
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_transcription", e),
     };
-    super::routes::accept_transcript(&st, &call_sid, line)
+    super::routes::accept_transcript(&st, &call_sid, line).await
 }
 
 #[cfg(test)]
@@ -417,7 +417,7 @@ pub(super) async fn telnyx_webhook(
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_webhook", e.to_string()),
     };
     match telnyx_transcription(&v) {
-        Ok(Some((call, line))) => super::routes::accept_transcript(&st, &call, line),
+        Ok(Some((call, line))) => super::routes::accept_transcript(&st, &call, line).await,
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid_transcription", e),
     }

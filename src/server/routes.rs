@@ -1,14 +1,16 @@
 //! HTTP routes: health, metrics, the media upgrade (auth and admission before any per-call
-//! work), transcript posts and the active-call list.
+//! work), transcript posts and the active-call list; the API's access rule
+//! ([`api_guard`]), the JSON-only rule for posts ([`require_json`]) and the security headers
+//! every response carries.
 
-use super::{AppState, auth, call, dashboard, events, metrics, providers_http};
+use super::{AppState, auth, call, conn, dashboard, events, metrics, providers_http};
 use crate::detect::TranscriptLine;
 use crate::protocol::Provider;
 use axum::Json;
 use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -39,7 +41,37 @@ pub(super) fn router(state: AppState) -> Router {
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));
     }
-    r.with_state(state)
+    r.layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// The dashboard's only sources are its own files; nothing may frame it (clickjacking), no
+/// response is sniffed into another type, and the `?token=` in its URL is never sent on as a
+/// referrer. Cheap enough to send on every response.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; \
+     form-action 'none'";
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+    ] {
+        h.entry(name).or_insert(value);
+    }
+    res
 }
 
 pub(super) fn metrics_router(state: AppState) -> Router {
@@ -49,8 +81,18 @@ pub(super) fn metrics_router(state: AppState) -> Router {
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
+    let bridge = st.bridge_health();
     if st.shutdown_token().is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if bridge.is_degraded() {
+        // Handoffs decided now may not survive a crash: take this gateway out of rotation.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "degraded", "outbox": bridge})),
+        )
+            .into_response()
+    } else if let Some(c) = st.cluster() {
+        cluster_health(c)
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }
@@ -132,13 +174,14 @@ async fn media(
     Path(provider): Path<String>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
+    slot: Option<axum::Extension<conn::ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let provider: Provider = match provider.parse() {
         Ok(p) => p,
         Err(e) => return error(StatusCode::NOT_FOUND, "unknown_provider", e.to_string()),
     };
-    if st.shutdown_token().is_cancelled() {
+    if st.shutdown_token().is_cancelled() || st.cluster().is_some_and(|c| c.is_draining()) {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
@@ -183,13 +226,62 @@ async fn media(
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(call::READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(call::run(socket, st, provider, permit)))
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                call::run(socket, st, provider, permit).await;
+                // The upgraded socket still counts against max_connections until here.
+                drop(slot);
+            })
+        })
 }
 
-fn api_authorized(st: &AppState, headers: &HeaderMap) -> bool {
-    match (&st.config().auth.token, st.config().api_protected()) {
-        (Some(t), true) => auth::token_matches(&t.value, headers),
-        _ => true,
+/// The API's access rule for the dashboard and `/v1/*`: `None` when the request may go on,
+/// else the 401 to answer. With `[auth] required` (the default) the API is never open: it
+/// needs `[auth.token]`, and without one it is closed to everyone. `query_token` is the
+/// dashboard's `?token=` (a browser's `EventSource` cannot set headers).
+pub(super) fn api_guard(
+    st: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Option<Response> {
+    let cfg = st.config();
+    if !cfg.api_protected() {
+        return None;
+    }
+    let Some(t) = &cfg.auth.token else {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the API is closed: the gateway has no [auth.token] value configured",
+        ));
+    };
+    let ok = auth::token_matches(&t.value, headers)
+        || query_token.is_some_and(|q| auth::token_eq(&t.value, q));
+    (!ok).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong token (Authorization: Bearer, or ?token= for the dashboard)",
+        )
+    })
+}
+
+/// JSON posts must say so: a web page can send `text/plain` or a form cross-origin without
+/// asking (CSRF), but not `application/json`. `None` when the body is declared JSON.
+pub(super) fn require_json(headers: &HeaderMap) -> Option<Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        None
+    } else {
+        Some(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type must be application/json, not {ct:?}"),
+        ))
     }
 }
 
@@ -199,12 +291,8 @@ async fn transcript(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !api_authorized(&st, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token",
-        );
+    if let Some(denied) = api_guard(&st, &headers, None).or_else(|| require_json(&headers)) {
+        return denied;
     }
     let line: TranscriptLine = match serde_json::from_slice(&body) {
         Ok(l) => l,
@@ -226,12 +314,20 @@ async fn transcript(
             "confidence must be within 0..1",
         );
     }
-    accept_transcript(&st, &call_id, line)
+    accept_transcript(&st, &call_id, line).await
 }
 
-/// Queues a validated transcript line for `call_id` (the API's and the providers' callbacks).
-pub(super) fn accept_transcript(st: &AppState, call_id: &str, line: TranscriptLine) -> Response {
+/// Queues a validated transcript line for `call_id` (the API's and the providers' callbacks);
+/// in a fleet, a call held by another instance gets it forwarded there.
+pub(super) async fn accept_transcript(
+    st: &AppState,
+    call_id: &str,
+    line: TranscriptLine,
+) -> Response {
     let Some((tx, media_ms)) = st.transcript_sender(call_id) else {
+        if let Some(c) = st.cluster() {
+            return forward_transcript(st, c, call_id, &line).await;
+        }
         return error(
             StatusCode::NOT_FOUND,
             "unknown_call",
@@ -272,12 +368,8 @@ pub(super) fn accept_transcript(st: &AppState, call_id: &str, line: TranscriptLi
 }
 
 async fn list_calls(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    if !api_authorized(&st, &headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token",
-        );
+    if let Some(denied) = api_guard(&st, &headers, None) {
+        return denied;
     }
     let calls: Vec<serde_json::Value> = st
         .calls()
@@ -298,5 +390,66 @@ async fn list_calls(State(st): State<AppState>, headers: HeaderMap) -> Response 
             })
         })
         .collect();
-    Json(calls).into_response()
+    Json(with_fleet(&st, calls)).into_response()
+}
+
+/// `/healthz` of a fleet member: 503 while draining; 200 with `degraded` while NATS is away
+/// (its calls are still analysed; ownership and handoffs catch up on reconnect).
+fn cluster_health(c: &crate::cluster::Cluster) -> Response {
+    if c.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else if c.is_connected() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::OK, "degraded: NATS disconnected\n").into_response()
+    }
+}
+
+/// The 404 branch of a transcript post in a fleet: the call may be held elsewhere.
+async fn forward_transcript(
+    st: &AppState,
+    c: &crate::cluster::Cluster,
+    call_id: &str,
+    line: &TranscriptLine,
+) -> Response {
+    use crate::cluster::Forward;
+    match c.forward_transcript(call_id, line).await {
+        Forward::Sent(instance) => {
+            st.metrics().transcript_lines.inc();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"accepted": true, "instance": instance})),
+            )
+                .into_response()
+        }
+        Forward::NoOwner => error(
+            StatusCode::NOT_FOUND,
+            "unknown_call",
+            format!("no instance holds call {call_id:?}"),
+        ),
+        Forward::Unavailable(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fleet_unavailable",
+            format!("cannot reach the fleet to find call {call_id:?}: {e}"),
+        ),
+    }
+}
+
+/// Marks local calls with this instance and appends the other instances' calls.
+fn with_fleet(st: &AppState, mut calls: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    let Some(c) = st.cluster() else { return calls };
+    for v in &mut calls {
+        v["instance"] = json!(c.instance());
+    }
+    for (id, o) in c.remote_calls() {
+        calls.push(json!({
+            "call_id": id,
+            "provider": o.provider,
+            "started_at": o.started_at,
+            "scores": {},
+            "handoff": null,
+            "instance": o.instance,
+        }));
+    }
+    calls
 }

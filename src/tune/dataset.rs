@@ -26,6 +26,10 @@ pub struct LabelRow {
     pub speaker: Option<String>,
     /// Explicit baseline material flag (`baseline` column), when the CSV has one.
     pub baseline: Option<bool>,
+    /// Corpus (`corpus` column), for leave-corpus-out figures.
+    pub corpus: Option<String>,
+    /// Acted intensity (`intensity` column, e.g. RAVDESS `normal`/`strong`).
+    pub intensity: Option<String>,
 }
 
 impl LabelRow {
@@ -157,6 +161,8 @@ pub fn read_labels(path: &Path) -> Result<(Vec<LabelRow>, Vec<RowProblem>), Tune
     let c_label = column(&csv, path, "label")?;
     let c_speaker = csv.header.iter().position(|h| h == "speaker");
     let c_baseline = csv.header.iter().position(|h| h == "baseline");
+    let c_corpus = csv.header.iter().position(|h| h == "corpus");
+    let c_intensity = csv.header.iter().position(|h| h == "intensity");
     let base = path.parent().unwrap_or(Path::new("."));
     let mut rows = Vec::new();
     let mut problems = Vec::new();
@@ -201,6 +207,14 @@ pub fn read_labels(path: &Path) -> Result<(Vec<LabelRow>, Vec<RowProblem>), Tune
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
             baseline,
+            corpus: c_corpus
+                .map(get)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            intensity: c_intensity
+                .map(get)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
         });
     }
     Ok((rows, problems))
@@ -227,6 +241,7 @@ pub fn read_emotion_index(
     let c_corpus = column(&csv, path, "corpus")?;
     let c_speaker = column(&csv, path, "speaker")?;
     let c_emotion = column(&csv, path, "emotion")?;
+    let c_intensity = csv.header.iter().position(|h| h == "intensity");
     let root = path
         .parent()
         .and_then(Path::parent)
@@ -260,6 +275,11 @@ pub fn read_emotion_index(
             positive,
             speaker: Some(get(c_speaker).to_owned()).filter(|s| !s.is_empty()),
             baseline: None,
+            corpus: Some(get(c_corpus).to_ascii_lowercase()).filter(|s| !s.is_empty()),
+            intensity: c_intensity
+                .map(get)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
         });
     }
     Ok((rows, problems))
@@ -306,42 +326,21 @@ impl Audio {
     }
 }
 
-/// Reads a WAV (integer or float PCM, any channel count; channels are averaged).
+/// Reads a WAV through the one WAV reader of the crate ([`crate::replay::read_wav`], which
+/// `replay` uses); a stereo file's two channels are averaged.
 pub fn read_wav(path: &Path) -> Result<Audio, String> {
-    let reader = hound::WavReader::open(path).map_err(|e| match e {
-        hound::Error::IoError(io) => format!("cannot read {}: {io}", path.display()),
-        other => format!("not a usable WAV {}: {other}", path.display()),
-    })?;
-    let spec = reader.spec();
-    let channels = usize::from(spec.channels.max(1));
-    let corrupt = |e: hound::Error| format!("corrupt WAV {}: {e}", path.display());
-    let interleaved: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader
-            .into_samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(corrupt)?,
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader
-                .into_samples::<i32>()
-                .map(|s| s.map(|v| v as f32 * scale))
-                .collect::<Result<_, _>>()
-                .map_err(corrupt)?
-        }
+    let (rate, mut channels) = crate::replay::read_wav(path).map_err(|e| e.to_string())?;
+    let samples = match channels.len() {
+        2 => channels[0]
+            .iter()
+            .zip(&channels[1])
+            .map(|(a, b)| ((i32::from(*a) + i32::from(*b)) / 2) as i16)
+            .collect(),
+        _ => channels.swap_remove(0),
     };
-    if interleaved.len() < channels {
-        return Err(format!("empty WAV {}", path.display()));
-    }
-    let samples = interleaved
-        .chunks_exact(channels)
-        .map(|c| {
-            let m = c.iter().sum::<f32>() / channels as f32;
-            (m * 32768.0).round().clamp(-32768.0, 32767.0) as i16
-        })
-        .collect();
     Ok(Audio {
         samples,
-        sample_rate_hz: spec.sample_rate,
+        sample_rate_hz: rate,
     })
 }
 
@@ -517,7 +516,8 @@ mod tests {
             .unwrap()
             .finalize()
             .unwrap();
-        assert!(read_wav(&empty).unwrap_err().contains("empty WAV"));
+        let e = read_wav(&empty).unwrap_err();
+        assert!(e.contains("empty.wav") && e.contains("empty input"), "{e}");
     }
 
     #[test]

@@ -13,12 +13,13 @@ pub mod dataset;
 pub mod logistic;
 pub mod plot;
 pub mod roc;
+pub mod select;
+pub mod stream;
 
 use crate::detect::tone::{
     FEATURE_NAMES, MODEL_VERSION, ModelError, N_FEATURES, OperatingPoint, Provenance, ToneModel,
-    ToneScorer, feature_index,
+    feature_index,
 };
-use crate::dsp::{DspConfig, Frame, TrackAnalyzer};
 use crate::pipeline::PipelineSettings;
 use dataset::{Audio, LabelRow, RowProblem};
 use roc::RocPoint;
@@ -27,6 +28,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+pub use stream::{ClipCall, ClipWindows};
 
 /// Why a tune run could not proceed.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +77,9 @@ pub enum TuneError {
 pub struct TuneOptions {
     /// Degrade audio through the telephone channel first.
     pub telephone: bool,
-    /// DSP settings (as the server would use).
-    pub dsp: DspConfig,
+    /// The engine's settings (DSP, detector), as `serve` and `replay` would use them; each
+    /// candidate model is swapped into them to score clips.
+    pub live: PipelineSettings,
     /// Folds (default: number of speakers, at most 6).
     pub folds: Option<usize>,
     /// FPR cap of the operating-point rule.
@@ -92,8 +95,6 @@ pub struct TuneOptions {
     pub min_speech_ms: u32,
     /// Recommended sustain written into the model, ms.
     pub sustain_ms: u32,
-    /// A clip's score is the highest level its score holds for this long (0 = plain maximum).
-    pub clip_hold_ms: u32,
     /// L2 penalty of the logistic fit.
     pub l2: f64,
     /// Training takes every n-th scored window of a clip.
@@ -108,7 +109,7 @@ impl Default for TuneOptions {
     fn default() -> Self {
         Self {
             telephone: true,
-            dsp: DspConfig::default(),
+            live: PipelineSettings::default(),
             folds: None,
             max_fpr: 0.05,
             window_ms: 2000,
@@ -116,7 +117,6 @@ impl Default for TuneOptions {
             features: Vec::new(),
             min_speech_ms: 500,
             sustain_ms: 500,
-            clip_hold_ms: 0,
             l2: 0.1,
             train_stride: 5,
             threads: 2,
@@ -159,31 +159,6 @@ pub fn load_clips(rows: Vec<LabelRow>, telephone: bool) -> (Vec<Clip>, Vec<RowPr
     (clips, problems)
 }
 
-/// The window features of one clip, hop by hop, as the live scorer sees them.
-#[derive(Debug, Clone, Default)]
-pub struct ClipWindows {
-    /// Hop length, ms.
-    pub hop_ms: u32,
-    /// Per hop: the window features, or `None` before the window holds enough speech.
-    pub windows: Vec<Option<[f32; N_FEATURES]>>,
-    /// Whether the speaker baseline was established before the clip began.
-    pub primed: bool,
-}
-
-impl ClipWindows {
-    /// The clip's score under `model`: the highest level the per-hop score holds for
-    /// `hold_ms` (plain maximum at 0).
-    pub fn score(&self, model: &ToneModel, hold_ms: u32) -> f64 {
-        let linear = model.linear();
-        let scores: Vec<f32> = self
-            .windows
-            .iter()
-            .map(|w| w.as_ref().map_or(0.0, |x| linear.score(x)))
-            .collect();
-        f64::from(sustained_peak(&scores, self.hop_ms, hold_ms))
-    }
-}
-
 /// The highest value `scores` stays at or above for `hold_ms` (a sliding-window minimum,
 /// maximised): what a "score ≥ threshold for `hold_ms`" rule needs the threshold to be under.
 pub fn sustained_peak(scores: &[f32], hop_ms: u32, hold_ms: u32) -> f32 {
@@ -210,22 +185,6 @@ pub fn sustained_peak(scores: &[f32], hop_ms: u32, hold_ms: u32) -> f32 {
     best.max(0.0)
 }
 
-/// The clips (other than `skip`) that prime the baseline of `clips[skip]`'s speaker, in path
-/// order: the speaker's rows marked `baseline = 1`, else their `neutral`/`calm`/`0` rows.
-/// Empty without a speaker.
-pub fn prime_pool(clips: &[Clip], skip: usize) -> Vec<usize> {
-    let Some(speaker) = clips[skip].row.speaker.as_deref() else {
-        return Vec::new();
-    };
-    let mut pool: Vec<usize> = (0..clips.len())
-        .filter(|&i| i != skip)
-        .filter(|&i| clips[i].row.speaker.as_deref() == Some(speaker))
-        .filter(|&i| clips[i].row.is_baseline_material())
-        .collect();
-    pool.sort_by(|&a, &b| clips[a].row.path.cmp(&clips[b].row.path));
-    pool
-}
-
 /// A model that only fixes the window, for feature extraction.
 fn window_model(opts: &TuneOptions) -> ToneModel {
     ToneModel {
@@ -245,63 +204,50 @@ fn window_model(opts: &TuneOptions) -> ToneModel {
     }
 }
 
-/// Streams one clip as live: a fresh analyser primed from `prime_pool` until its baseline is
-/// established, then the clip with a fresh tone window.
-pub fn clip_windows(
+/// Every clip's call and its windows, on `opts.threads` threads (results in clip order).
+pub fn extract_all(
     clips: &[Clip],
-    i: usize,
-    dsp: &DspConfig,
-    window: &Arc<ToneModel>,
-) -> Result<ClipWindows, TuneError> {
-    let clip = &clips[i];
-    let rate = clip.audio.sample_rate_hz;
-    let mut analyzer = TrackAnalyzer::new(rate, dsp).map_err(|source| TuneError::Dsp {
-        at: clip.row.at(),
-        source,
-    })?;
-    let mut frames: Vec<Frame> = Vec::with_capacity(1024);
-    // The pool is cycled (up to four passes) when one pass holds less speech than the DSP's
-    // baseline needs; repeating calm material leaves its statistics unchanged.
-    let pool = prime_pool(clips, i);
-    let cycled = pool.iter().cycle().take(pool.len() * 4);
-    for &j in cycled {
-        if analyzer.baseline().is_some() {
-            break;
-        }
-        // Material at another rate cannot go through this analyser; skip it.
-        if clips[j].audio.sample_rate_hz != rate {
-            continue;
-        }
-        for chunk in clips[j].audio.samples.chunks(rate as usize / 50) {
-            frames.clear();
-            analyzer.push(chunk, &mut frames);
-        }
-    }
-    let primed = analyzer.baseline().is_some();
-    let mut scorer = ToneScorer::new(window.clone());
-    let mut out = ClipWindows {
-        hop_ms: dsp.hop_ms,
-        windows: Vec::with_capacity(clip.audio.samples.len() / 80 + 1),
-        primed,
-    };
-    // 20 ms chunks, as a media stream delivers them.
-    for chunk in clip.audio.samples.chunks((rate as usize / 50).max(1)) {
-        frames.clear();
-        analyzer.push(chunk, &mut frames);
-        for f in &frames {
-            scorer.update(f);
-            out.windows.push(scorer.features());
-        }
-    }
-    Ok(out)
-}
-
-/// Extracts every clip's windows on `opts.threads` threads (results in clip order).
-pub fn extract_all(clips: &[Clip], opts: &TuneOptions) -> Result<Vec<ClipWindows>, TuneError> {
+    opts: &TuneOptions,
+) -> Result<(Vec<ClipCall>, Vec<ClipWindows>), TuneError> {
     let window = Arc::new(window_model(opts));
     let bar = progress_bar(clips.len() as u64, opts.progress, "streaming clips");
     let results = parallel_map(clips.len(), opts.threads, &bar, |i| {
-        clip_windows(clips, i, &opts.dsp, &window)
+        let call = stream::clip_call(clips, i, &opts.live)?;
+        let windows = stream::clip_windows(&call, &opts.live, &window)?;
+        Ok((call, windows))
+    });
+    bar.finish_and_clear();
+    results
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().unzip())
+}
+
+/// Scores every clip's call through the engine, clip `i` with `models[fold_of(i)]`, and checks
+/// each score against the batch windows' (they must agree: same analyser, same scorer).
+fn engine_scores(
+    calls: &[ClipCall],
+    windows: &[ClipWindows],
+    models: &[Arc<ToneModel>],
+    fold_of: &(dyn Fn(usize) -> usize + Sync),
+    opts: &TuneOptions,
+) -> Result<Vec<f64>, TuneError> {
+    let bar = progress_bar(calls.len() as u64, opts.progress, "replaying clips");
+    let results = parallel_map(calls.len(), opts.threads, &bar, |i| {
+        let model = &models[fold_of(i)];
+        let live = PipelineSettings {
+            model: model.clone(),
+            ..opts.live.clone()
+        };
+        let score = stream::live_clip_score(&calls[i], &live)?;
+        let batch = windows[i].score(model);
+        if score.to_bits() != batch.to_bits() {
+            return Err(TuneError::Fit(format!(
+                "clip {i}: the engine scored {score} but the batch windows {batch}; the two \
+                 paths have drifted apart"
+            )));
+        }
+        Ok(score)
     });
     bar.finish_and_clear();
     results.into_iter().collect()
@@ -482,6 +428,18 @@ pub struct TuneReport {
     /// model reads poorly stands out here, while the pooled AUC also mixes in how differently
     /// speakers score.
     pub auc_by_speaker: BTreeMap<String, f64>,
+    /// AUC of the positives of each acted intensity against every negative.
+    pub auc_by_intensity: BTreeMap<String, AucFigure>,
+    /// Leave-corpus-out AUCs (`train->test`), when the clips come from several corpora.
+    pub leave_corpus_out: BTreeMap<String, AucFigure>,
+    /// What each outer fold's inner cross-validation chose.
+    pub chosen: Vec<select::Chosen>,
+    /// What the selection on all clips chose for the model written.
+    pub final_choice: Option<select::Chosen>,
+    /// Reliability diagram of the out-of-fold (calibrated) clip scores.
+    pub reliability: Vec<select::ReliabilityBin>,
+    /// Expected calibration error of those scores.
+    pub ece: f64,
     /// The operating point.
     pub operating_point: RocPoint,
     /// The rule that chose it.
@@ -613,13 +571,17 @@ pub fn train(
     opts: &TuneOptions,
 ) -> Result<TuneReport, TuneError> {
     check_classes(clips)?;
-    let windows = extract_all(clips, opts)?;
-    train_on_windows(clips, &windows, skipped, opts)
+    let (calls, windows) = extract_all(clips, opts)?;
+    train_on_windows(clips, &calls, &windows, skipped, opts)
 }
 
-/// [`train`] on already extracted windows.
+/// [`train`] on already extracted calls and windows: speaker-disjoint outer folds, each
+/// fold's model selected, calibrated and thresholded inside its training side only
+/// ([`select::fit_nested`]), every held-out clip replayed through the engine with its fold's
+/// model; then the same selection on all clips for the model written.
 pub fn train_on_windows(
     clips: &[Clip],
+    calls: &[ClipCall],
     windows: &[ClipWindows],
     skipped: Vec<RowProblem>,
     opts: &TuneOptions,
@@ -635,19 +597,26 @@ pub fn train_on_windows(
         .clamp(2, distinct.len().max(2));
     let fold = speaker_folds(&groups, k);
     let labels: Vec<bool> = clips.iter().map(|c| c.row.positive).collect();
-    let mut scores = vec![0.0; clips.len()];
+    let mut fold_models = Vec::with_capacity(k);
+    let mut chosen = Vec::with_capacity(k);
     for f in 0..k {
         let train_idx: Vec<usize> = (0..clips.len()).filter(|&i| fold[i] != f).collect();
-        let tw: Vec<&ClipWindows> = train_idx.iter().map(|&i| &windows[i]).collect();
-        let tl: Vec<bool> = train_idx.iter().map(|&i| labels[i]).collect();
-        let model = fit_model(&tw, &tl, opts)?;
-        for i in (0..clips.len()).filter(|&i| fold[i] == f) {
-            scores[i] = windows[i].score(&model, opts.clip_hold_ms);
-        }
+        let (model, choice) = select::fit_nested(&train_idx, windows, &labels, &groups, opts)?;
+        fold_models.push(Arc::new(model));
+        chosen.push(choice);
     }
-    let all: Vec<&ClipWindows> = windows.iter().collect();
-    let mut model = fit_model(&all, &labels, opts)?;
+    // Every held-out clip is replayed through the engine with its fold's model.
+    let scores = engine_scores(calls, windows, &fold_models, &|i| fold[i], opts)?;
+    // Each clip decided at its own fold's threshold: an operating point no held-out clip chose.
+    let called: Vec<bool> = (0..clips.len())
+        .map(|i| scores[i] >= chosen[fold[i]].threshold)
+        .collect();
+    let all: Vec<usize> = (0..clips.len()).collect();
+    let (mut model, final_choice) = select::fit_nested(&all, windows, &labels, &groups, opts)?;
     let primed: Vec<bool> = windows.iter().map(|w| w.primed).collect();
+    let (reliability, ece) = select::reliability(&scores, &labels);
+    let by_intensity = by_intensity(clips, &scores);
+    let leave_corpus_out = leave_corpus_out(clips, calls, windows, &groups, opts)?;
     let Summary {
         clips: scored,
         auc,
@@ -660,12 +629,12 @@ pub fn train_on_windows(
         curve,
     } = summarise(clips, scores, Some(&fold), &primed);
     let rule = format!(
-        "highest out-of-fold TPR with FPR <= {}; clip score = highest level held {} ms",
-        opts.max_fpr, opts.clip_hold_ms
+        "nested: L2, Platt calibration and threshold (highest inner out-of-fold TPR with FPR <= \
+         {}) chosen inside each training side; clip score = highest caller tone_score `replay` \
+         reports inside the clip, streamed after the speaker's calm material",
+        opts.max_fpr
     );
-    let op = roc::operating_point(&curve, opts.max_fpr)
-        .ok_or_else(|| TuneError::NothingUsable("no ROC curve".into()))?;
-    model.threshold = op.threshold.clamp(0.0, 1.0) as f32;
+    let op = nested_point(&labels, &called, final_choice.threshold);
     model.operating_point = OperatingPoint {
         rule: rule.clone(),
         tpr: op.tpr,
@@ -686,6 +655,9 @@ pub fn train_on_windows(
     if let Some(a) = nc {
         model.provenance.auc.insert("vs_neutral_calm".into(), a);
     }
+    for (name, t) in &leave_corpus_out {
+        model.provenance.auc.insert(format!("corpus {name}"), t.auc);
+    }
     let (n_pos, n_neg) = roc::counts(&labels);
     Ok(TuneReport {
         n_pos,
@@ -697,6 +669,12 @@ pub fn train_on_windows(
         auc_neutral_calm: nc,
         auc_neutral_calm_ci95: nc_ci,
         auc_by_speaker: by_speaker,
+        auc_by_intensity: by_intensity,
+        leave_corpus_out,
+        chosen,
+        final_choice: Some(final_choice),
+        reliability,
+        ece,
         operating_point: op,
         rule,
         curve,
@@ -706,6 +684,129 @@ pub fn train_on_windows(
         clips: scored,
         model,
     })
+}
+
+/// TPR/FPR of per-clip decisions, reported at `threshold` (the written model's).
+fn nested_point(labels: &[bool], called: &[bool], threshold: f64) -> RocPoint {
+    let (n_pos, n_neg) = roc::counts(labels);
+    let tp = labels
+        .iter()
+        .zip(called)
+        .filter(|(l, c)| **l && **c)
+        .count();
+    let fp = labels
+        .iter()
+        .zip(called)
+        .filter(|(l, c)| !**l && **c)
+        .count();
+    RocPoint {
+        threshold,
+        tpr: tp as f64 / n_pos.max(1) as f64,
+        fpr: fp as f64 / n_neg.max(1) as f64,
+        precision: if tp + fp > 0 {
+            tp as f64 / (tp + fp) as f64
+        } else {
+            1.0
+        },
+        tp,
+        fp,
+    }
+}
+
+/// AUC (with its interval) of the positives of each intensity against every negative.
+fn by_intensity(clips: &[Clip], scores: &[f64]) -> BTreeMap<String, AucFigure> {
+    let levels: std::collections::BTreeSet<&str> = clips
+        .iter()
+        .filter(|c| c.row.positive)
+        .filter_map(|c| c.row.intensity.as_deref())
+        .collect();
+    let mut out = BTreeMap::new();
+    for level in levels {
+        let (s, l): (Vec<f64>, Vec<bool>) = clips
+            .iter()
+            .zip(scores)
+            .filter(|(c, _)| !c.row.positive || c.row.intensity.as_deref() == Some(level))
+            .map(|(c, s)| (*s, c.row.positive))
+            .unzip();
+        if let Some(auc) = roc::auc(&s, &l) {
+            let (n_pos, n_neg) = roc::counts(&l);
+            out.insert(
+                level.to_owned(),
+                AucFigure {
+                    auc,
+                    ci95: roc::auc_ci95(&s, &l),
+                    n_pos,
+                    n_neg,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// For each corpus with both classes while the others together have both: a model selected
+/// on the other corpora (nested, as always) scoring this one through the engine. Keys read
+/// `train->test`.
+fn leave_corpus_out(
+    clips: &[Clip],
+    calls: &[ClipCall],
+    windows: &[ClipWindows],
+    groups: &[String],
+    opts: &TuneOptions,
+) -> Result<BTreeMap<String, AucFigure>, TuneError> {
+    let corpora: std::collections::BTreeSet<&str> = clips
+        .iter()
+        .filter_map(|c| c.row.corpus.as_deref())
+        .collect();
+    let mut out = BTreeMap::new();
+    if corpora.len() < 2 {
+        return Ok(out);
+    }
+    let labels: Vec<bool> = clips.iter().map(|c| c.row.positive).collect();
+    for test in &corpora {
+        let is_test = |i: usize| clips[i].row.corpus.as_deref() == Some(*test);
+        let train: Vec<usize> = (0..clips.len()).filter(|&i| !is_test(i)).collect();
+        let held: Vec<usize> = (0..clips.len()).filter(|&i| is_test(i)).collect();
+        let both = |idx: &[usize]| {
+            let p = idx.iter().filter(|&&i| labels[i]).count();
+            p > 0 && p < idx.len()
+        };
+        if !both(&train) || !both(&held) {
+            continue;
+        }
+        let (model, _) = select::fit_nested(&train, windows, &labels, groups, opts)?;
+        let held_calls: Vec<ClipCall> = held.iter().map(|&i| calls[i].clone()).collect();
+        let held_windows: Vec<ClipWindows> = held.iter().map(|&i| windows[i].clone()).collect();
+        let s = engine_scores(&held_calls, &held_windows, &[Arc::new(model)], &|_| 0, opts)?;
+        let l: Vec<bool> = held.iter().map(|&i| labels[i]).collect();
+        let train_names: Vec<&str> = corpora.iter().filter(|c| *c != test).copied().collect();
+        if let Some(auc) = roc::auc(&s, &l) {
+            let (n_pos, n_neg) = roc::counts(&l);
+            out.insert(
+                format!("{}->{test}", train_names.join("+")),
+                AucFigure {
+                    auc,
+                    ci95: roc::auc_ci95(&s, &l),
+                    n_pos,
+                    n_neg,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// An AUC with its 95 % interval and the counts behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AucFigure {
+    /// AUC.
+    pub auc: f64,
+    /// DeLong 95 % interval.
+    pub ci95: Option<(f64, f64)>,
+    /// Positives.
+    pub n_pos: usize,
+    /// Negatives.
+    pub n_neg: usize,
 }
 
 /// Evaluates a given model (no training): its own threshold is the operating point.
@@ -719,14 +820,15 @@ pub fn evaluate(
     let mut o = opts.clone();
     o.window_ms = model.window_ms;
     o.min_speech_ms = model.min_speech_ms;
-    let windows = extract_all(clips, &o)?;
-    let scores: Vec<f64> = windows
-        .iter()
-        .map(|w| w.score(model, opts.clip_hold_ms))
-        .collect();
+    o.max_age_ms = model.max_age_ms;
+    let (calls, windows) = extract_all(clips, &o)?;
+    let models = [Arc::new(model.clone())];
+    let scores = engine_scores(&calls, &windows, &models, &|_| 0, &o)?;
     let labels: Vec<bool> = clips.iter().map(|c| c.row.positive).collect();
     let op = roc::at_threshold(&scores, &labels, f64::from(model.threshold));
     let primed: Vec<bool> = windows.iter().map(|w| w.primed).collect();
+    let (reliability, ece) = select::reliability(&scores, &labels);
+    let by_int = by_intensity(clips, &scores);
     let Summary {
         clips: scored,
         auc,
@@ -749,6 +851,12 @@ pub fn evaluate(
         auc_neutral_calm: nc,
         auc_neutral_calm_ci95: nc_ci,
         auc_by_speaker: by_speaker,
+        auc_by_intensity: by_int,
+        leave_corpus_out: BTreeMap::new(),
+        chosen: Vec::new(),
+        final_choice: None,
+        reliability,
+        ece,
         operating_point: op,
         rule: "the model's own threshold".into(),
         curve,
@@ -804,13 +912,14 @@ impl CallOutcome {
     }
 }
 
-/// Streams each call of a calls `index.csv` (`wav,…,kind,anger_onset_ms`) through the analyser
-/// and `model`, firing when the score stays at or above the threshold for `sustain_ms`; then
-/// replays it through the live pipeline with `model` for the handoff a deployment would make.
+/// Replays each call of a calls `index.csv` (`wav,…,kind,anger_onset_ms`) exactly as
+/// `warmline replay` does, with `live`'s settings and `model`: the handoff a deployment would
+/// make, and (from the same run's caller trace, sampled every 100 ms at 20 ms hops) when the
+/// tone alone first stayed at or above the threshold for `sustain_ms`.
 pub fn evaluate_calls(
     index: &Path,
     model: &ToneModel,
-    dsp: &DspConfig,
+    live: &PipelineSettings,
     sustain_ms: u32,
     threads: usize,
     progress: bool,
@@ -856,15 +965,15 @@ pub fn evaluate_calls(
     }
     let model = Arc::new(model.clone());
     let live = Arc::new(PipelineSettings {
-        dsp: dsp.clone(),
         model: model.clone(),
-        ..PipelineSettings::default()
+        ..live.clone()
     });
     let bar = progress_bar(calls.len() as u64, progress, "streaming calls");
     let results = parallel_map(calls.len(), threads, &bar, |i| {
         let (wav, kind, onset) = &calls[i];
-        let mut outcome = run_call(wav, kind, *onset, &model, dsp, sustain_ms)?;
-        let report = crate::replay::replay_file(wav, None, None, &live, false)?;
+        let report = crate::replay::replay_file(wav, None, None, &live, true)?;
+        let mut outcome = tone_alone(&report.trace, kind, *onset, model.threshold, sustain_ms);
+        outcome.wav = wav.display().to_string();
         outcome.handoff_ms = report.events.iter().find_map(|e| match e.kind {
             crate::event::EventKind::Handoff(_) => Some(e.t_ms),
             _ => None,
@@ -875,60 +984,46 @@ pub fn evaluate_calls(
     results.into_iter().collect()
 }
 
-fn run_call(
-    wav: &Path,
+/// The tone-alone rule on a replayed call's caller trace: the first time the score has stayed
+/// at or above `threshold` for `sustain_ms`, and the highest level held that long.
+fn tone_alone(
+    trace: &[crate::pipeline::TracePoint],
     kind: &str,
     onset: Option<u64>,
-    model: &Arc<ToneModel>,
-    dsp: &DspConfig,
+    threshold: f32,
     sustain_ms: u32,
-) -> Result<CallOutcome, TuneError> {
-    let audio = dataset::read_wav(wav).map_err(|detail| TuneError::Labels {
-        path: wav.to_path_buf(),
-        detail,
-    })?;
-    let mut analyzer =
-        TrackAnalyzer::new(audio.sample_rate_hz, dsp).map_err(|source| TuneError::Dsp {
-            at: wav.display().to_string(),
-            source,
-        })?;
-    let mut scorer = ToneScorer::new(model.clone());
-    let mut frames = Vec::with_capacity(8);
-    let mut scores = Vec::with_capacity(audio.samples.len() / 80 + 1);
-    let mut before = Vec::new();
-    let mut run_start: Option<u64> = None;
+) -> CallOutcome {
+    let step_ms = match trace {
+        [a, b, ..] => (b.t_ms - a.t_ms).max(1) as u32,
+        _ => 100,
+    };
+    let scores: Vec<f32> = trace.iter().map(|p| p.tone).collect();
+    let before: Vec<f32> = trace
+        .iter()
+        .filter(|p| onset.is_none_or(|o| p.t_ms < o))
+        .map(|p| p.tone)
+        .collect();
+    let mut run_start = None;
     let mut first_cross = None;
-    for chunk in audio
-        .samples
-        .chunks((audio.sample_rate_hz as usize / 50).max(1))
-    {
-        frames.clear();
-        analyzer.push(chunk, &mut frames);
-        for f in &frames {
-            let s = scorer.push(f);
-            scores.push(s);
-            if onset.is_none_or(|o| f.t_ms < o) {
-                before.push(s);
+    for p in trace {
+        if p.tone >= threshold {
+            let start = *run_start.get_or_insert(p.t_ms);
+            if first_cross.is_none() && p.t_ms - start >= u64::from(sustain_ms) {
+                first_cross = Some(p.t_ms);
             }
-            if s >= model.threshold {
-                let start = *run_start.get_or_insert(f.t_ms);
-                if first_cross.is_none() && f.t_ms - start >= u64::from(sustain_ms) {
-                    first_cross = Some(f.t_ms);
-                }
-            } else {
-                run_start = None;
-            }
+        } else {
+            run_start = None;
         }
     }
-    Ok(CallOutcome {
-        wav: wav.display().to_string(),
+    CallOutcome {
+        wav: String::new(),
         kind: kind.to_owned(),
         anger_onset_ms: onset,
         first_cross_ms: first_cross,
-        peak_sustained: sustained_peak(&scores, dsp.hop_ms, sustain_ms),
-        peak_sustained_before_onset: sustained_peak(&before, dsp.hop_ms, sustain_ms),
+        peak_sustained: sustained_peak(&scores, step_ms, sustain_ms),
+        peak_sustained_before_onset: sustained_peak(&before, step_ms, sustain_ms),
         handoff_ms: None,
-    })
+    }
 }
 
 #[cfg(test)]

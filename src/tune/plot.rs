@@ -84,6 +84,74 @@ fn draw(
     Ok(())
 }
 
+/// Renders a reliability diagram (mean predicted probability against the observed share of
+/// positives, per bin; the diagonal is perfect calibration) to an SVG string.
+pub fn reliability_svg(
+    title: &str,
+    bins: &[super::select::ReliabilityBin],
+) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 600)).into_drawing_area();
+        draw_reliability(&root, title, bins).map_err(|e| format!("drawing reliability: {e}"))?;
+        root.present()
+            .map_err(|e| format!("drawing reliability: {e}"))?;
+    }
+    Ok(svg)
+}
+
+fn draw_reliability(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    bins: &[super::select::ReliabilityBin],
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(52)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("predicted probability (clip score)")
+        .y_desc("observed share of angry clips")
+        .x_labels(11)
+        .y_labels(11)
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+        .map_err(|e| err(&e))?
+        .label("perfect calibration")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.3)));
+    chart
+        .draw_series(LineSeries::new(
+            bins.iter().map(|b| (b.predicted, b.observed)),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(|e| err(&e))?
+        .label("out-of-fold clips (dot area ~ clips per bin)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    let most = bins.iter().map(|b| b.n).max().unwrap_or(1).max(1) as f64;
+    chart
+        .draw_series(bins.iter().map(|b| {
+            let r = (3.0 + 9.0 * (b.n as f64 / most).sqrt()) as i32;
+            Circle::new((b.predicted, b.observed), r, BLUE.filled())
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

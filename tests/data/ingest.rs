@@ -41,6 +41,7 @@ async fn shared_twilio_recordings_decode_sample_for_sample() {
     cfg.auth.token = Some(warmline::config::TokenAuth { value: "t".into() });
     cfg.auth.twilio = Some(warmline::config::TwilioAuth {
         auth_token: "tw".into(),
+        ..Default::default()
     });
     let outbox = tempfile::tempdir().unwrap();
     cfg.bridge.outbox_dir = outbox.path().to_owned();

@@ -4,7 +4,7 @@
 
 use crate::common::data_dir;
 use warmline::detect::tone::ToneModel;
-use warmline::dsp::DspConfig;
+use warmline::pipeline::PipelineSettings;
 use warmline::tune::dataset::{Negatives, read_emotion_index};
 use warmline::tune::{self, TuneOptions};
 
@@ -24,7 +24,7 @@ fn ravdess_anger_separates_speaker_disjoint_on_the_telephone_channel() {
     let opts = TuneOptions {
         window_ms: bundled.window_ms,
         min_speech_ms: bundled.min_speech_ms,
-        clip_hold_ms: 500,
+        max_age_ms: bundled.max_age_ms,
         ..TuneOptions::default()
     };
     let report = tune::train(&clips, Vec::new(), &opts).unwrap();
@@ -59,7 +59,7 @@ fn bundled_model_fires_on_every_escalating_call_after_onset() {
     let calls = tune::evaluate_calls(
         &data_dir().join("calls/index.csv"),
         &model,
-        &DspConfig::default(),
+        &PipelineSettings::default(),
         model.sustain_ms,
         2,
         false,

@@ -136,6 +136,7 @@ fn webhook(addr: SocketAddr) -> Option<WebhookConfig> {
     Some(WebhookConfig {
         url: format!("http://{addr}/hooks/handoff"),
         secret: SECRET.into(),
+        previous_secret: None,
     })
 }
 
@@ -195,7 +196,7 @@ async fn webhook_is_signed_verifiable_and_idempotent() {
     let (events_tx, mut events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
     let req = handoff("h-sig-1", "CA1", "twilio");
-    bridge.try_submit(req.clone()).unwrap();
+    bridge.submit(req.clone()).await.unwrap();
 
     let (ok, d) = delivery_event(&mut events, "webhook").await;
     assert!(ok, "{d:?}");
@@ -243,10 +244,12 @@ async fn twilio_call_is_updated_with_twiml_and_basic_auth() {
     let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
     // A Telnyx call is not Twilio's to move: no request for it.
     bridge
-        .try_submit(handoff("h-tx", "v3:abc", "telnyx"))
+        .submit(handoff("h-tx", "v3:abc", "telnyx"))
+        .await
         .unwrap();
     bridge
-        .try_submit(handoff("h-tw-1", "CA42", "twilio"))
+        .submit(handoff("h-tw-1", "CA42", "twilio"))
+        .await
         .unwrap();
 
     let (ok, d) = delivery_event(&mut events, "twilio").await;
@@ -335,7 +338,8 @@ async fn receiver_down_then_up_gets_it_after_retries() {
     let (events_tx, mut events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
     bridge
-        .try_submit(handoff("h-down-1", "CA7", "twilio"))
+        .submit(handoff("h-down-1", "CA7", "twilio"))
+        .await
         .unwrap();
 
     // While the receiver is down the handoff sits in the outbox with its attempts counted.
@@ -384,7 +388,8 @@ async fn restart_resumes_pending_and_delivers_each_target_once() {
     let (events_tx, mut events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg.clone(), events_tx).await.unwrap();
     bridge
-        .try_submit(handoff("h-rs-1", "CA9", "twilio"))
+        .submit(handoff("h-rs-1", "CA9", "twilio"))
+        .await
         .unwrap();
     let (ok, _) = delivery_event(&mut events, "webhook").await;
     assert!(ok);
@@ -442,6 +447,8 @@ async fn restart_with_a_pending_file_delivers_exactly_once() {
     };
     entry.targets.insert("webhook".into(), Default::default());
     outbox.write(&entry).unwrap();
+    // The process that wrote it is gone: so is its lock.
+    drop(outbox);
 
     let (events_tx, mut events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg.clone(), events_tx).await.unwrap();
@@ -473,7 +480,8 @@ async fn receiver_failing_forever_ends_in_failed_after_max_attempts() {
     let (events_tx, mut events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
     bridge
-        .try_submit(handoff("h-fail-1", "CA5", "twilio"))
+        .submit(handoff("h-fail-1", "CA5", "twilio"))
+        .await
         .unwrap();
     let (ok, d) = delivery_event(&mut events, "webhook").await;
     assert!(!ok, "{d:?}");
@@ -507,39 +515,14 @@ async fn client_error_is_permanent_at_once() {
     let (events_tx, mut events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
     bridge
-        .try_submit(handoff("h-401", "CA6", "twilio"))
+        .submit(handoff("h-401", "CA6", "twilio"))
+        .await
         .unwrap();
     let (ok, d) = delivery_event(&mut events, "webhook").await;
     assert!(!ok);
     assert_eq!((d.attempts, d.status), (1, Some(401)));
     task.shutdown(Duration::from_secs(1)).await;
     assert!(dir.path().join("failed/h-401.json").is_file());
-}
-
-#[tokio::test]
-async fn full_queue_hands_the_request_back_and_counts() {
-    let (bridge, mut rx) = Bridge::disconnected(1);
-    bridge
-        .try_submit(handoff("h-q-1", "CA1", "twilio"))
-        .unwrap();
-    let back = match bridge.try_submit(handoff("h-q-2", "CA2", "twilio")) {
-        Err(SubmitError::Full(r)) => r,
-        other => panic!("expected Full, got {other:?}"),
-    };
-    assert_eq!(back.handoff_id(), Some("h-q-2"));
-    assert!(matches!(
-        bridge.try_submit(*back),
-        Err(SubmitError::Full(_))
-    ));
-    assert_eq!(bridge.queue_full_count(), 2);
-    assert_eq!(bridge.stats().queue_full, 2);
-    // Clones share the counter.
-    assert_eq!(bridge.clone().queue_full_count(), 2);
-    // Room again: the kept request goes through.
-    assert_eq!(rx.recv().await.unwrap().handoff_id(), Some("h-q-1"));
-    bridge
-        .try_submit(handoff("h-q-2", "CA2", "twilio"))
-        .unwrap();
 }
 
 #[tokio::test]
@@ -551,7 +534,7 @@ async fn shutdown_refuses_new_work() {
         .unwrap();
     task.shutdown(Duration::from_millis(100)).await;
     assert!(matches!(
-        bridge.try_submit(handoff("h-late", "CA1", "twilio")),
+        bridge.submit(handoff("h-late", "CA1", "twilio")).await,
         Err(SubmitError::Closed(_))
     ));
 }
@@ -563,6 +546,7 @@ async fn invalid_config_names_the_key() {
         webhook: Some(WebhookConfig {
             url: "not a url".into(),
             secret: SECRET.into(),
+            previous_secret: None,
         }),
         ..base_cfg(dir.path())
     };
@@ -594,11 +578,13 @@ async fn vonage_and_plivo_transfers_hit_their_apis() {
     let (events_tx, mut events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
     bridge
-        .try_submit(handoff("h-vo", "uuid-1", "vonage"))
+        .submit(handoff("h-vo", "uuid-1", "vonage"))
+        .await
         .unwrap();
     assert!(delivery_event(&mut events, "vonage").await.0);
     bridge
-        .try_submit(handoff("h-pl", "uuid-2", "plivo"))
+        .submit(handoff("h-pl", "uuid-2", "plivo"))
+        .await
         .unwrap();
     assert!(delivery_event(&mut events, "plivo").await.0);
     task.shutdown(Duration::from_secs(1)).await;
@@ -650,7 +636,8 @@ async fn shutdown_lets_an_in_flight_delivery_finish_within_grace() {
     let (events_tx, mut events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
     bridge
-        .try_submit(handoff("h-slow", "CA8", "twilio"))
+        .submit(handoff("h-slow", "CA8", "twilio"))
+        .await
         .unwrap();
     while receiver.seen().is_empty() {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -676,7 +663,8 @@ async fn shutdown_past_grace_keeps_the_handoff_pending() {
     let (events_tx, _events) = mpsc::channel(16);
     let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
     bridge
-        .try_submit(handoff("h-cut", "CA8", "twilio"))
+        .submit(handoff("h-cut", "CA8", "twilio"))
+        .await
         .unwrap();
     while receiver.seen().is_empty() {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -687,4 +675,338 @@ async fn shutdown_past_grace_keeps_the_handoff_pending() {
     let kept: OutboxEntry =
         serde_json::from_slice(&std::fs::read(dir.path().join("h-cut.json")).unwrap()).unwrap();
     assert!(kept.targets["webhook"].is_pending());
+}
+
+/// A receiver whose every answer `respond` builds; records arrival times and Idempotency-Keys.
+async fn custom_receiver(
+    respond: impl Fn(usize) -> axum::response::Response + Clone + Send + Sync + 'static,
+) -> (SocketAddr, Arc<Mutex<Vec<(std::time::Instant, HeaderMap)>>>) {
+    let seen: Arc<Mutex<Vec<(std::time::Instant, HeaderMap)>>> = Arc::default();
+    let s = seen.clone();
+    let app = Router::new().fallback(move |headers: HeaderMap| {
+        let s = s.clone();
+        let respond = respond.clone();
+        async move {
+            let n = {
+                let mut g = s.lock().unwrap();
+                g.push((std::time::Instant::now(), headers));
+                g.len()
+            };
+            respond(n)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn answer(
+    status: u16,
+    headers: &[(&'static str, String)],
+    body: axum::body::Body,
+) -> axum::response::Response {
+    let mut b = axum::response::Response::builder().status(status);
+    for (k, v) in headers {
+        b = b.header(*k, v.as_str());
+    }
+    b.body(body).unwrap()
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_fail_with_a_clear_status() {
+    let (addr, seen) = custom_receiver(|_| {
+        answer(
+            307,
+            &[("location", "http://127.0.0.1:9/elsewhere".into())],
+            axum::body::Body::empty(),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: webhook(addr),
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge
+        .submit(handoff("h-307", "CA1", "twilio"))
+        .await
+        .unwrap();
+    let (ok, d) = delivery_event(&mut events, "webhook").await;
+    assert!(!ok);
+    assert_eq!((d.attempts, d.status), (1, Some(307)));
+    let error = d.error.unwrap_or_default();
+    assert!(
+        error.contains("http://127.0.0.1:9/elsewhere") && error.contains("not followed"),
+        "{error}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    task.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn gone_is_final_at_the_first_attempt() {
+    let (addr, seen) = custom_receiver(|_| answer(410, &[], "call is over".into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: webhook(addr),
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge
+        .submit(handoff("h-410", "CA1", "twilio"))
+        .await
+        .unwrap();
+    let (ok, d) = delivery_event(&mut events, "webhook").await;
+    assert!(!ok);
+    assert_eq!((d.attempts, d.status), (1, Some(410)));
+    assert_eq!(d.error.as_deref(), Some("HTTP 410: call is over"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(seen.lock().unwrap().len(), 1, "410 was retried");
+    task.shutdown(Duration::from_secs(1)).await;
+    assert!(dir.path().join("failed/h-410.json").is_file());
+}
+
+#[tokio::test]
+async fn too_many_requests_waits_for_retry_after_within_the_cap() {
+    // First answer: 429 asking for 1 s (far above this config's own 5 ms backoff); then 200.
+    let (addr, seen) = custom_receiver(|n| {
+        if n == 1 {
+            answer(
+                429,
+                &[("retry-after", "1".into())],
+                axum::body::Body::empty(),
+            )
+        } else {
+            answer(200, &[], axum::body::Body::empty())
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: webhook(addr),
+        max_backoff_ms: 5_000,
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge
+        .submit(handoff("h-429", "CA1", "twilio"))
+        .await
+        .unwrap();
+    let (ok, d) = delivery_event(&mut events, "webhook").await;
+    assert!(ok && d.attempts == 2, "{d:?}");
+    let times: Vec<std::time::Instant> = seen.lock().unwrap().iter().map(|s| s.0).collect();
+    let gap = times[1] - times[0];
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After ignored: {gap:?}"
+    );
+
+    // A Retry-After above max_backoff_ms is cut to it.
+    let (addr, seen) = custom_receiver(|n| {
+        if n == 1 {
+            answer(
+                503,
+                &[("retry-after", "3600".into())],
+                axum::body::Body::empty(),
+            )
+        } else {
+            answer(200, &[], axum::body::Body::empty())
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: webhook(addr),
+        max_backoff_ms: 200,
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    task.shutdown(Duration::from_secs(1)).await;
+    let (bridge2, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge2
+        .submit(handoff("h-503", "CA1", "twilio"))
+        .await
+        .unwrap();
+    let (ok, _) = delivery_event(&mut events, "webhook").await;
+    assert!(ok);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    task.shutdown(Duration::from_secs(1)).await;
+    drop(bridge);
+}
+
+#[tokio::test]
+async fn huge_and_endless_refusal_bodies_are_read_only_in_part() {
+    // A 500 whose body never ends: 64 KiB chunks forever, counting what the socket took.
+    let produced = Arc::new(AtomicU64::new(0));
+    let p = produced.clone();
+    let (addr, _seen) = custom_receiver(move |_| {
+        let p = p.clone();
+        let chunks = futures_util::stream::repeat_with(move || {
+            p.fetch_add(65_536, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 65_536]))
+        });
+        answer(500, &[], axum::body::Body::from_stream(chunks))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: webhook(addr),
+        max_attempts: 1,
+        request_timeout_ms: 2_000,
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge
+        .submit(handoff("h-huge", "CA1", "twilio"))
+        .await
+        .unwrap();
+    let (ok, d) = delivery_event(&mut events, "webhook").await;
+    assert!(!ok);
+    let error = d.error.unwrap_or_default();
+    assert!(
+        error.starts_with("HTTP 500: xxx") && error.len() < 300,
+        "{error}"
+    );
+    // Read whole, the body would never end; read in part, the server stops once the socket's
+    // buffers are full.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = produced.load(Ordering::Relaxed);
+    assert!(sent < 64 * 1024 * 1024, "{sent} bytes produced");
+    task.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_slow_refusal_body_is_cut_by_the_request_timeout() {
+    let (addr, _seen) = custom_receiver(|_| {
+        let slow = futures_util::stream::unfold(0u32, |n| async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from_static(b"y")), n + 1))
+        });
+        answer(502, &[], axum::body::Body::from_stream(slow))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: webhook(addr),
+        max_attempts: 1,
+        request_timeout_ms: 1_000,
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    let t0 = std::time::Instant::now();
+    bridge
+        .submit(handoff("h-slow-body", "CA1", "twilio"))
+        .await
+        .unwrap();
+    let (ok, d) = delivery_event(&mut events, "webhook").await;
+    assert!(!ok && d.status == Some(502), "{d:?}");
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    task.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn rotation_signs_with_the_new_and_the_previous_secret() {
+    let receiver = Fake::new(200);
+    let addr = receiver.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        webhook: Some(WebhookConfig {
+            url: format!("http://{addr}/hook"),
+            secret: "new-secret".into(),
+            previous_secret: Some("old-secret".into()),
+        }),
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    bridge
+        .submit(handoff("h-rot", "CA1", "twilio"))
+        .await
+        .unwrap();
+    assert!(delivery_event(&mut events, "webhook").await.0);
+    let s = receiver.seen().pop().unwrap();
+    let sig = s.headers["x-warmline-signature"].to_str().unwrap();
+    assert_eq!(sig.matches(",v1=").count(), 2, "{sig}");
+    assert!(verify("new-secret", sig, &s.body, unix_now(), 300));
+    assert!(verify("old-secret", sig, &s.body, unix_now(), 300));
+    assert!(!verify("other", sig, &s.body, unix_now(), 300));
+    task.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn hostile_call_ids_never_change_the_provider_api_path() {
+    let api = Fake::new(200);
+    let addr = api.serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = BridgeConfig {
+        twilio: twilio(addr, "+15550001111"),
+        telnyx: Some(TelnyxConfig {
+            api_key: "KEY".into(),
+            api_base: format!("http://{addr}"),
+            to: "+15550002222".into(),
+        }),
+        vonage: Some(VonageConfig {
+            jwt: "JWT1".into(),
+            api_base: format!("http://{addr}"),
+            agent: "+15550001111".into(),
+            say: String::new(),
+        }),
+        plivo: Some(PlivoConfig {
+            auth_id: "MA1".into(),
+            auth_token: "ptok".into(),
+            api_base: format!("http://{addr}"),
+            aleg_url: "https://xml.example/agent".into(),
+        }),
+        ..base_cfg(dir.path())
+    };
+    let (events_tx, mut events) = mpsc::channel(64);
+    let (bridge, task) = Bridge::start(cfg, events_tx).await.unwrap();
+    let hostile = ["..", ".", "a/../..", "%2e%2e", "x?y=1#z", "a b\\c"];
+    let mut n = 0;
+    for provider in ["twilio", "telnyx", "vonage", "plivo"] {
+        for id in hostile {
+            n += 1;
+            bridge
+                .submit(handoff(&format!("h-{provider}-{n}"), id, provider))
+                .await
+                .unwrap();
+            let (ok, d) = delivery_event(&mut events, provider).await;
+            if matches!(id, "." | "..") {
+                // Refused before any request: no encoding makes a dot segment safe.
+                assert!(!ok && d.status.is_none(), "{provider} {id:?}: {d:?}");
+                assert!(d.error.unwrap_or_default().contains("cannot be used"));
+            } else {
+                assert!(ok, "{provider} {id:?}: {d:?}");
+            }
+        }
+    }
+    task.shutdown(Duration::from_secs(1)).await;
+    let paths: Vec<String> = api.seen().into_iter().map(|s| s.path).collect();
+    // Every request landed on its provider's call resource, the id as one encoded segment.
+    let expected = [
+        "/2010-04-01/Accounts/AC123/Calls/a%2F..%2F...json",
+        "/2010-04-01/Accounts/AC123/Calls/%252e%252e.json",
+        "/2010-04-01/Accounts/AC123/Calls/x%3Fy%3D1%23z.json",
+        "/2010-04-01/Accounts/AC123/Calls/a%20b%5Cc.json",
+        "/v2/calls/a%2F..%2F../actions/transfer",
+        "/v2/calls/%252e%252e/actions/transfer",
+        "/v2/calls/x%3Fy%3D1%23z/actions/transfer",
+        "/v2/calls/a%20b%5Cc/actions/transfer",
+        "/v1/calls/a%2F..%2F..",
+        "/v1/calls/%252e%252e",
+        "/v1/calls/x%3Fy%3D1%23z",
+        "/v1/calls/a%20b%5Cc",
+        "/v1/Account/MA1/Call/a%2F..%2F../",
+        "/v1/Account/MA1/Call/%252e%252e/",
+        "/v1/Account/MA1/Call/x%3Fy%3D1%23z/",
+        "/v1/Account/MA1/Call/a%20b%5Cc/",
+    ];
+    assert_eq!(paths, expected);
 }

@@ -481,6 +481,7 @@ async fn transcript_api_and_call_list() {
     for _ in 0..100 {
         listed = http
             .get(format!("{base}/v1/calls"))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap()
@@ -499,6 +500,7 @@ async fn transcript_api_and_call_list() {
     assert!(call["handoff"].is_null());
     let ok = http
         .post(format!("{base}/v1/calls/CAlist/transcript"))
+        .bearer_auth(TOKEN)
         .json(&serde_json::json!({"speaker":"caller","text":"hello","final":true,"confidence":0.9}))
         .send()
         .await
@@ -506,6 +508,7 @@ async fn transcript_api_and_call_list() {
     assert_eq!(ok.status(), 202);
     let unknown = http
         .post(format!("{base}/v1/calls/nope/transcript"))
+        .bearer_auth(TOKEN)
         .json(&serde_json::json!({"speaker":"caller","text":"hello"}))
         .send()
         .await
@@ -513,6 +516,8 @@ async fn transcript_api_and_call_list() {
     assert_eq!(unknown.status(), 404);
     let bad = http
         .post(format!("{base}/v1/calls/CAlist/transcript"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body("{\"speaker\":\"bob\"}")
         .send()
         .await
@@ -555,7 +560,9 @@ async fn shutdown_ends_open_calls_with_their_bookkeeping() {
 async fn dashboard_page_and_event_stream_are_served() {
     let server = TestServer::start().await;
     let base = format!("http://{}", server.addr);
-    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    let page = reqwest::get(format!("{base}/?token={TOKEN}"))
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     assert!(
         page.headers()["content-type"]
@@ -564,7 +571,9 @@ async fn dashboard_page_and_event_stream_are_served() {
             .starts_with("text/html")
     );
     assert!(page.text().await.unwrap().contains("warmline"));
-    let sse = reqwest::get(format!("{base}/v1/events")).await.unwrap();
+    let sse = reqwest::get(format!("{base}/v1/events?token={TOKEN}"))
+        .await
+        .unwrap();
     assert_eq!(sse.status(), 200);
     assert!(
         sse.headers()["content-type"]

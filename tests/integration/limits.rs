@@ -6,6 +6,7 @@ use crate::common::*;
 use futures_util::{SinkExt as _, StreamExt as _};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use warmline::codec::Codec;
 use warmline::event::EventKind;
@@ -76,9 +77,23 @@ async fn sockets_that_answer_pings_but_never_start_are_closed_and_free_their_slo
             "{reason}"
         );
     }
-    // The slots are free again: a real call is admitted and runs to its stop.
+    // The slots are free again (once the closed tasks finish their teardown): a real call is
+    // admitted and runs to its stop.
     let msgs = twilio_call("CAafter", 0.5);
-    let mut ws = connect(&server, "twilio").await;
+    let mut ws = None;
+    for _ in 0..150 {
+        let url = server.url("twilio");
+        let mut req = url.as_str().into_client_request().unwrap();
+        let sig = warmline::server::auth::twilio_signature(TWILIO_TOKEN, &url, &[]);
+        req.headers_mut()
+            .insert("x-twilio-signature", sig.parse().unwrap());
+        if let Ok((w, _)) = tokio_tungstenite::connect_async(req).await {
+            ws = Some(w);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ws = ws.expect("a slot frees within 3 s of the squatters' close");
     assert_eq!(send_all(&mut ws, &msgs).await, Some(CloseCode::Normal));
     server.stop().await;
 }

@@ -49,6 +49,7 @@ async fn server_with_webhook() -> (TestServer, Arc<AtomicUsize>) {
     cfg.bridge.webhook = Some(warmline::bridge::WebhookConfig {
         url: format!("http://{hook}/handoff"),
         secret: "metrics-secret".into(),
+        previous_secret: None,
     });
     cfg.bridge.initial_backoff_ms = 20;
     (TestServer::with_config(cfg).await, hits)
@@ -401,12 +402,12 @@ async fn read_batches(
 async fn event_feed_streams_a_call_from_start_to_delivered_handoff() {
     let (server, _) = server_with_webhook().await;
     let base = format!("http://{}", server.addr);
-    let mut feed = reqwest::get(format!("{base}/v1/events?batch=1"))
+    let mut feed = reqwest::get(format!("{base}/v1/events?batch=1&token={TOKEN}"))
         .await
         .unwrap();
     assert_eq!(feed.status(), 200);
     // A subscriber that never reads must not hold up the call.
-    let stalled = reqwest::get(format!("{base}/v1/events?batch=1"))
+    let stalled = reqwest::get(format!("{base}/v1/events?batch=1&token={TOKEN}"))
         .await
         .unwrap();
     assert_eq!(stalled.status(), 200);
@@ -451,7 +452,7 @@ async fn event_feed_streams_a_call_from_start_to_delivered_handoff() {
     let handoff_id = handoff["handoff_id"].as_str().unwrap();
 
     // The recent-handoffs list the page starts from has it, delivered.
-    let recent: serde_json::Value = reqwest::get(format!("{base}/v1/handoffs"))
+    let recent: serde_json::Value = reqwest::get(format!("{base}/v1/handoffs?token={TOKEN}"))
         .await
         .unwrap()
         .json()
@@ -471,9 +472,8 @@ async fn event_feed_streams_a_call_from_start_to_delivered_handoff() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_api_need_the_token_when_protected() {
-    let mut cfg = test_config();
-    cfg.auth.protect_api = Some(true);
-    let server = TestServer::with_config(cfg).await;
+    // `[auth] required` (the default) protects the API; no switch is needed.
+    let server = TestServer::start().await;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
     let status = |r: reqwest::Response| r.status().as_u16();

@@ -619,3 +619,14 @@ async fn a_twilio_transcription_callback_hands_the_call_off() {
     let _ = settle(&fake, 2).await;
     server.stop().await;
 }
+
+/// A `[bridge.twilio]` written before warm transfers (no `mode`, no `caller_id`, no callback
+/// origin) still starts the gateway, with blind transfers rather than a start-up error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_without_mode_or_caller_id_starts_with_blind_transfers() {
+    let mut cfg = test_config();
+    cfg.bridge.twilio = Some(TwilioConfig::new("AC123", REST_TOKEN, AGENT));
+    let server = TestServer::with_config(cfg).await;
+    assert!(!server.state.warm().twilio_enabled());
+    server.stop().await;
+}
