@@ -6,8 +6,8 @@
 //! Handoffs reach Asterisk through the signed webhook (the dialplan or ARI app moves the call).
 
 use super::{
-    Adapter, AuthRule, CallIdRule, MediaChunk, Payload, ProtocolError, Provider, ProviderEvent,
-    ProviderSpec, RenderSpec, StreamStart, Track, WireMessage, call_id, check_rate, unknown_event,
+    Adapter, AuthRule, CallIdRule, Payload, ProtocolError, Provider, ProviderEvent, ProviderSpec,
+    RenderSpec, StreamStart, Track, WireMessage, call_id, check_rate, unknown_event,
 };
 use crate::codec::Codec;
 use serde_json::{Map, Value, json};
@@ -176,14 +176,7 @@ impl Adapter for AsteriskAdapter {
         if self.format.is_none() {
             return Err(ProtocolError::BinaryBeforeStart { provider: P.name() });
         }
-        self.frames += 1;
-        Ok(ProviderEvent::Media(MediaChunk {
-            track: Track::Caller,
-            sequence: Some(self.frames),
-            chunk: None,
-            timestamp_ms: None,
-            payload: Payload::Raw(bytes),
-        }))
+        Ok(super::raw_frame(&mut self.frames, Payload::Raw(bytes)))
     }
 }
 

@@ -11,8 +11,8 @@
 //! Handoffs reach FreeSWITCH through the signed webhook (no transfer API is called).
 
 use super::{
-    Adapter, AuthRule, CallIdRule, MediaChunk, Payload, ProtocolError, Provider, ProviderEvent,
-    ProviderSpec, RenderSpec, StreamStart, Track, WireMessage, call_id, check_rate,
+    Adapter, AuthRule, CallIdRule, Payload, ProtocolError, Provider, ProviderEvent, ProviderSpec,
+    RenderSpec, StreamStart, Track, WireMessage, call_id, check_rate,
 };
 use crate::codec::Codec;
 use serde_json::{Map, Value, json};
@@ -168,18 +168,12 @@ impl Adapter for FreeswitchAdapter {
         let Some((_, stereo)) = self.format else {
             return Err(ProtocolError::BinaryBeforeStart { provider: P.name() });
         };
-        self.frames += 1;
-        Ok(ProviderEvent::Media(MediaChunk {
-            track: Track::Caller,
-            sequence: Some(self.frames),
-            chunk: None,
-            timestamp_ms: None,
-            payload: if stereo {
-                Payload::RawStereo(bytes)
-            } else {
-                Payload::Raw(bytes)
-            },
-        }))
+        let payload = if stereo {
+            Payload::RawStereo(bytes)
+        } else {
+            Payload::Raw(bytes)
+        };
+        Ok(super::raw_frame(&mut self.frames, payload))
     }
 }
 

@@ -508,6 +508,19 @@ pub(crate) fn for_each_chunk(
     }
 }
 
+/// The next binary frame of a stream that numbers frames itself (mod_audio_fork,
+/// chan_websocket): caller audio, `sequence` counted from 1.
+pub(crate) fn raw_frame<'a>(frames: &mut u64, payload: Payload<'a>) -> ProviderEvent<'a> {
+    *frames += 1;
+    ProviderEvent::Media(MediaChunk {
+        track: Track::Caller,
+        sequence: Some(*frames),
+        chunk: None,
+        timestamp_ms: None,
+        payload,
+    })
+}
+
 /// Parses the message as `T`, mapping serde errors to [`ProtocolError::Malformed`].
 pub(crate) fn parse_as<'a, T: Deserialize<'a>>(
     provider: Provider,
