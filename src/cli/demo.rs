@@ -53,6 +53,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         value: DEMO_API_TOKEN.into(),
     });
     cfg.bridge.outbox_dir = outbox;
+    // The demo keeps no call records: nothing of it outlives the run.
+    cfg.store.path = String::new();
     cfg.validate()?;
     let settings = super::pipeline_settings(&cfg)?;
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await?;

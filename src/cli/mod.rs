@@ -4,6 +4,7 @@
 mod deliver;
 mod demo;
 mod features;
+mod feedback;
 mod log;
 mod outbox;
 mod replay;
@@ -42,6 +43,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
     Simulate(simulate::SimulateArgs),
+    /// Turn handoff feedback and review labels from the store into JSON-lines labels.
+    ExportLabels(feedback::ExportLabelsArgs),
     /// Inspect the handoff outbox and retry failed deliveries.
     Outbox(outbox::OutboxArgs),
     /// Fleet mode: deliver the fleet's handoffs from NATS JetStream, without taking calls.
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
+        Command::ExportLabels(a) => feedback::run(&a),
         Command::Outbox(a) => outbox::run(a),
         Command::Deliver(a) => deliver::run(a),
     }
@@ -103,5 +107,6 @@ pub(crate) fn pipeline_settings(
         detector: cfg.detector.clone(),
         model: std::sync::Arc::new(model),
         audio_tap: None,
+        playbook: std::sync::Arc::new(cfg.playbook()),
     })
 }

@@ -81,6 +81,24 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Feedback labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedbackLabels {
+    /// The handoff's primary reason (signal name).
+    pub reason: String,
+    /// `true` or `false`.
+    pub needed: String,
+}
+
+/// Ended calls by topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicOutcomeLabels {
+    /// A configured topic, or `none`.
+    pub topic: String,
+    /// `contained` or `handed_off`.
+    pub outcome: String,
+}
+
 /// Delivery labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
@@ -149,6 +167,14 @@ pub struct Metrics {
     pub bridge_queue_full: Counter,
     /// Transcript lines accepted.
     pub transcript_lines: Counter,
+    /// Feedback on handoffs, by primary reason and verdict.
+    pub handoff_feedback: Family<FeedbackLabels, Counter>,
+    /// Share of handoffs with feedback that were needed, by primary reason.
+    pub handoff_precision: Family<ReasonLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Ended calls by topic and outcome (a call counts once per topic it raised).
+    pub calls_by_topic: Family<TopicOutcomeLabels, Counter>,
+    /// Store writes dropped because the store's queue was full.
+    pub store_dropped: Counter,
     /// Open TCP connections (HTTP and upgraded streams).
     pub connections_open: Gauge,
     /// Connections closed on accept because `max_connections` were open.
@@ -196,6 +222,10 @@ impl Metrics {
             handoff_delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
             bridge_queue_full: Counter::default(),
             transcript_lines: Counter::default(),
+            handoff_feedback: Family::default(),
+            handoff_precision: Family::default(),
+            calls_by_topic: Family::default(),
+            store_dropped: Counter::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
             transcript_lines_dropped: Counter::default(),
@@ -321,6 +351,26 @@ impl Metrics {
             "transcript_lines",
             "Transcript lines accepted over HTTP",
             m.transcript_lines.clone(),
+        );
+        r.register(
+            "handoff_feedback",
+            "Feedback on handoffs from the humans who took them, by primary reason and needed",
+            m.handoff_feedback.clone(),
+        );
+        r.register(
+            "handoff_precision",
+            "Handoffs marked needed over handoffs with feedback, by primary reason",
+            m.handoff_precision.clone(),
+        );
+        r.register(
+            "calls",
+            "Ended calls by topic (none when no topic) and outcome (contained or handed_off)",
+            m.calls_by_topic.clone(),
+        );
+        r.register(
+            "store_dropped",
+            "Call-record writes dropped because the store's queue was full",
+            m.store_dropped.clone(),
         );
         r.register(
             "transcript_lines_dropped",

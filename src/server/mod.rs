@@ -7,6 +7,7 @@ mod call;
 mod conn;
 mod dashboard;
 pub mod metrics;
+mod playbook;
 mod routes;
 mod ws_fault;
 
@@ -17,6 +18,7 @@ use crate::event::{Event, EventKind, Signal};
 use crate::pipeline::PipelineSettings;
 use metrics::Metrics;
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -66,6 +68,10 @@ struct Inner {
     /// Names this process's connections, for providers whose stream may not name its call.
     connection_prefix: String,
     connections: std::sync::atomic::AtomicU64,
+    /// Features-only call records and feedback; `None` when `[store] path = ""` or it failed
+    /// to open.
+    store: Option<crate::store::Store>,
+    recorder: Mutex<crate::store::recorder::Recorder>,
     /// Fleet membership, with `[cluster]`.
     cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
@@ -76,6 +82,8 @@ impl AppState {
     pub fn new(cfg: Config, mut settings: PipelineSettings, bridge: Bridge) -> Self {
         settings.detector.handoff_ids = crate::detect::policy::HandoffIds::Random;
         let (events, _) = broadcast::channel(4096);
+        let store = open_store(&cfg);
+        let recorder = Mutex::new(crate::store::recorder::Recorder::new(&settings.detector));
         let mut metrics = Metrics::new();
         let (write_errors, held) = bridge.metric_handles();
         metrics.register_outbox(write_errors, held);
@@ -99,6 +107,8 @@ impl AppState {
                         .map_or(0, |d| d.as_millis())
                 ),
                 connections: std::sync::atomic::AtomicU64::new(1),
+                store,
+                recorder,
                 cluster: std::sync::OnceLock::new(),
             }),
         }
@@ -235,9 +245,71 @@ impl AppState {
             .map(|e| (e.transcript.clone(), e.view.t_ms))
     }
 
+    /// The store, when on.
+    pub fn store(&self) -> Option<&crate::store::Store> {
+        self.inner.store.as_ref()
+    }
+
+    /// The detector settings calls run with.
+    pub fn settings(&self) -> &PipelineSettings {
+        &self.inner.settings
+    }
+
+    /// Feeds the call recorder; queues what it writes.
+    fn record(&self, e: &Event) {
+        use crate::store::recorder::Write;
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let write = match self.inner.recorder.lock() {
+            Ok(mut r) => r.on_event(e, now),
+            Err(_) => None,
+        };
+        let queued = match write {
+            None => true,
+            Some(Write::Handoff(id, call, reason, json)) => {
+                store.submit(move |db| db.put_handoff(&id, &call, &reason, &json))
+            }
+            Some(Write::Outcome(id, outcome)) => {
+                store.submit(move |db| db.set_outcome(&id, outcome))
+            }
+            Some(Write::Call(rec)) => {
+                let outcome = if rec.handoff_id.is_some() {
+                    "handed_off"
+                } else {
+                    "contained"
+                };
+                // Topic names come from the configuration: the label set is bounded.
+                let m = &self.inner.metrics.calls_by_topic;
+                for t in rec.topics.iter().chain(&rec.flagged) {
+                    m.get_or_create(&metrics::TopicOutcomeLabels {
+                        topic: t.clone(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+                }
+                if rec.topics.is_empty() && rec.flagged.is_empty() {
+                    m.get_or_create(&metrics::TopicOutcomeLabels {
+                        topic: "none".into(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+                }
+                store.submit(move |db| db.put_call(&rec))
+            }
+        };
+        if !queued {
+            self.inner.metrics.store_dropped.inc();
+        }
+    }
+
     /// Publishes events to subscribers and logs; counts signals and handoffs.
     fn publish(&self, events: &mut Vec<Event>) {
         for e in events.drain(..) {
+            self.record(&e);
             match &e.kind {
                 EventKind::Prosody(_) => {}
                 EventKind::Signal(s) => {
@@ -349,6 +421,21 @@ impl AppState {
     /// The bridge's health, for `/healthz`.
     pub fn bridge_health(&self) -> crate::bridge::BridgeHealth {
         self.inner.bridge.health()
+    }
+}
+
+/// Opens `[store] path`; a store that cannot open is logged and left off (calls still run).
+fn open_store(cfg: &Config) -> Option<crate::store::Store> {
+    let s = &cfg.store;
+    if s.path.trim().is_empty() {
+        return None;
+    }
+    match crate::store::Store::open(Path::new(&s.path), s.retention_days, s.max_calls) {
+        Ok(st) => Some(st),
+        Err(e) => {
+            tracing::error!(path = %s.path, error = %e, "call-record store unavailable; running without it");
+            None
+        }
     }
 }
 

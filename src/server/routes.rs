@@ -3,7 +3,7 @@
 //! ([`api_guard`]), the JSON-only rule for posts ([`require_json`]) and the security headers
 //! every response carries.
 
-use super::{AppState, auth, call, conn, dashboard, metrics};
+use super::{AppState, auth, call, conn, dashboard, metrics, playbook};
 use crate::detect::TranscriptLine;
 use crate::protocol::{AuthRule, Provider};
 use axum::Json;
@@ -25,7 +25,15 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/dashboard/app.js", get(dashboard::app_js))
         .route("/dashboard/style.css", get(dashboard::style_css))
         .route("/v1/events", get(dashboard::events))
-        .route("/v1/handoffs", get(dashboard::handoffs));
+        .route("/v1/handoffs", get(dashboard::handoffs))
+        .route("/v1/handoffs/{handoff_id}", get(playbook::get_handoff))
+        .route(
+            "/v1/handoffs/{handoff_id}/feedback",
+            post(playbook::post_feedback),
+        )
+        .route("/v1/reviews", get(playbook::get_reviews))
+        .route("/v1/reviews/precision", get(playbook::get_precision))
+        .route("/v1/reviews/{call_id}", post(playbook::post_review));
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));
     }

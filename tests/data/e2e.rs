@@ -65,6 +65,8 @@ max_media_lead_s = 0.0 # recordings are streamed as fast as they go
 auth_token = "e2e-twilio-token"
 [auth.token]
 value = "e2e-token"
+[store]
+path = "" # no call records from a test run
 [bridge]
 outbox_dir = "{}"
 initial_backoff_ms = 50

@@ -115,6 +115,8 @@ fn handoff(id: &str, call_id: &str, provider: &str) -> HandoffRequest {
                     ..Summary::default()
                 },
                 provider: Some(provider.parse().unwrap()),
+                route: None,
+                pre_call: false,
             }),
         },
         provider: provider.parse().unwrap(),

@@ -46,6 +46,14 @@ pub fn test_config() -> Config {
     // Tests stream their audio as fast as it goes; pacing has its own test (limits.rs).
     cfg.server.max_media_lead_s = 0.0;
     cfg.bridge.outbox_dir = tempfile::tempdir().expect("tempdir").keep();
+    // Each server its own store file, never one in the working directory.
+    // (a directory apart from the outbox's, whose files the outbox owns).
+    cfg.store.path = tempfile::tempdir()
+        .expect("tempdir")
+        .keep()
+        .join("warmline.db")
+        .to_string_lossy()
+        .into_owned();
     cfg
 }
 
@@ -65,6 +73,7 @@ impl TestServer {
                         .extend_from_slice(pcm);
                 }
             })),
+            playbook: Arc::new(cfg.playbook()),
             ..Default::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -9,6 +9,7 @@ mod hardening_edge;
 mod limits;
 mod metrics;
 mod outbox;
+mod playbook;
 mod providers;
 mod replay;
 mod simulate;

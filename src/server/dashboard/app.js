@@ -398,6 +398,10 @@
     if (s.caller_intent) card.append(kv("intent", s.caller_intent, "intent"));
     if (s.prosody && s.prosody.description) card.append(kv("voice", s.prosody.description, "voice"));
     if (s.whisper) card.append(kv("whisper", "“" + s.whisper + "”", "whisper"));
+    if (h.route) card.append(kv("route", h.route.name + " → " + h.route.target + " (" + h.route.rule + ")", "route"));
+    if (h.pre_call) card.append(kv("pre-call", "handed off before the conversation", "route"));
+    const attrs = Object.entries(s.caller_attributes || {}).map(([k, v]) => k + "=" + v).join(" · ");
+    if (attrs) card.append(kv("caller", attrs, "attrs"));
     const ul = el("ul", "reasons");
     for (const r of h.reasons || []) {
       const li = el("li");
@@ -542,6 +546,39 @@
     connEl.dataset.state = "error";
     connEl.textContent = String(err.message || err);
   }
+
+  // --- review queue and feedback precision (from the call-record store) ---------------------
+
+  const REVIEW_REFRESH_MS = 15000;
+  const MAX_REVIEW_ROWS = 20;
+  async function loadReviews() {
+    const box = $("reviews");
+    if (!box) return;
+    let reviews, precision;
+    try {
+      [reviews, precision] = await Promise.all([getJson("/v1/reviews?limit=" + MAX_REVIEW_ROWS), getJson("/v1/reviews/precision")]);
+    } catch (err) {
+      // 503: the store is off; the panel says so and stops asking.
+      setText($("reviews-empty"), "Review queue unavailable (" + (err.message || err) + ").");
+      return false;
+    }
+    box.replaceChildren();
+    for (const r of reviews) {
+      const d = el("div", "review");
+      d.append(el("span", "call-id", r.call_id), el("span", "num", " " + Number(r.score).toFixed(2) + " "));
+      d.append(el("span", "why", (r.why || []).join("; ")));
+      if (r.label) d.append(el("span", "label", r.label.needed ? " · labelled: needed" : " · labelled: not needed"));
+      box.append(d);
+    }
+    $("reviews-empty").hidden = reviews.length > 0;
+    const pbox = $("precision");
+    pbox.replaceChildren();
+    for (const p of precision) {
+      pbox.append(el("div", "precision-row", label(p.reason) + ": " + p.needed + " of " + p.total + " needed (" + (100 * p.precision).toFixed(0) + " %)"));
+    }
+    return true;
+  }
+  loadReviews().then((ok) => { if (ok) setInterval(() => loadReviews().catch(showError), REVIEW_REFRESH_MS); });
 
   connect();
   // Periodic re-sort even when only a few rows change, so the hottest stay on top.
