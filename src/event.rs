@@ -105,6 +105,12 @@ pub enum EventKind {
     HandoffFailed(Delivery),
     /// The stream ended (with or without a provider `stop`).
     CallEnded(CallEnded),
+    /// A warm transfer's agent leg answered.
+    HandoffConnected(TransferConnected),
+    /// A warm transfer moved on: the agent did not answer, was busy or failed.
+    HandoffFallback(TransferFallback),
+    /// The caller hung up on hold before a human answered.
+    HandoffAbandoned(TransferAbandoned),
 }
 
 /// Fields of `call_started`.
@@ -345,6 +351,48 @@ pub struct Delivery {
     /// Last error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Fields of `handoff_connected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferConnected {
+    /// Which handoff.
+    pub handoff_id: String,
+    /// The agent target that answered.
+    pub target: String,
+    /// Wall time from the handoff decision to the agent answering.
+    pub time_to_agent_ms: u64,
+    /// Provider that carried the transfer.
+    #[serde(default)]
+    pub provider: String,
+}
+
+/// Fields of `handoff_fallback`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferFallback {
+    /// Which handoff.
+    pub handoff_id: String,
+    /// The target that did not answer.
+    pub from: String,
+    /// The next target, or `queue`, `voicemail` or `bot`.
+    pub to: String,
+    /// `no_answer`, `busy`, `failed` or `timeout`.
+    pub reason: String,
+    /// Provider that carried the transfer.
+    #[serde(default)]
+    pub provider: String,
+}
+
+/// Fields of `handoff_abandoned`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferAbandoned {
+    /// Which handoff.
+    pub handoff_id: String,
+    /// Wall time from the handoff decision to the caller hanging up.
+    pub waited_ms: u64,
+    /// Provider that carried the transfer.
+    #[serde(default)]
+    pub provider: String,
 }
 
 /// Fields of `call_ended`.

@@ -328,13 +328,9 @@ mod tests {
             [Target::Webhook]
         );
         cfg.twilio = Some(TwilioConfig {
-            account_sid: "AC".into(),
-            auth_token: "t".into(),
             api_base: "http://x".into(),
-            agent: "+1".into(),
             say: String::new(),
-            status_callback: None,
-            workflow_sid: None,
+            ..TwilioConfig::new("AC", "t", "+1")
         });
         assert_eq!(
             Target::for_provider(&cfg, Provider::Twilio),

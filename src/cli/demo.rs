@@ -208,5 +208,15 @@ fn print_event(e: &crate::event::Event) {
             "{t}  call ended ({}), {} frames, handoff: {}",
             c.reason, c.frames, c.handoff
         ),
+        EventKind::HandoffConnected(c) => println!(
+            "{t}  agent {} answered after {} ms",
+            c.target, c.time_to_agent_ms
+        ),
+        EventKind::HandoffFallback(f) => {
+            println!("{t}  {} {}: trying {}", f.from, f.reason, f.to);
+        }
+        EventKind::HandoffAbandoned(a) => {
+            println!("{t}  caller hung up on hold after {} ms", a.waited_ms);
+        }
     }
 }

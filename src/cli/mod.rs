@@ -1,6 +1,7 @@
 //! The `warmline` subcommands. Each is a thin shell over the library: argument parsing, file
 //! I/O and printing. `anyhow` lives here and in `main.rs` only.
 
+pub mod check_config;
 mod deliver;
 mod demo;
 mod features;
@@ -45,6 +46,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Turn handoff feedback and review labels from the store into JSON-lines labels.
     ExportLabels(feedback::ExportLabelsArgs),
+    /// Validate a config file and print the effective configuration, secrets masked.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Inspect the handoff outbox and retry failed deliveries.
     Outbox(outbox::OutboxArgs),
     /// Fleet mode: deliver the fleet's handoffs from NATS JetStream, without taking calls.
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
         Command::ExportLabels(a) => feedback::run(&a),
+        Command::CheckConfig(a) => check_config::run(&a),
         Command::Outbox(a) => outbox::run(a),
         Command::Deliver(a) => deliver::run(a),
     }

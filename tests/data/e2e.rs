@@ -78,6 +78,7 @@ account_sid = "AC00000000000000000000000000000000"
 auth_token = "twilio-rest-token"
 api_base = "{twilio_base}"
 agent = "+15551234567"
+mode = "blind"
 "#,
         outbox.path().display()
     );

@@ -63,6 +63,14 @@ impl TestServer {
     }
 
     pub async fn with_config(cfg: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::with_config_on(cfg, listener).await
+    }
+
+    /// A gateway on a listener bound beforehand (when the config must know its address).
+    pub async fn with_config_on(cfg: Config, listener: tokio::net::TcpListener) -> Self {
         let tap: Tap = Arc::default();
         let t = tap.clone();
         let settings = PipelineSettings {
@@ -76,9 +84,6 @@ impl TestServer {
             playbook: Arc::new(cfg.playbook()),
             ..Default::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let gw = Gateway::start(cfg, settings).await.expect("gateway");
         let state = gw.state().clone();

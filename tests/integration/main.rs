@@ -3,6 +3,7 @@
 
 mod bridge;
 mod common;
+mod deploy;
 mod fixtures;
 mod gateway;
 mod hardening_edge;
@@ -14,3 +15,4 @@ mod providers;
 mod replay;
 mod simulate;
 mod tune;
+mod warm;

@@ -99,13 +99,9 @@ fn rule(name: &str, when: &[&str], target: &str) -> RoutingRule {
 fn playbook_config(api: SocketAddr) -> Config {
     let mut cfg = test_config();
     cfg.bridge.twilio = Some(TwilioConfig {
-        account_sid: "AC1".into(),
-        auth_token: "t".into(),
         api_base: format!("http://{api}"),
-        agent: "+15559999999".into(),
         say: String::new(),
-        status_callback: None,
-        workflow_sid: None,
+        ..TwilioConfig::new("AC1", "t", "+15559999999")
     });
     cfg.routing = vec![
         rule(

@@ -370,6 +370,30 @@
     }
   }
 
+  function transferText(e) {
+    if (e.event === "handoff_connected") return "connected → " + e.target + " in " + (e.time_to_agent_ms / 1000).toFixed(1) + " s";
+    if (e.event === "handoff_fallback") return e.from + " " + e.reason.replace("_", " ") + " → " + e.to;
+    if (e.event === "handoff_abandoned") return "caller hung up on hold after " + (e.waited_ms / 1000).toFixed(1) + " s";
+    return "";
+  }
+
+  function renderTransfer(card, list) {
+    const box = card.querySelector(".transfer");
+    box.textContent = "";
+    for (const e of list) {
+      const s = el("span", "delivery", transferText(e));
+      s.dataset.status = e.event === "handoff_connected" ? "delivered" : e.event === "handoff_abandoned" ? "failed" : "pending";
+      box.append(s);
+    }
+  }
+
+  function onTransfer(e) {
+    const card = handoffCards.get(e.handoff_id);
+    if (!card) return;
+    card._transfer.push(e);
+    renderTransfer(card, card._transfer);
+  }
+
   // `h`: a handoff event, optionally with `deliveries` (from /v1/handoffs).
   function addHandoff(h) {
     handoffIds.add(h.handoff_id);
@@ -420,6 +444,9 @@
     card.append(el("div", "deliveries"));
     card._deliveries = h.deliveries || [];
     renderDeliveries(card, card._deliveries);
+    card.append(el("div", "deliveries transfer"));
+    card._transfer = h.transfer || [];
+    renderTransfer(card, card._transfer);
     who.addEventListener("click", () => {
       const call = calls.get(h.call_id);
       if (call && call.row) {
@@ -505,6 +532,9 @@
     },
     handoff_delivered(e) { onDelivery(e, true); },
     handoff_failed(e) { onDelivery(e, false); },
+    handoff_connected(e) { onTransfer(e); },
+    handoff_fallback(e) { onTransfer(e); },
+    handoff_abandoned(e) { onTransfer(e); },
     call_ended(e) {
       const c = calls.get(e.call_id);
       if (!c) return;
@@ -531,7 +561,7 @@
   }
 
   function connect() {
-    const url = "/v1/events" + (token ? "?token=" + encodeURIComponent(token) : "");
+    const url = "/v1/events?batch=1" + (token ? "&token=" + encodeURIComponent(token) : "");
     const es = new EventSource(url);
     es.onopen = () => {
       connEl.dataset.state = "live"; connEl.textContent = "live";
