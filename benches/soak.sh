@@ -98,7 +98,7 @@ while [ "$(date +%s)" -lt "$END" ]; do
   now=$(date +%s)
   if [ "$now" -ge "$NEXT_WAVE" ]; then
     WAVE=$((WAVE + 1))
-    $NICE "$BIN" simulate --calls "$CALLS" --ramp "$((WAVE_S / 2))" --seconds "$((WAVE_S * 2))" \
+    $NICE "$BIN" simulate --calls "$CALLS" --ramp-s "$((WAVE_S / 2))" --duration-s "$((WAVE_S * 2))" \
       --transcript fixtures/demo/escalating.transcript.jsonl --token "$TOKEN" \
       --twilio-auth-token "$TOKEN" --json "ws://127.0.0.1:$GW_PORT" \
       > "$OUT/wave$WAVE.json" 2> "$OUT/wave$WAVE.log" &
@@ -136,11 +136,11 @@ wait "$GW" 2>/dev/null || true
 GW=
 
 decided=$(cat "$OUT"/gateway*.log | grep -o '"event":"handoff","handoff_id":"[^"]*"' \
-  | sed 's/.*"handoff_id":"//; s/"$//' | sort -u)
+  | sed 's/.*"handoff_id":"//; s/"$//' | sort -u || true)
 # Event field order is the contract's; fall back to any handoff line if it ever changes.
 [ -z "$decided" ] && decided=$(cat "$OUT"/gateway*.log | grep '"event":"handoff"' \
-  | grep -o '"handoff_id":"[^"]*"' | sed 's/.*:"//; s/"$//' | sort -u)
-delivered=$(awk '$2 == 200 {print $3}' "$OUT/received.log" | sort -u)
+  | grep -o '"handoff_id":"[^"]*"' | sed 's/.*:"//; s/"$//' | sort -u || true)
+delivered=$(awk '$2 == 200 {print $3}' "$OUT/received.log" | sort -u || true)
 n_decided=$(printf '%s\n' "$decided" | grep -c . || true)
 n_delivered=$(printf '%s\n' "$delivered" | grep -c . || true)
 missing=$(comm -23 <(printf '%s\n' "$decided") <(printf '%s\n' "$delivered") | grep -c . || true)
@@ -156,8 +156,8 @@ except Exception: print(0)' "$f")
 done
 pending=$(find "$OUT/outbox" -maxdepth 1 -name '*.json' | wc -l)
 failed=$(find "$OUT/outbox/failed" -maxdepth 1 -name '*.json' 2>/dev/null | wc -l)
-rss=$(awk '{print $3}' "$OUT/samples.txt" | grep rss | sed 's/rss_kib=//' | sort -n | tail -1)
-fds=$(awk '{print $4}' "$OUT/samples.txt" | grep fds | sed 's/fds=//' | sort -n | tail -1)
+rss=$(awk '{print $3}' "$OUT/samples.txt" | grep rss | sed 's/rss_kib=//' | sort -n | tail -1 || true)
+fds=$(awk '{print $4}' "$OUT/samples.txt" | grep fds | sed 's/fds=//' | sort -n | tail -1 || true)
 
 echo "soak: ${MINUTES} min, $WAVE waves of $CALLS calls, kill -9 + restart at half time; logs in $OUT"
 echo "calls completed (simulate, clean end): $completed"

@@ -57,16 +57,29 @@ pub struct SimulateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Caller audio (WAV, first channel); default: the bundled synthetic call.
-    #[arg(value_name = "FILE.wav")]
-    input: Option<PathBuf>,
-    /// Gateway base URL, e.g. ws://127.0.0.1:8080.
-    #[arg(value_name = "URL")]
-    url: String,
+    /// `[FILE.wav] URL`: caller audio (WAV, first channel; default: the bundled synthetic call)
+    /// and the gateway's base URL, e.g. ws://127.0.0.1:8080.
+    #[arg(value_name = "[FILE.wav] URL", num_args = 1..=2, required = true)]
+    positional: Vec<String>,
+}
+
+impl SimulateArgs {
+    /// The WAV, when one is given before the URL.
+    fn input(&self) -> Option<&std::path::Path> {
+        match self.positional.as_slice() {
+            [wav, _url] => Some(std::path::Path::new(wav)),
+            _ => None,
+        }
+    }
+
+    /// The gateway URL: always the last positional argument.
+    fn url(&self) -> &str {
+        self.positional.last().map_or("", String::as_str)
+    }
 }
 
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    let cfg = config(args.input.as_deref(), &args)?;
+    let cfg = config(args.input(), &args)?;
     let json = args.json;
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let report = rt.block_on(crate::sim::run(cfg))?;
@@ -133,7 +146,7 @@ fn config(input: Option<&std::path::Path>, a: &SimulateArgs) -> anyhow::Result<S
         },
         jitter_ms: a.jitter_ms,
         seed: a.seed,
-        base_url: a.url.clone(),
+        base_url: a.url().to_owned(),
         auth,
         api_token: a.token.clone(),
         metrics_url: a.metrics_url.clone(),
