@@ -299,6 +299,11 @@ impl LiveCall {
     /// Sends stop and returns the gateway's close code.
     pub async fn finish(self) -> Option<u16> {
         self.stop.store(true, Ordering::Relaxed);
+        self.close_code().await
+    }
+
+    /// Keeps streaming until the gateway closes the call; its close code.
+    pub async fn close_code(self) -> Option<u16> {
         tokio::time::timeout(Duration::from_secs(15), self.task)
             .await
             .ok()

@@ -62,9 +62,10 @@ async fn calls_spread_and_transcripts_reach_the_owner_from_any_instance() {
         }
     }
 
-    // A second stream for a call held elsewhere is refused as on one instance.
+    // A second stream for a call held elsewhere is refused as on one instance (the stream is
+    // not stopped here: the gateway must close it on its own once `start` names the call).
     let dup = LiveCall::open(&gws[2], &calls[1].0.call_id).await;
-    assert_eq!(dup.finish().await, Some(4409));
+    assert_eq!(dup.close_code().await, Some(4409));
 
     // A transcript posted to the wrong instance changes the right call's decision.
     let (target, owner) = (&calls[1].0.call_id, calls[1].1);
