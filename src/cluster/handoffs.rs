@@ -50,7 +50,7 @@ pub fn stream_subjects(prefix: &str) -> String {
 }
 
 /// Creates the stream if it does not exist: work-queue retention (an acked handoff is gone),
-/// file storage, a 2-minute duplicate window (the 2.9 default).
+/// file storage, a 2-minute duplicate window (the server default).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     name: &str,

