@@ -224,6 +224,27 @@ drain_timeout_ms = 20000
     }
 }
 
+impl FleetSpec {
+    /// Polls the fleet's handoff stream until it holds no message (every handoff acked).
+    pub async fn wait_for_empty_handoff_stream(&self, secs: u64) {
+        let client = async_nats::connect(self.nats.as_str())
+            .await
+            .expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let name = format!("{}_handoffs", self.prefix);
+        eventually(
+            secs,
+            "the handoff stream to be empty (all acked)",
+            || async {
+                let mut stream = js.get_stream(&name).await.ok()?;
+                let info = stream.info().await.ok()?;
+                (info.state.messages == 0).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
 impl Instance {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
@@ -240,6 +261,18 @@ impl Instance {
             Ok(r) => r.json().await.unwrap_or_default(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The value of an unlabelled metric in `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// `POST /v1/calls/{id}/transcript`; (status, body).
