@@ -6,6 +6,7 @@
 //! synchronous: media time comes from sample counts.
 
 use crate::codec::Codec;
+use crate::detect::playbook::Playbook;
 use crate::detect::tone::ToneModel;
 use crate::detect::{Detector, DetectorConfig, TranscriptLine};
 use crate::dsp::{DspConfig, DspError, Frame, TrackAnalyzer};
@@ -30,6 +31,8 @@ pub struct PipelineSettings {
     pub model: Arc<ToneModel>,
     /// Optional tap on decoded audio.
     pub audio_tap: Option<AudioTap>,
+    /// `[[routing]]` and `[[pre_call]]` rules.
+    pub playbook: Arc<Playbook>,
 }
 
 impl std::fmt::Debug for PipelineSettings {
@@ -39,6 +42,7 @@ impl std::fmt::Debug for PipelineSettings {
             .field("detector", &self.detector)
             .field("model", &self.model)
             .field("audio_tap", &self.audio_tap.is_some())
+            .field("playbook", &self.playbook)
             .finish()
     }
 }
@@ -59,6 +63,7 @@ impl Default for PipelineSettings {
             detector: DetectorConfig::default(),
             model: Arc::new(ToneModel::bundled()),
             audio_tap: None,
+            playbook: Arc::default(),
         }
     }
 }
@@ -209,7 +214,13 @@ impl CallPipeline {
                 custom_parameters: info.custom_parameters.clone(),
             }),
         };
-        let detector = Detector::new(&info.call_id, &settings.detector, settings.model.clone());
+        let detector = Detector::for_call(
+            &info.call_id,
+            &settings.detector,
+            settings.model.clone(),
+            settings.playbook.clone(),
+            &info.custom_parameters,
+        );
         Ok((
             Self {
                 call_id: info.call_id.into(),

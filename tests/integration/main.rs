@@ -4,13 +4,16 @@
 mod bridge;
 mod cluster_startup;
 mod common;
+mod deploy;
 mod fixtures;
 mod gateway;
 mod hardening_edge;
 mod limits;
 mod metrics;
 mod outbox;
+mod playbook;
 mod providers;
 mod replay;
 mod simulate;
 mod tune;
+mod warm;
