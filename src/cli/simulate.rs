@@ -65,6 +65,18 @@ pub struct SimulateArgs {
     url: String,
 }
 
+impl SimulateArgs {
+    #[cfg(test)]
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    #[cfg(test)]
+    pub(super) fn input(&self) -> Option<&std::path::Path> {
+        self.input.as_deref()
+    }
+}
+
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let cfg = config(args.input.as_deref(), &args)?;
     let json = args.json;
