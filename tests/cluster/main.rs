@@ -4,7 +4,7 @@
 
 mod harness;
 
-use harness::{FleetSpec, Instance, LiveCall, Receiver, eventually, nats_url};
+use harness::{FleetSpec, Instance, LiveCall, OwnNats, Receiver, eventually, nats_url};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -226,4 +226,73 @@ async fn sigterm_drains_an_instance_without_dropping_its_calls() {
         .expect("the drained instance exits once its call ended")
         .unwrap();
     assert!(status.success(), "{}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_degrades_healthz_and_loses_no_call_or_handoff() {
+    let mut nats = OwnNats::start().await;
+    let rx = Receiver::start(true).await;
+    let mut spec = FleetSpec::new(nats.url.clone(), "outage", rx.addr);
+    spec.publish_fallback_ms = 1000;
+    let gw = spec.spawn("gw-o").await;
+    let before = LiveCall::open(&gw, "CAbefore").await;
+    eventually(10, "the call to be listed", || async {
+        (gw.calls().await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(gw.health().await, (200, "ok\n".into()));
+    assert_eq!(gw.metric("warmline_cluster_connected").await, Some(1.0));
+
+    nats.kill().await;
+    eventually(15, "/healthz to report NATS lost", || async {
+        let (status, body) = gw.health().await;
+        (status == 200 && body.contains("degraded")).then_some(())
+    })
+    .await;
+    assert_eq!(gw.metric("warmline_cluster_connected").await, Some(0.0));
+    // Calls go on: a new one is admitted (ownership registered later) and a line posted to
+    // the owner decides a handoff that reaches the webhook through the local outbox.
+    let during = LiveCall::open(&gw, "CAduring").await;
+    eventually(
+        15,
+        "the call opened during the outage to be listed",
+        || async { (gw.calls().await.len() == 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(gw.transcript("CAbefore", HUMAN).await.0, 202);
+    eventually(20, "the handoff through the local outbox", || async {
+        rx.snapshot()
+            .values()
+            .any(|s| s.call_id == "CAbefore" && s.accepted > 0)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        gw.metric("warmline_cluster_handoffs_fallback_total")
+            .await
+            .is_some_and(|n| n >= 1.0)
+    );
+
+    nats.restart().await;
+    eventually(30, "/healthz to be ok again", || async {
+        (gw.health().await == (200, "ok\n".to_owned())).then_some(())
+    })
+    .await;
+    // The call admitted without NATS is registered on reconnect: a newcomer sees its owner.
+    let late = spec.spawn("gw-late").await;
+    eventually(15, "the newcomer to see the outage's call", || async {
+        late.calls()
+            .await
+            .iter()
+            .any(|c| c["call_id"] == "CAduring" && c["instance"] == "gw-o")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(during.finish().await, Some(1000));
+    assert_eq!(before.finish().await, Some(1000));
+    // One handoff, delivered once: the fallback did not also go through JetStream.
+    spec.wait_for_empty_handoff_stream(10).await;
+    let seen = rx.snapshot();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen.values().all(|s| s.accepted == 1), "{seen:?}");
 }
