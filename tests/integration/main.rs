@@ -10,6 +10,7 @@ mod gateway;
 mod hardening_edge;
 mod limits;
 mod metrics;
+mod one_path;
 mod outbox;
 mod playbook;
 mod providers;
