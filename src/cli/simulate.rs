@@ -78,6 +78,18 @@ impl SimulateArgs {
     }
 }
 
+impl SimulateArgs {
+    #[cfg(test)]
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    #[cfg(test)]
+    pub(super) fn input(&self) -> Option<&std::path::Path> {
+        self.input.as_deref()
+    }
+}
+
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let cfg = config(args.input(), &args)?;
     let json = args.json;

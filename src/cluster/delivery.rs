@@ -228,6 +228,7 @@ impl Fetch {
             }
             m.insert(handoff_id.clone(), (targets, done_tx));
         }
+        let _holding = Holding::new(&self.metrics);
         if self.bridge.submit(env.request).await.is_err() {
             self.forget(&handoff_id);
             let _ = msg.ack_with(AckKind::Nak(None)).await;
@@ -270,5 +271,22 @@ impl Fetch {
         if let Ok(mut m) = self.waiters.lock() {
             m.remove(handoff_id);
         }
+    }
+}
+
+/// Counts a handoff in `handoffs_delivering` while this worker holds it, whatever way
+/// [`Fetch::handle`] returns.
+struct Holding(prometheus_client::metrics::gauge::Gauge);
+
+impl Holding {
+    fn new(m: &ClusterMetrics) -> Self {
+        m.handoffs_delivering.inc();
+        Self(m.handoffs_delivering.clone())
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

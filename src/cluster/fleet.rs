@@ -1,6 +1,6 @@
 //! The fleet view: every instance watches the ownership bucket and keeps a local map of who
 //! holds which call, so `GET /v1/calls` and owner look-ups cost no round trip. Expired keys
-//! leave no delete marker on a 2.9 server, so entries older than the TTL are ignored here.
+//! leave no delete marker in the watch, so entries older than the TTL are ignored here.
 
 use super::ownership::{Owner, unescape_id};
 use async_nats::jetstream::kv::{Operation, Store};

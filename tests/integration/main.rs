@@ -2,6 +2,7 @@
 //! fixtures generated in-process (nothing outside the repo is read).
 
 mod bridge;
+mod cluster_startup;
 mod common;
 mod deploy;
 mod fixtures;
