@@ -343,30 +343,14 @@ impl WarmTransfer {
             ) => {
                 // The caller's call is gone or cannot be touched: an agent ringing for it would
                 // pick up to silence.
-                if let Stage::Ringing {
-                    leg_id: Some(leg_id),
-                    ..
-                } = &self.stage
-                {
-                    out.push(Action::CancelLeg {
-                        leg_id: leg_id.clone(),
-                    });
-                }
+                self.cancel_ringing(&mut out);
                 self.stage = Stage::Failed { error };
             }
             (
                 Stage::MovingCaller | Stage::AwaitingHold { .. } | Stage::Ringing { .. },
                 Input::CallerLeft,
             ) => {
-                if let Stage::Ringing {
-                    leg_id: Some(leg_id),
-                    ..
-                } = &self.stage
-                {
-                    out.push(Action::CancelLeg {
-                        leg_id: leg_id.clone(),
-                    });
-                }
+                self.cancel_ringing(&mut out);
                 self.stage = Stage::Abandoned;
                 out.push(Action::Emit(EventKind::HandoffAbandoned(
                     TransferAbandoned {
@@ -460,6 +444,20 @@ impl WarmTransfer {
             target,
             whisper: self.whisper.clone(),
         });
+    }
+
+    /// Stops the agent leg that is ringing, if its id is known yet (a later creation report is
+    /// cancelled when it comes).
+    fn cancel_ringing(&self, out: &mut Vec<Action>) {
+        if let Stage::Ringing {
+            leg_id: Some(leg_id),
+            ..
+        } = &self.stage
+        {
+            out.push(Action::CancelLeg {
+                leg_id: leg_id.clone(),
+            });
+        }
     }
 
     /// `targets[idx]` did not answer for `reason`: say so and try what comes next.
