@@ -99,8 +99,16 @@ impl LegStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum Stage {
-    /// The caller is being moved to hold (the bridge's call update is in flight).
+    /// The caller is being moved to hold (the bridge's call update is in flight) and no agent
+    /// leg is placed yet (a transfer whose first target is a queue, voicemail or bot).
     MovingCaller,
+    /// Every agent leg ended while the caller was still being moved to hold, and `targets[idx]`
+    /// (or voicemail past the list's end) is where the caller goes once the hold is confirmed:
+    /// routing earlier would race the bridge's own update of the same call.
+    AwaitingHold {
+        /// Index into the target list.
+        idx: usize,
+    },
     /// Agent leg `attempt` to `targets[idx]` is requested or ringing until `deadline_ms`.
     Ringing {
         /// Index into the target list.
@@ -235,6 +243,12 @@ pub struct WarmTransfer {
     pub answer_timeout_ms: u64,
     /// Agent legs placed so far (the current one's number).
     pub attempt: u32,
+    /// Whether the provider confirmed the caller's move to hold. The first agent leg is placed
+    /// at the decision, concurrently with that move, so the agent's phone rings one round trip
+    /// sooner and the whisper plays while the caller is being moved. State written before this
+    /// field existed dialled only after the hold, hence the default.
+    #[serde(default = "held_by_default")]
+    pub caller_held: bool,
     /// Where it is.
     pub stage: Stage,
 }
@@ -263,19 +277,37 @@ impl WarmTransfer {
             decided_at_ms,
             answer_timeout_ms,
             attempt: 0,
+            caller_held: true,
             stage: Stage::MovingCaller,
         }
     }
 
+    /// Starts the transfer at the decision: places the first agent leg at once, without waiting
+    /// for the caller's hold (see [`WarmTransfer::caller_held`]). A first target that is a queue,
+    /// voicemail or bot waits for the hold instead. Does nothing on a transfer already started.
+    pub fn start(&mut self, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.stage == Stage::MovingCaller && self.attempt == 0 {
+            self.caller_held = false;
+            self.dial(0, now_ms, &mut out);
+        }
+        out
+    }
+
     /// Whether nothing more can happen.
     pub fn is_done(&self) -> bool {
-        !matches!(self.stage, Stage::MovingCaller | Stage::Ringing { .. })
+        !matches!(
+            self.stage,
+            Stage::MovingCaller | Stage::AwaitingHold { .. } | Stage::Ringing { .. }
+        )
     }
 
     /// The outcome so far.
     pub fn outcome(&self) -> Outcome {
         match self.stage {
-            Stage::MovingCaller | Stage::Ringing { .. } => Outcome::Pending,
+            Stage::MovingCaller | Stage::AwaitingHold { .. } | Stage::Ringing { .. } => {
+                Outcome::Pending
+            }
             Stage::Connected => Outcome::Connected,
             Stage::FellBack { .. } => Outcome::Fallback,
             Stage::Abandoned => Outcome::Abandoned,
@@ -295,20 +327,30 @@ impl WarmTransfer {
     pub fn step(&mut self, input: Input, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         match (&mut self.stage, input) {
-            (Stage::MovingCaller, Input::CallerMoved) => self.dial(0, now_ms, &mut out),
-            (Stage::MovingCaller, Input::CallerMoveFailed(error)) => {
+            (Stage::MovingCaller, Input::CallerMoved) => {
+                self.caller_held = true;
+                self.dial(0, now_ms, &mut out);
+            }
+            (Stage::AwaitingHold { idx }, Input::CallerMoved) => {
+                let idx = *idx;
+                self.caller_held = true;
+                self.dial(idx, now_ms, &mut out);
+            }
+            (Stage::Ringing { .. }, Input::CallerMoved) => self.caller_held = true,
+            (
+                Stage::MovingCaller | Stage::AwaitingHold { .. } | Stage::Ringing { .. },
+                Input::CallerMoveFailed(error),
+            ) => {
+                // The caller's call is gone or cannot be touched: an agent ringing for it would
+                // pick up to silence.
+                self.cancel_ringing(&mut out);
                 self.stage = Stage::Failed { error };
             }
-            (Stage::MovingCaller | Stage::Ringing { .. }, Input::CallerLeft) => {
-                if let Stage::Ringing {
-                    leg_id: Some(leg_id),
-                    ..
-                } = &self.stage
-                {
-                    out.push(Action::CancelLeg {
-                        leg_id: leg_id.clone(),
-                    });
-                }
+            (
+                Stage::MovingCaller | Stage::AwaitingHold { .. } | Stage::Ringing { .. },
+                Input::CallerLeft,
+            ) => {
+                self.cancel_ringing(&mut out);
                 self.stage = Stage::Abandoned;
                 out.push(Action::Emit(EventKind::HandoffAbandoned(
                     TransferAbandoned {
@@ -365,6 +407,11 @@ impl WarmTransfer {
                 }
                 self.next(idx, "timeout", now_ms, &mut out);
             }
+            // The answered leg's own creation, reported after its answer.
+            (Stage::Connected, Input::LegCreated { attempt, .. }) if attempt == self.attempt => {}
+            // A leg placed for nothing: its creation was reported after the transfer moved on
+            // (timed out, abandoned, failed): stop it ringing an agent nobody waits for.
+            (_, Input::LegCreated { leg_id, .. }) => out.push(Action::CancelLeg { leg_id }),
             // Late or duplicate reports, ticks before the deadline, anything after the end.
             _ => {}
         }
@@ -373,14 +420,19 @@ impl WarmTransfer {
 
     /// Places the leg to `targets[idx]`, or routes the caller if that target is a terminal.
     fn dial(&mut self, idx: usize, now_ms: u64, out: &mut Vec<Action>) {
-        let Some(target) = self.targets.get(idx).cloned() else {
-            self.terminal(Terminal::Voicemail, out);
+        let target = self.targets.get(idx).cloned();
+        let terminal = match &target {
+            None => Some(Terminal::Voicemail),
+            Some(t) => Terminal::parse(t),
+        };
+        let (Some(target), None) = (target, terminal.clone()) else {
+            if !self.caller_held {
+                self.stage = Stage::AwaitingHold { idx };
+            } else if let Some(t) = terminal {
+                self.terminal(t, out);
+            }
             return;
         };
-        if let Some(t) = Terminal::parse(&target) {
-            self.terminal(t, out);
-            return;
-        }
         self.attempt += 1;
         self.stage = Stage::Ringing {
             idx,
@@ -392,6 +444,20 @@ impl WarmTransfer {
             target,
             whisper: self.whisper.clone(),
         });
+    }
+
+    /// Stops the agent leg that is ringing, if its id is known yet (a later creation report is
+    /// cancelled when it comes).
+    fn cancel_ringing(&self, out: &mut Vec<Action>) {
+        if let Stage::Ringing {
+            leg_id: Some(leg_id),
+            ..
+        } = &self.stage
+        {
+            out.push(Action::CancelLeg {
+                leg_id: leg_id.clone(),
+            });
+        }
     }
 
     /// `targets[idx]` did not answer for `reason`: say so and try what comes next.
@@ -417,6 +483,10 @@ impl WarmTransfer {
         };
         out.push(Action::RouteCaller(t));
     }
+}
+
+fn held_by_default() -> bool {
+    true
 }
 
 /// The spoken brief for the agent: the summary's whisper line, else who/what/why built from its
@@ -657,6 +727,109 @@ mod tests {
                 Action::RouteCaller(Terminal::Voicemail)
             ]
         );
+    }
+
+    #[test]
+    fn start_dials_at_the_decision_and_the_hold_only_marks_the_caller_held() {
+        let mut t = transfer(&["+1555"]);
+        assert_eq!(t.start(T0), [dial(1, "+1555")]);
+        assert!(!t.caller_held);
+        assert!(
+            t.start(T0 + 1).is_empty(),
+            "a started transfer is not dialled twice"
+        );
+        assert!(t.step(Input::CallerMoved, T0 + 200).is_empty());
+        assert!(t.caller_held);
+        assert_eq!(t.deadline_ms(), Some(T0 + 30_000));
+        let answered = Input::LegStatus {
+            attempt: 1,
+            status: LegStatus::Answered,
+        };
+        assert!(matches!(
+            t.step(answered, T0 + 3_000).as_slice(),
+            [Action::Emit(EventKind::HandoffConnected(c))] if c.time_to_agent_ms == 3_000
+        ));
+        // The answered leg's creation reported after its answer must not hang it up.
+        let created = Input::LegCreated {
+            attempt: 1,
+            leg_id: "CAa".into(),
+        };
+        assert!(t.step(created, T0 + 3_001).is_empty());
+    }
+
+    #[test]
+    fn a_leg_ending_before_the_hold_routes_the_caller_only_once_held() {
+        let mut t = transfer(&["+1555", "queue:support"]);
+        t.start(T0);
+        let busy = Input::LegStatus {
+            attempt: 1,
+            status: LegStatus::Busy,
+        };
+        // The fallback is announced, but the caller's call is still being updated by the
+        // bridge: a second update now would race it.
+        assert_eq!(t.step(busy, T0 + 50), [fallback("+1555", "queue", "busy")]);
+        assert_eq!(t.stage, Stage::AwaitingHold { idx: 1 });
+        assert_eq!(t.outcome(), Outcome::Pending);
+        assert_eq!(
+            t.step(Input::CallerMoved, T0 + 80),
+            [Action::RouteCaller(Terminal::Queue("support".into()))]
+        );
+        assert_eq!(t.outcome(), Outcome::Fallback);
+
+        // A first target that is itself a terminal waits for the hold too.
+        let mut t = transfer(&["voicemail"]);
+        assert!(t.start(T0).is_empty());
+        assert_eq!(
+            t.step(Input::CallerMoved, T0 + 10),
+            [Action::RouteCaller(Terminal::Voicemail)]
+        );
+    }
+
+    #[test]
+    fn a_failed_hold_cancels_the_ringing_leg_and_late_legs_are_cancelled() {
+        let mut t = transfer(&["+1555"]);
+        t.start(T0);
+        t.step(
+            Input::LegCreated {
+                attempt: 1,
+                leg_id: "CAa".into(),
+            },
+            T0 + 5,
+        );
+        assert_eq!(
+            t.step(Input::CallerMoveFailed("HTTP 404".into()), T0 + 9),
+            [Action::CancelLeg {
+                leg_id: "CAa".into()
+            }]
+        );
+        assert_eq!(t.outcome(), Outcome::Failed);
+
+        // The leg's creation comes back only after the ringing deadline: nobody waits for it.
+        let mut t = transfer(&["+1555", "+1666"]);
+        t.start(T0);
+        t.step(Input::CallerMoved, T0 + 1);
+        let a = t.step(Input::Tick, T0 + 30_000);
+        assert_eq!(a, [fallback("+1555", "+1666", "timeout"), dial(2, "+1666")]);
+        let late = Input::LegCreated {
+            attempt: 1,
+            leg_id: "CAlate".into(),
+        };
+        assert_eq!(
+            t.step(late, T0 + 30_001),
+            [Action::CancelLeg {
+                leg_id: "CAlate".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn state_written_before_concurrent_dialling_reads_as_held() {
+        let mut t = transfer(&["+1555"]);
+        t.step(Input::CallerMoved, T0);
+        let mut v = serde_json::to_value(&t).unwrap();
+        v.as_object_mut().unwrap().remove("caller_held");
+        let back: WarmTransfer = serde_json::from_value(v).unwrap();
+        assert!(back.caller_held);
     }
 
     #[test]

@@ -5,7 +5,13 @@
 //! deadlines still fire (a deadline passed while down fires at start).
 //!
 //! Never blocks a call or an HTTP handler: both hand messages over with `try_send`; provider
-//! requests run in their own tasks and report back through the same queue.
+//! requests run in their own tasks (at most `bridge.max_concurrent_requests` at once, so a burst
+//! of handoffs cannot open sockets without bound) and report back through the same queue.
+//!
+//! Latency: the first agent leg is requested as soon as the task sees the handoff, concurrently
+//! with the bridge putting the caller on hold (see [`WarmTransfer::start`]); waiting for the hold
+//! first put the bridge's fsynced outbox, its call update and its retry bookkeeping in front of
+//! every agent leg.
 
 use super::config::{BridgeConfig, TwilioConfig};
 use super::warm::{Action, Input, Outcome, WarmTransfer, whisper_text};
@@ -16,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -136,6 +142,7 @@ impl WarmTransfers {
             transfers,
             outcomes: Arc::clone(&outcomes),
             tx: tx.clone(),
+            permits: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
         };
         let join = tokio::spawn(run.run(rx, stop.clone()));
         Ok((
@@ -224,6 +231,8 @@ struct Run {
     transfers: HashMap<String, WarmTransfer>,
     outcomes: Arc<StdMutex<Outcomes>>,
     tx: mpsc::Sender<Msg>,
+    /// Provider requests in flight.
+    permits: Arc<Semaphore>,
 }
 
 impl Run {
@@ -257,11 +266,17 @@ impl Run {
         }
     }
 
-    async fn register(&mut self, t: WarmTransfer) {
+    async fn register(&mut self, mut t: WarmTransfer) {
         if self.transfers.contains_key(&t.handoff_id) {
             return;
         }
+        let actions = t.start(now_ms());
+        // Persisted before the leg is requested: a crash in between leaves a ringing transfer
+        // whose deadline still fires, never a leg nobody tracks.
         self.persist(&t).await;
+        for a in actions {
+            self.act(&t, a).await;
+        }
         self.transfers.insert(t.handoff_id.clone(), t);
     }
 
@@ -280,7 +295,7 @@ impl Run {
 
     async fn apply(&mut self, id: &str, input: Input) {
         let Some(t) = self.transfers.get_mut(id) else {
-            tracing::debug!(handoff_id = %id, ?input, "report for an unknown warm transfer");
+            self.orphan(id, input);
             return;
         };
         let actions = t.step(input, now_ms());
@@ -300,6 +315,37 @@ impl Run {
         }
     }
 
+    /// A report about a transfer that already ended. A leg whose creation comes back only now
+    /// rings an agent for nobody, unless the transfer connected (then it may be the answered
+    /// leg itself, reported late).
+    fn orphan(&self, id: &str, input: Input) {
+        let connected = self
+            .outcomes
+            .lock()
+            .is_ok_and(|o| o.by_id.get(id) == Some(&Outcome::Connected));
+        match input {
+            Input::LegCreated { leg_id, .. } if !connected => {
+                let (client, cfg, permits) = (
+                    self.client.clone(),
+                    self.twilio.clone(),
+                    Arc::clone(&self.permits),
+                );
+                let (id, cancel) = (id.to_owned(), Action::CancelLeg { leg_id });
+                tokio::spawn(async move {
+                    let _permit = permits.acquire().await;
+                    if let Executed::Failed(error) =
+                        warm_twilio::execute(&client, &cfg, "", &id, &cancel).await
+                    {
+                        tracing::warn!(handoff_id = %id, %error, "cannot cancel a stray agent leg");
+                    }
+                });
+            }
+            input => {
+                tracing::debug!(handoff_id = %id, ?input, "report for an unknown warm transfer")
+            }
+        }
+    }
+
     async fn act(&self, t: &WarmTransfer, action: Action) {
         if let Action::Emit(kind) = action {
             let e = Event {
@@ -315,7 +361,9 @@ impl Run {
         }
         let (client, cfg, tx) = (self.client.clone(), self.twilio.clone(), self.tx.clone());
         let (call_id, id) = (t.call_id.clone(), t.handoff_id.clone());
+        let permits = Arc::clone(&self.permits);
         tokio::spawn(async move {
+            let _permit = permits.acquire().await;
             let attempt = match &action {
                 Action::DialAgent { attempt, .. } => *attempt,
                 _ => 0,

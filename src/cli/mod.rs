@@ -51,9 +51,6 @@ enum Command {
     /// Start a local gateway and stream a bundled example call into it as Twilio would.
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
-    // `[FILE.wav] URL`: an optional positional before the required one needs this, or clap's
-    // debug assertions refuse the whole command line in debug builds.
-    #[command(allow_missing_positional = true)]
     Simulate(simulate::SimulateArgs),
     /// Turn handoff feedback and review labels from the store into JSON-lines labels.
     ExportLabels(feedback::ExportLabelsArgs),

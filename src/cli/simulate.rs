@@ -65,7 +65,7 @@ pub struct SimulateArgs {
 
 impl SimulateArgs {
     /// The WAV, when one is given before the URL.
-    fn input(&self) -> Option<&std::path::Path> {
+    pub(super) fn input(&self) -> Option<&std::path::Path> {
         match self.positional.as_slice() {
             [wav, _url] => Some(std::path::Path::new(wav)),
             _ => None,
@@ -73,20 +73,8 @@ impl SimulateArgs {
     }
 
     /// The gateway URL: always the last positional argument.
-    fn url(&self) -> &str {
-        self.positional.last().map_or("", String::as_str)
-    }
-}
-
-impl SimulateArgs {
-    #[cfg(test)]
     pub(super) fn url(&self) -> &str {
-        &self.url
-    }
-
-    #[cfg(test)]
-    pub(super) fn input(&self) -> Option<&std::path::Path> {
-        self.input.as_deref()
+        self.positional.last().map_or("", String::as_str)
     }
 }
 

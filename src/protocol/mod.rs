@@ -9,6 +9,7 @@
 //! is not copied), and a media message is parsed once.
 
 pub mod asterisk;
+pub mod audiohook;
 pub mod call_id;
 pub mod exotel;
 pub mod freeswitch;

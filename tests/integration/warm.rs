@@ -12,6 +12,7 @@ use axum::http::Uri;
 use futures_util::SinkExt as _;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warmline::bridge::TwilioConfig;
@@ -54,6 +55,10 @@ impl Req {
 struct FakeTwilio {
     seen: Arc<Mutex<Vec<Req>>>,
     script: Arc<Mutex<VecDeque<Leg>>>,
+    /// When set, the caller's hold is answered only once an agent leg was requested (or after
+    /// 3 s), and `leg_before_hold` says which.
+    gate_hold: Arc<AtomicBool>,
+    leg_before_hold: Arc<AtomicBool>,
 }
 
 fn pairs(text: &str) -> Vec<(String, String)> {
@@ -93,6 +98,16 @@ async fn record(State(f): State<FakeTwilio>, uri: Uri, body: Bytes) -> axum::res
             .filter(|r| r.path.ends_with("/Calls.json"))
             .count()
     };
+    let is_hold = req.get("Twiml").is_some_and(|t| t.contains("<Conference"));
+    if is_hold && f.gate_hold.load(Ordering::SeqCst) {
+        for _ in 0..150 {
+            if !agent_legs(&f.seen()).is_empty() {
+                f.leg_before_hold.store(true, Ordering::SeqCst);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     if !req.path.ends_with("/Calls.json") {
         return axum::Json(serde_json::json!({"sid": "CAupdated"})).into_response();
     }
@@ -133,6 +148,8 @@ impl FakeTwilio {
         let f = Self {
             seen: Arc::default(),
             script: Arc::new(Mutex::new(script.iter().copied().collect())),
+            gate_hold: Arc::default(),
+            leg_before_hold: Arc::default(),
         };
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
@@ -244,12 +261,13 @@ async fn metric(server: &TestServer, name: &str, labels: &[(&str, &str)]) -> f64
         .sum()
 }
 
+/// The caller's hold is requested concurrently with the first agent leg, so requests are found
+/// by what they are, not by their order.
 fn hold_request(reqs: &[Req], call: &str, handoff_id: &str) -> String {
-    let r = &reqs[0];
-    assert_eq!(
-        r.path,
-        format!("/2010-04-01/Accounts/AC123/Calls/{call}.json")
-    );
+    let r = reqs
+        .iter()
+        .find(|r| r.path == format!("/2010-04-01/Accounts/AC123/Calls/{call}.json"))
+        .unwrap_or_else(|| panic!("no hold request: {reqs:#?}"));
     let twiml = r.get("Twiml").unwrap().to_owned();
     let doc = roxmltree::Document::parse(&twiml).unwrap();
     let conf = doc
@@ -259,6 +277,18 @@ fn hold_request(reqs: &[Req], call: &str, handoff_id: &str) -> String {
     assert_eq!(conf.text(), Some(format!("warmline-{handoff_id}").as_str()));
     assert_eq!(conf.attribute("startConferenceOnEnter"), Some("false"));
     conf.attribute("statusCallback").unwrap().to_owned()
+}
+
+/// The agent legs placed, in order.
+fn agent_legs(reqs: &[Req]) -> Vec<&Req> {
+    reqs.iter()
+        .filter(|r| r.path == "/2010-04-01/Accounts/AC123/Calls.json")
+        .collect()
+}
+
+/// The requests to `path` after the first one (the hold, for the caller's call).
+fn later_updates<'a>(reqs: &'a [Req], path: &str) -> Vec<&'a Req> {
+    reqs.iter().filter(|r| r.path == path).skip(1).collect()
 }
 
 fn assert_agent_leg(r: &Req, to: &str, attempt: u32, handoff_id: &str) {
@@ -308,7 +338,7 @@ async fn answered_agent_connects_with_time_to_agent() {
     let reqs = settle(&fake, 2).await;
     assert_eq!(reqs.len(), 2, "{reqs:#?}");
     hold_request(&reqs, "CAwarm1", &hid);
-    assert_agent_leg(&reqs[1], AGENT, 1, &hid);
+    assert_agent_leg(agent_legs(&reqs)[0], AGENT, 1, &hid);
     assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Connected));
     assert_eq!(
         metric(
@@ -323,6 +353,30 @@ async fn answered_agent_connects_with_time_to_agent() {
         metric(&server, "warmline_time_to_agent_seconds_count", &[]).await,
         1.0
     );
+    server.stop().await;
+}
+
+/// Regression (decision → agent-leg latency): the agent leg used to be requested only after the
+/// caller's hold had gone through the bridge's outbox and come back as a delivery result, so a
+/// slow hold delayed every agent's phone. Here the hold is held back until an agent leg arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_leg_is_requested_without_waiting_for_the_hold() {
+    let (fake, api) = FakeTwilio::start(&[Leg::Answer]).await;
+    fake.gate_hold.store(true, Ordering::SeqCst);
+    let server = gateway(api, &[], 30, None).await;
+    let (hid, _ws) = ask_for_a_human(&server, "CAwarm0").await;
+    wait_event(&server, "CAwarm0", "handoff_connected", |e| {
+        matches!(e.kind, EventKind::HandoffConnected(_))
+    })
+    .await;
+    let reqs = settle(&fake, 2).await;
+    assert!(
+        fake.leg_before_hold.load(Ordering::SeqCst),
+        "the agent leg waited for the caller's hold: {reqs:#?}"
+    );
+    hold_request(&reqs, "CAwarm0", &hid);
+    assert_eq!(agent_legs(&reqs).len(), 1, "{reqs:#?}");
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Connected));
     server.stop().await;
 }
 
@@ -356,9 +410,10 @@ async fn no_answer_falls_back_to_the_next_target_which_answers() {
     );
     let reqs = settle(&fake, 3).await;
     assert_eq!(reqs.len(), 3, "{reqs:#?}");
-    assert_agent_leg(&reqs[1], AGENT, 1, &hid);
+    let legs = agent_legs(&reqs);
+    assert_agent_leg(legs[0], AGENT, 1, &hid);
     assert_agent_leg(
-        &reqs[2],
+        legs[1],
         &format!("sip:b@pbx.example?X-Handoff-Id={hid}"),
         2,
         &hid,
@@ -393,12 +448,11 @@ async fn busy_agent_sends_the_caller_to_the_queue() {
     );
     let reqs = settle(&fake, 3).await;
     assert_eq!(reqs.len(), 3, "{reqs:#?}");
-    assert_eq!(
-        reqs[2].path,
-        "/2010-04-01/Accounts/AC123/Calls/CAwarm3.json"
-    );
+    hold_request(&reqs, "CAwarm3", &hid);
+    let route = later_updates(&reqs, "/2010-04-01/Accounts/AC123/Calls/CAwarm3.json");
+    assert_eq!(route.len(), 1, "{reqs:#?}");
     assert!(
-        reqs[2]
+        route[0]
             .get("Twiml")
             .unwrap()
             .contains("<Enqueue>support</Enqueue>")
@@ -453,11 +507,11 @@ async fn caller_hanging_up_on_hold_is_abandoned_and_the_agent_leg_cancelled() {
     assert_eq!(a.handoff_id, hid);
     let reqs = settle(&fake, 3).await;
     assert_eq!(reqs.len(), 3, "{reqs:#?}");
-    assert_eq!(
-        reqs[2].path,
-        "/2010-04-01/Accounts/AC123/Calls/CAagent1.json"
-    );
-    assert_eq!(reqs[2].get("Status"), Some("canceled"));
+    let cancel = reqs
+        .iter()
+        .find(|r| r.path == "/2010-04-01/Accounts/AC123/Calls/CAagent1.json")
+        .expect("agent leg cancelled");
+    assert_eq!(cancel.get("Status"), Some("canceled"));
     assert_eq!(
         metric(
             &server,
@@ -485,7 +539,7 @@ async fn a_callback_that_never_comes_times_out_into_voicemail() {
     assert_eq!((f.to.as_str(), f.reason.as_str()), ("voicemail", "timeout"));
     let reqs = settle(&fake, 4).await;
     assert_eq!(reqs.len(), 4, "{reqs:#?}");
-    let tail: Vec<(&str, Option<&str>)> = reqs[2..]
+    let tail: Vec<(&str, Option<&str>)> = reqs
         .iter()
         .map(|r| (r.path.as_str(), r.get("Status")))
         .collect();
@@ -497,10 +551,8 @@ async fn a_callback_that_never_comes_times_out_into_voicemail() {
         )),
         "{tail:?}"
     );
-    let route = reqs[2..]
-        .iter()
-        .find(|r| r.path.ends_with("/Calls/CAwarm5.json"))
-        .expect("caller routed");
+    let route = later_updates(&reqs, "/2010-04-01/Accounts/AC123/Calls/CAwarm5.json");
+    let route = route.first().expect("caller routed");
     assert!(route.get("Twiml").unwrap().contains("<Record"));
     assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
     assert_eq!(
