@@ -30,6 +30,10 @@ pub struct PipelineSettings {
     pub model: Arc<ToneModel>,
     /// Optional tap on decoded audio.
     pub audio_tap: Option<AudioTap>,
+    /// Keep speech the tone scorer finds angry out of the speaker's baseline while it is being
+    /// collected (on by default; `tune` turns it off for its calm priming material, so a clip's
+    /// features do not depend on the candidate model being scored).
+    pub hold_baseline_on_tone: bool,
 }
 
 impl std::fmt::Debug for PipelineSettings {
@@ -39,6 +43,7 @@ impl std::fmt::Debug for PipelineSettings {
             .field("detector", &self.detector)
             .field("model", &self.model)
             .field("audio_tap", &self.audio_tap.is_some())
+            .field("hold_baseline_on_tone", &self.hold_baseline_on_tone)
             .finish()
     }
 }
@@ -59,6 +64,7 @@ impl Default for PipelineSettings {
             detector: DetectorConfig::default(),
             model: Arc::new(ToneModel::bundled()),
             audio_tap: None,
+            hold_baseline_on_tone: true,
         }
     }
 }
@@ -156,6 +162,8 @@ pub struct CallPipeline {
     sample_rate_hz: u32,
     /// The DSP settings, for a track that shows up without being announced.
     dsp: DspConfig,
+    /// [`PipelineSettings::hold_baseline_on_tone`].
+    hold_baseline_on_tone: bool,
     analyzers: [Option<TrackAnalyzer>; 2],
     samples: [u64; 2],
     frames: Vec<Frame>,
@@ -216,6 +224,7 @@ impl CallPipeline {
                 provider: info.provider,
                 sample_rate_hz: info.sample_rate_hz,
                 dsp: settings.dsp.clone(),
+                hold_baseline_on_tone: settings.hold_baseline_on_tone,
                 analyzers,
                 samples: [0; 2],
                 frames: Vec::with_capacity(64),
@@ -324,6 +333,13 @@ impl CallPipeline {
                     tone: tone.copied().unwrap_or(0.0) as f32,
                 });
             }
+        }
+        // Acts from the next chunk on (these frames are in the baseline already): 20 ms late.
+        if self.hold_baseline_on_tone
+            && baseline.is_none()
+            && let Some(a) = self.analyzers[track.index()].as_mut()
+        {
+            a.hold_baseline(self.detector.tone_holds_baseline(track));
         }
     }
 
@@ -724,6 +740,59 @@ mod tests {
             agent_ready,
             "the agent's baseline follows baseline_speech_s = 1"
         );
+    }
+
+    /// Issue #18: before the baseline is ready the caller is scored by the model's population
+    /// prior (flagged `baseline_ready: false`), and speech the prior finds angry stays out of
+    /// the baseline. Here the prior finds everything angry, so no baseline forms while it
+    /// holds; with the hold off the same call gets its baseline.
+    #[test]
+    fn a_caller_angry_from_the_first_word_is_scored_and_kept_out_of_the_baseline() {
+        let mut model = ToneModel::bundled();
+        model.prior = Some(crate::detect::tone::PriorModel {
+            features: vec!["voiced_frac".into()],
+            means: vec![0.5],
+            stds: vec![0.2],
+            weights: vec![0.0],
+            bias: 10.0,
+        });
+        let run = |hold: bool| {
+            let settings = PipelineSettings {
+                model: Arc::new(model.clone()),
+                hold_baseline_on_tone: hold,
+                ..PipelineSettings::default()
+            };
+            let info = CallInfo {
+                call_id: crate::protocol::CallId::from_name("c"),
+                provider: crate::event::CallSource::Wav,
+                codec: crate::codec::Codec::L16,
+                sample_rate_hz: 8000,
+                tracks: vec![Track::Caller],
+                stream_id: None,
+                custom_parameters: BTreeMap::new(),
+            };
+            let (mut p, _) = CallPipeline::new(info, &settings).unwrap();
+            let pcm =
+                crate::synth::speech(&[crate::synth::Segment::agitated(16.0, 130.0)], 8000, 5);
+            let mut out = Vec::new();
+            for chunk in pcm.chunks(160) {
+                p.push_audio(Track::Caller, chunk, &mut out);
+            }
+            (p.caller_baseline(), out)
+        };
+        let (held, out) = run(true);
+        assert!(held.is_none(), "angry speech became the baseline");
+        let early = out
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Prosody(pr) if pr.track == Track::Caller => Some(pr),
+                _ => None,
+            })
+            .find(|pr| pr.tone_score > 0.9)
+            .expect("the prior scores the caller");
+        assert!(!early.baseline_ready);
+        let (free, _) = run(false);
+        assert!(free.is_some(), "without the hold the baseline forms");
     }
 
     #[test]
