@@ -781,6 +781,8 @@ mod tests {
             (p.caller_baseline(), out)
         };
         let (held, out) = run(true);
+        // 16 s of speech: the first 8 s are held out, so no baseline yet; the hold is bounded
+        // (one baseline's worth), so it forms later rather than never.
         assert!(held.is_none(), "angry speech became the baseline");
         let early = out
             .iter()

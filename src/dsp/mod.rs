@@ -288,6 +288,8 @@ struct Core {
     baseline: BaselineTracker,
     /// While set, speech does not enter the baseline (see [`TrackAnalyzer::hold_baseline`]).
     baseline_held: bool,
+    /// Speech frames kept out of the baseline so far.
+    held_frames: usize,
 }
 
 impl TrackAnalyzer {
@@ -343,6 +345,7 @@ impl TrackAnalyzer {
                 stats: SlidingWindow::new(window_frames, hop_s),
                 baseline: BaselineTracker::new(cfg.baseline_speech_s, hop_s),
                 baseline_held: false,
+                held_frames: 0,
             },
         })
     }
@@ -537,7 +540,12 @@ impl Core {
         f.f0_range_st = w.f0_range_st;
         f.f0_var_st = w.f0_var_st;
         f.pause_ratio = w.pause_ratio;
-        if !self.baseline_held {
+        // At most one baseline's worth of speech is held out: a caller the scorer keeps
+        // reading as angry still gets a baseline (late) instead of being scored against none
+        // for the whole call.
+        let held = self.baseline_held && self.held_frames < self.baseline.target_frames();
+        self.held_frames += usize::from(held && f.speech);
+        if !held {
             self.baseline.push(
                 f.speech,
                 f0_hz,

@@ -52,15 +52,18 @@ fn calls_through_phone_line_conditions() {
     // (condition, at least this many of 12 caught after onset, at most this many of 12 calm
     // calls handed off). Bounds sit at the level measured with the bundled model (see
     // BENCHMARKS.md, "phone line"), so a regression fails; #18's target is 12 and 0 everywhere.
+    // Measured (bundled model, augmented training): clean 12/1, gain 10/2, agc_fast 4/0,
+    // agc_slow 11/1, gate 11/0, noise10 12/1, alaw 12/1, loss3 12/1. The previous model:
+    // 12/0, 11/2, 1/0, 10/3 (one early), 7/0, 9/3, 12/0, 12/0.
     let bounds: [(&str, usize, usize); 8] = [
-        ("clean", 12, 0),
-        ("gain", 0, 12),
-        ("agc_fast", 0, 12),
-        ("agc_slow", 0, 12),
-        ("gate", 0, 12),
-        ("noise10", 0, 12),
-        ("alaw", 0, 12),
-        ("loss3", 0, 12),
+        ("clean", 12, 1),
+        ("gain", 10, 2),
+        ("agc_fast", 4, 0),
+        ("agc_slow", 11, 1),
+        ("gate", 11, 0),
+        ("noise10", 12, 1),
+        ("alaw", 12, 1),
+        ("loss3", 12, 1),
     ];
     let mut failures = Vec::new();
     for (condition, min_caught, max_calm) in bounds {
