@@ -29,6 +29,8 @@ fn request(i: usize) -> HandoffRequest {
                     ..Summary::default()
                 },
                 provider: Some(warmline::protocol::Provider::Twilio.into()),
+                route: None,
+                pre_call: false,
             }),
         },
         provider: warmline::protocol::Provider::Twilio,

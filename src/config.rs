@@ -7,6 +7,7 @@
 
 use crate::bridge::BridgeConfig;
 use crate::detect::DetectorConfig;
+use crate::detect::playbook::{Playbook, PreCallRule, RoutingRule};
 use crate::dsp::DspConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -26,8 +27,46 @@ pub struct Config {
     pub detector: DetectorConfig,
     /// `[bridge]`
     pub bridge: BridgeConfig,
+    /// `[[routing]]`: which human a handoff goes to.
+    pub routing: Vec<RoutingRule>,
+    /// `[[pre_call]]`: rules on the caller's stream-start attributes.
+    pub pre_call: Vec<PreCallRule>,
+    /// `[store]`: features-only call records and feedback.
+    pub store: StoreConfig,
     /// `[cluster]` (absent: a single instance)
     pub cluster: Option<crate::cluster::ClusterConfig>,
+}
+
+/// `[store]`: the SQLite file of features-only call records (never audio).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The database file; `""` turns the store off.
+    pub path: String,
+    /// Records older than this are deleted.
+    pub retention_days: u32,
+    /// At most this many call records; the oldest go first.
+    pub max_calls: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: "warmline.db".into(),
+            retention_days: 30,
+            max_calls: 100_000,
+        }
+    }
+}
+
+impl Config {
+    /// The routing and pre-call rules for the pipeline.
+    pub fn playbook(&self) -> Playbook {
+        Playbook {
+            routing: self.routing.clone(),
+            pre_call: self.pre_call.clone(),
+        }
+    }
 }
 
 /// `[server]`: listening, admission and per-connection limits.
@@ -375,8 +414,20 @@ impl Config {
                 &format!("detector.{key}"),
                 format!("{value} is out of range (expected {expected})"),
             ),
+            crate::detect::DetectorConfigError::UnknownSignal { name, .. } => {
+                bad(&format!("detector.signals.{name}"), e.to_string())
+            }
             other => bad("detector.topic", other.to_string()),
         })?;
+        self.playbook()
+            .validate()
+            .map_err(|e| bad("routing/pre_call", e.to_string()))?;
+        if self.store.retention_days == 0 || self.store.max_calls == 0 {
+            return Err(bad(
+                "store",
+                "retention_days and max_calls must be at least 1".into(),
+            ));
+        }
         self.bridge.validate().map_err(|e| match e {
             crate::bridge::ConfigError::Invalid { key, reason } => bad(key, reason),
         })?;

@@ -105,6 +105,12 @@ pub enum EventKind {
     HandoffFailed(Delivery),
     /// The stream ended (with or without a provider `stop`).
     CallEnded(CallEnded),
+    /// A warm transfer's agent leg answered.
+    HandoffConnected(TransferConnected),
+    /// A warm transfer moved on: the agent did not answer, was busy or failed.
+    HandoffFallback(TransferFallback),
+    /// The caller hung up on hold before a human answered.
+    HandoffAbandoned(TransferAbandoned),
 }
 
 /// Fields of `call_started`.
@@ -173,11 +179,13 @@ pub enum Signal {
     Overtalk,
     /// Long dead air.
     Silence,
+    /// A pre-call rule on the caller's stream-start attributes (VIP, open complaint, …).
+    PreCall,
 }
 
 impl Signal {
     /// Every signal, in a fixed order.
-    pub const ALL: [Signal; 8] = [
+    pub const ALL: [Signal; 9] = [
         Signal::Tone,
         Signal::HumanRequest,
         Signal::Sentiment,
@@ -186,6 +194,7 @@ impl Signal {
         Signal::LowConfidence,
         Signal::Overtalk,
         Signal::Silence,
+        Signal::PreCall,
     ];
 
     /// The contract's snake_case name.
@@ -199,6 +208,7 @@ impl Signal {
             Signal::LowConfidence => "low_confidence",
             Signal::Overtalk => "overtalk",
             Signal::Silence => "silence",
+            Signal::PreCall => "pre_call",
         }
     }
 }
@@ -248,6 +258,27 @@ pub struct Handoff {
     /// Provider the call came from (for transfer targets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<CallSource>,
+    /// The routing rule that chose the human (absent: no `[[routing]]` configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    /// Handed off by a pre-call rule, before the conversation.
+    #[serde(default)]
+    pub pre_call: bool,
+}
+
+/// The route of a handoff: which `[[routing]]` rule matched, its target, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// The rule's name.
+    pub name: String,
+    /// Where the caller goes: a number, `sip:` URI, `client:NAME` or `queue:NAME`.
+    pub target: String,
+    /// The condition that matched (`reason:loop`, `topic:fraud`, `param:tier=vip`) or
+    /// `default`.
+    pub rule: String,
+    /// Targets tried in order when `target` does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
 }
 
 /// The handoff summary.
@@ -265,6 +296,10 @@ pub struct Summary {
     pub prosody: ProsodySummary,
     /// One short sentence to whisper to the human agent.
     pub whisper: String,
+    /// The caller's stream-start attributes (Twilio `customParameters`, Telnyx
+    /// `client_state`, …) that pre-call rules and routing look at.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub caller_attributes: BTreeMap<String, String>,
 }
 
 /// One transcript line as it appears in a summary.
@@ -316,6 +351,48 @@ pub struct Delivery {
     /// Last error, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Fields of `handoff_connected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferConnected {
+    /// Which handoff.
+    pub handoff_id: String,
+    /// The agent target that answered.
+    pub target: String,
+    /// Wall time from the handoff decision to the agent answering.
+    pub time_to_agent_ms: u64,
+    /// Provider that carried the transfer.
+    #[serde(default)]
+    pub provider: String,
+}
+
+/// Fields of `handoff_fallback`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferFallback {
+    /// Which handoff.
+    pub handoff_id: String,
+    /// The target that did not answer.
+    pub from: String,
+    /// The next target, or `queue`, `voicemail` or `bot`.
+    pub to: String,
+    /// `no_answer`, `busy`, `failed` or `timeout`.
+    pub reason: String,
+    /// Provider that carried the transfer.
+    #[serde(default)]
+    pub provider: String,
+}
+
+/// Fields of `handoff_abandoned`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferAbandoned {
+    /// Which handoff.
+    pub handoff_id: String,
+    /// Wall time from the handoff decision to the caller hanging up.
+    pub waited_ms: u64,
+    /// Provider that carried the transfer.
+    #[serde(default)]
+    pub provider: String,
 }
 
 /// Fields of `call_ended`.

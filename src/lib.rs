@@ -20,6 +20,7 @@
 //! - On the side: [`bridge`]: handoff delivery (signed webhook, provider transfer APIs) with a
 //!   persisted outbox; [`cluster`]: a fleet of gateways on NATS JetStream (`[cluster]`; absent =
 //!   one instance).
+//! - [`store`]: features-only call records, handoffs and feedback (SQLite).
 //! - Shared leaves: [`event`] (the contract's types), [`config`], [`synth`] (deterministic
 //!   synthetic speech for fixtures, the demo and tests), [`plot`].
 
@@ -37,5 +38,6 @@ pub mod protocol;
 pub mod replay;
 pub mod server;
 pub mod sim;
+pub mod store;
 pub mod synth;
 pub mod tune;

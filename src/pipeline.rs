@@ -6,6 +6,7 @@
 //! synchronous: media time comes from sample counts.
 
 use crate::codec::Codec;
+use crate::detect::playbook::Playbook;
 use crate::detect::tone::ToneModel;
 use crate::detect::{Detector, DetectorConfig, TranscriptLine};
 use crate::dsp::{DspConfig, DspError, Frame, TrackAnalyzer};
@@ -34,6 +35,8 @@ pub struct PipelineSettings {
     /// collected (on by default; `tune` turns it off for its calm priming material, so a clip's
     /// features do not depend on the candidate model being scored).
     pub hold_baseline_on_tone: bool,
+    /// `[[routing]]` and `[[pre_call]]` rules.
+    pub playbook: Arc<Playbook>,
 }
 
 impl std::fmt::Debug for PipelineSettings {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for PipelineSettings {
             .field("model", &self.model)
             .field("audio_tap", &self.audio_tap.is_some())
             .field("hold_baseline_on_tone", &self.hold_baseline_on_tone)
+            .field("playbook", &self.playbook)
             .finish()
     }
 }
@@ -65,6 +69,7 @@ impl Default for PipelineSettings {
             model: Arc::new(ToneModel::bundled()),
             audio_tap: None,
             hold_baseline_on_tone: true,
+            playbook: Arc::default(),
         }
     }
 }
@@ -217,7 +222,13 @@ impl CallPipeline {
                 custom_parameters: info.custom_parameters.clone(),
             }),
         };
-        let detector = Detector::new(&info.call_id, &settings.detector, settings.model.clone());
+        let detector = Detector::for_call(
+            &info.call_id,
+            &settings.detector,
+            settings.model.clone(),
+            settings.playbook.clone(),
+            &info.custom_parameters,
+        );
         Ok((
             Self {
                 call_id: info.call_id.into(),

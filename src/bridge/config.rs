@@ -122,7 +122,28 @@ fn default_say() -> String {
     "Please hold while I connect you with a colleague.".into()
 }
 
-/// `[bridge.twilio]`: replace the live call's TwiML with a `<Dial>` to the agent.
+fn default_answer_timeout_s() -> u64 {
+    30
+}
+
+/// How a Twilio caller reaches the human.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// Not set: warm when `caller_id` is set and Twilio can call this gateway back
+    /// (`callback_base` or `server.public_url`), else blind with a start-up warning, so a
+    /// config written before warm transfers existed keeps starting. Settled by
+    /// [`TwilioConfig::resolve_mode`].
+    #[default]
+    Auto,
+    /// Caller on hold in a conference, agent dialled with a whispered brief, status tracked,
+    /// fallback on no answer.
+    Warm,
+    /// One `<Say>` and a `<Dial>`: nothing tracked after the call update.
+    Blind,
+}
+
+/// `[bridge.twilio]`: move the live caller to the agent, warm (conference) or blind (`<Dial>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TwilioConfig {
@@ -146,6 +167,143 @@ pub struct TwilioConfig {
     /// TaskRouter workflow for `queue:` agents; lets the handoff id ride in the task attributes.
     #[serde(default)]
     pub workflow_sid: Option<String>,
+    /// `auto` (default: warm when it can work, else blind with a warning), `warm` or `blind`.
+    #[serde(default)]
+    pub mode: TransferMode,
+    /// Warm: seconds the agent leg may ring before the next fallback target is tried.
+    #[serde(default = "default_answer_timeout_s")]
+    pub answer_timeout_s: u64,
+    /// Warm: tried in order after `agent` does not answer: numbers, `sip:`, `client:` (dialled
+    /// with the whisper), then `queue:NAME`, `voicemail` or `bot:wss://…` (end the chain).
+    /// Voicemail is used when the list runs out.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Warm: the `From` of the agent leg (a Twilio number of the account).
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Warm: public `https://` origin of this gateway, where Twilio sends status callbacks;
+    /// defaults to `server.public_url` with `wss`→`https`.
+    #[serde(default)]
+    pub callback_base: Option<String>,
+    /// Warm: hold music for the caller (`waitUrl`); Twilio's default hold music when unset.
+    #[serde(default)]
+    pub hold_url: Option<String>,
+}
+
+impl TwilioConfig {
+    /// A config with these credentials and agent and every other key at its default.
+    pub fn new(account_sid: &str, auth_token: &str, agent: &str) -> Self {
+        Self {
+            account_sid: account_sid.into(),
+            auth_token: auth_token.into(),
+            api_base: default_twilio_base(),
+            agent: agent.into(),
+            say: default_say(),
+            status_callback: None,
+            workflow_sid: None,
+            mode: TransferMode::Auto,
+            answer_timeout_s: default_answer_timeout_s(),
+            fallback: Vec::new(),
+            caller_id: None,
+            callback_base: None,
+            hold_url: None,
+        }
+    }
+
+    /// Whether the warm flow applies: warm mode and an agent that can be whispered to (a
+    /// `queue:` agent is enqueued directly).
+    pub fn is_warm(&self) -> bool {
+        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+    }
+
+    /// Whether the config asks for the warm flow: `warm`, or `auto` with a `caller_id` (its
+    /// warm keys are then checked); a `queue:` agent never is.
+    fn wants_warm(&self) -> bool {
+        let has_caller_id = self
+            .caller_id
+            .as_deref()
+            .is_some_and(|c| !c.trim().is_empty());
+        let mode_warm = match self.mode {
+            TransferMode::Warm => true,
+            TransferMode::Auto => has_caller_id,
+            TransferMode::Blind => false,
+        };
+        mode_warm && !self.agent.trim().starts_with("queue:")
+    }
+
+    /// Settles the mode at start-up: `callback_base` defaults to `public_url`'s origin, and
+    /// `auto` becomes `warm` when `caller_id` and a callback origin are there, else `blind`.
+    /// Returns the warning to log when `auto` fell back to blind.
+    ///
+    /// In a `[cluster]` fleet (`in_fleet`) a transfer's state lives in one instance while any
+    /// instance's worker may deliver its handoff (putting the caller on hold with nobody
+    /// dialling the agent), so `auto` is blind there and an explicit `warm` is refused.
+    pub fn resolve_mode(
+        &mut self,
+        public_url: Option<&str>,
+        in_fleet: bool,
+    ) -> Result<Option<String>, ConfigError> {
+        if in_fleet && self.wants_warm() {
+            if self.mode == TransferMode::Warm {
+                return Err(invalid(
+                    "bridge.twilio.mode",
+                    "warm transfers are not shared across a [cluster] fleet yet; \
+                     set mode = \"blind\"",
+                ));
+            }
+            self.mode = TransferMode::Blind;
+            return Ok(Some(
+                "[bridge.twilio] mode is not set and [cluster] is: Twilio handoffs are blind \
+                 transfers (warm transfers are not shared across a fleet yet)"
+                    .into(),
+            ));
+        }
+        Ok(self.resolve_single(public_url))
+    }
+
+    fn resolve_single(&mut self, public_url: Option<&str>) -> Option<String> {
+        if self.mode != TransferMode::Blind && self.callback_base.is_none() {
+            self.callback_base = public_url.map(http_origin);
+        }
+        if self.mode != TransferMode::Auto {
+            return None;
+        }
+        if self.agent.trim().starts_with("queue:") {
+            // Enqueued directly either way.
+            self.mode = TransferMode::Blind;
+            return None;
+        }
+        let mut missing = Vec::new();
+        if !self.wants_warm() {
+            missing.push("bridge.twilio.caller_id");
+        }
+        if self.callback_base.is_none() {
+            missing.push("bridge.twilio.callback_base (or server.public_url)");
+        }
+        if missing.is_empty() {
+            self.mode = TransferMode::Warm;
+            return None;
+        }
+        self.mode = TransferMode::Blind;
+        Some(format!(
+            "[bridge.twilio] mode is not set and {} is missing: Twilio handoffs are blind \
+             transfers (<Say> + <Dial>, nothing tracked); set them for warm transfers, or \
+             mode = \"blind\" to silence this",
+            missing.join(" and ")
+        ))
+    }
+}
+
+/// `https://host[/prefix]` from a `server.public_url` (`wss`→`https`, `ws`→`http`).
+pub fn http_origin(public_url: &str) -> String {
+    let u = public_url.trim().trim_end_matches('/');
+    if let Some(rest) = u.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = u.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        u.to_owned()
+    }
 }
 
 /// `[bridge.telnyx]`: Call Control `actions/transfer`.
@@ -160,6 +318,10 @@ pub struct TelnyxConfig {
     pub api_base: String,
     /// `+E164` number or `sip:` URI to transfer to.
     pub to: String,
+    /// Base64 Ed25519 public key of the account (portal → Keys & Credentials → Public Key);
+    /// checks `telnyx-signature-ed25519` on `POST /v1/providers/telnyx/webhook`.
+    #[serde(default)]
+    pub public_key: Option<String>,
 }
 
 /// `[bridge.vonage]`: `PUT /v1/calls/{uuid}` with an NCCO that connects to the agent.
@@ -294,6 +456,41 @@ impl BridgeConfig {
             if let Some(cb) = &t.status_callback {
                 check_http_url("bridge.twilio.status_callback", cb)?;
             }
+            if t.wants_warm() {
+                if !(1..=600).contains(&t.answer_timeout_s) {
+                    return Err(invalid(
+                        "bridge.twilio.answer_timeout_s",
+                        format!("{} is outside 1..=600", t.answer_timeout_s),
+                    ));
+                }
+                check_non_empty(
+                    "bridge.twilio.caller_id",
+                    t.caller_id.as_deref().unwrap_or(""),
+                )
+                .map_err(|_| {
+                    invalid(
+                        "bridge.twilio.caller_id",
+                        "required with mode = \"warm\" (the agent leg's From); or set mode = \"blind\"",
+                    )
+                })?;
+                if let Some(cb) = &t.callback_base {
+                    check_http_url("bridge.twilio.callback_base", cb)?;
+                }
+                if let Some(h) = &t.hold_url {
+                    check_http_url("bridge.twilio.hold_url", h)?;
+                }
+                for f in &t.fallback {
+                    check_non_empty("bridge.twilio.fallback", f)?;
+                    if let Some(url) = f.strip_prefix("bot:")
+                        && !(url.starts_with("wss://") || url.starts_with("ws://"))
+                    {
+                        return Err(invalid(
+                            "bridge.twilio.fallback",
+                            format!("`{f}`: a bot fallback is bot:wss://…"),
+                        ));
+                    }
+                }
+            }
         }
         if let Some(t) = &self.telnyx {
             check_non_empty("bridge.telnyx.api_key", &t.api_key)?;
@@ -350,10 +547,80 @@ mod tests {
             "#,
         )
         .unwrap();
+        // A config from before warm transfers (no mode, no caller_id) stays valid.
         cfg.validate().unwrap();
         let t = cfg.twilio.unwrap();
         assert_eq!(t.api_base, "https://api.twilio.com");
+        assert_eq!((t.mode, t.answer_timeout_s), (TransferMode::Auto, 30));
+        assert!(!t.is_warm());
         assert_eq!(cfg.webhook.unwrap().secret, "s3cret");
+    }
+
+    #[test]
+    fn auto_mode_is_warm_only_when_it_can_work_else_blind_with_a_warning() {
+        let base = TwilioConfig::new("AC1", "tok", "+15551234567");
+        // No caller_id: blind, and the warning names the key.
+        let mut t = base.clone();
+        let w = t
+            .resolve_mode(Some("wss://gw.example.com"), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.mode, TransferMode::Blind);
+        assert!(w.contains("bridge.twilio.caller_id"), "{w}");
+        assert!(!t.is_warm());
+        // caller_id but nowhere for Twilio to call back: blind too.
+        let mut t = TwilioConfig {
+            caller_id: Some("+15550000000".into()),
+            ..base.clone()
+        };
+        assert!(
+            BridgeConfig {
+                twilio: Some(t.clone()),
+                ..BridgeConfig::default()
+            }
+            .validate()
+            .is_ok()
+        );
+        let w = t.resolve_mode(None, false).unwrap().unwrap();
+        assert!(w.contains("callback_base"), "{w}");
+        assert_eq!(t.mode, TransferMode::Blind);
+        // Both: warm, the callback origin from public_url.
+        let mut t = TwilioConfig {
+            caller_id: Some("+15550000000".into()),
+            ..base.clone()
+        };
+        assert_eq!(
+            t.resolve_mode(Some("wss://gw.example.com/x"), false),
+            Ok(None)
+        );
+        assert_eq!(t.mode, TransferMode::Warm);
+        assert_eq!(t.callback_base.as_deref(), Some("https://gw.example.com/x"));
+        assert!(t.is_warm());
+        // An explicit mode is never changed; explicit warm still requires caller_id.
+        let mut t = TwilioConfig {
+            mode: TransferMode::Warm,
+            ..base.clone()
+        };
+        assert_eq!(t.resolve_mode(None, false), Ok(None));
+        assert_eq!(t.mode, TransferMode::Warm);
+        // In a fleet: explicit warm is refused, auto is blind.
+        let e = t.clone().resolve_mode(None, true).unwrap_err().to_string();
+        assert!(e.contains("bridge.twilio.mode"), "{e}");
+        let mut a = TwilioConfig {
+            caller_id: Some("+15550000000".into()),
+            callback_base: Some("https://gw.example.com".into()),
+            ..base.clone()
+        };
+        assert!(a.resolve_mode(None, true).unwrap().is_some());
+        assert_eq!(a.mode, TransferMode::Blind);
+        let e = BridgeConfig {
+            twilio: Some(t),
+            ..BridgeConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bridge.twilio.caller_id"), "{e}");
     }
 
     #[test]

@@ -153,10 +153,15 @@ async fn deliver_entry(shared: Arc<Shared>, state: Arc<Mutex<OutboxEntry>>) {
             return;
         }
     };
+    let agent = match &entry.request.event.kind {
+        crate::event::EventKind::Handoff(h) => h.route.as_ref().map(|r| r.target.clone()),
+        _ => None,
+    };
     let prepared = Arc::new(Prepared {
         handoff_id: handoff_id.clone(),
         call_id: entry.request.event.call_id.clone(),
         body,
+        agent,
     });
     let t_ms = entry.request.event.t_ms;
     let names: Vec<String> = entry

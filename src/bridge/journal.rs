@@ -205,6 +205,8 @@ mod tests {
                         score: 0.9,
                         summary: Summary::default(),
                         provider: None,
+                        route: None,
+                        pre_call: false,
                     }),
                 },
                 provider: crate::protocol::Provider::Twilio,

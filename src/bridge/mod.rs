@@ -18,12 +18,17 @@ pub mod outbox;
 pub mod retry;
 pub mod target;
 pub mod transfer;
+pub mod warm;
+pub mod warm_run;
+pub mod warm_twilio;
 pub mod webhook;
 
 pub use config::{
-    BridgeConfig, ConfigError, PlivoConfig, TelnyxConfig, TwilioConfig, VonageConfig, WebhookConfig,
+    BridgeConfig, ConfigError, PlivoConfig, TelnyxConfig, TransferMode, TwilioConfig, VonageConfig,
+    WebhookConfig,
 };
 pub use target::Target;
+pub use warm_run::{WarmTask, WarmTransfers};
 pub use webhook::{sign, verify};
 
 use crate::event::{Event, EventKind};

@@ -658,6 +658,8 @@ mod tests {
                     score: 0.8,
                     summary: Summary::default(),
                     provider: Some(Provider::Twilio.into()),
+                    route: None,
+                    pre_call: false,
                 }),
             },
             provider: Provider::Twilio,

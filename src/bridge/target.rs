@@ -86,6 +86,25 @@ pub struct Prepared {
     pub call_id: String,
     /// The handoff event as JSON: the webhook body, signed byte for byte.
     pub body: Vec<u8>,
+    /// The handoff's route target (`[[routing]]`), replacing the configured agent of the
+    /// Twilio, Telnyx and Vonage transfers for this handoff (Plivo's `aleg_url` stays).
+    pub agent: Option<String>,
+}
+
+/// `cfg` with its agent replaced by the handoff's route target, when it has one.
+fn with_agent<'a, T: Clone>(
+    cfg: &'a T,
+    agent: Option<&str>,
+    set: impl FnOnce(&mut T, String),
+) -> std::borrow::Cow<'a, T> {
+    match agent {
+        Some(a) => {
+            let mut c = cfg.clone();
+            set(&mut c, a.to_owned());
+            std::borrow::Cow::Owned(c)
+        }
+        None => std::borrow::Cow::Borrowed(cfg),
+    }
 }
 
 /// The result of one attempt.
@@ -151,18 +170,18 @@ pub async fn attempt(
                 unix_now_s(),
             ))
         }),
-        Target::Twilio => cfg
-            .twilio
-            .as_ref()
-            .map(|c| transfer::twilio_request(client, c, &p.call_id, &p.handoff_id)),
-        Target::Telnyx => cfg
-            .telnyx
-            .as_ref()
-            .map(|c| transfer::telnyx_request(client, c, &p.call_id, &p.handoff_id)),
-        Target::Vonage => cfg
-            .vonage
-            .as_ref()
-            .map(|c| transfer::vonage_request(client, c, &p.call_id, &p.handoff_id)),
+        Target::Twilio => cfg.twilio.as_ref().map(|c| {
+            let c = with_agent(c, p.agent.as_deref(), |c, a| c.agent = a);
+            transfer::twilio_request(client, &c, &p.call_id, &p.handoff_id)
+        }),
+        Target::Telnyx => cfg.telnyx.as_ref().map(|c| {
+            let c = with_agent(c, p.agent.as_deref(), |c, a| c.to = a);
+            transfer::telnyx_request(client, &c, &p.call_id, &p.handoff_id)
+        }),
+        Target::Vonage => cfg.vonage.as_ref().map(|c| {
+            let c = with_agent(c, p.agent.as_deref(), |c, a| c.agent = a);
+            transfer::vonage_request(client, &c, &p.call_id, &p.handoff_id)
+        }),
         Target::Plivo => cfg
             .plivo
             .as_ref()
@@ -309,13 +328,9 @@ mod tests {
             [Target::Webhook]
         );
         cfg.twilio = Some(TwilioConfig {
-            account_sid: "AC".into(),
-            auth_token: "t".into(),
             api_base: "http://x".into(),
-            agent: "+1".into(),
             say: String::new(),
-            status_callback: None,
-            workflow_sid: None,
+            ..TwilioConfig::new("AC", "t", "+1")
         });
         assert_eq!(
             Target::for_provider(&cfg, Provider::Twilio),

@@ -65,7 +65,7 @@ pub fn xml_escape(s: &str) -> String {
 /// Percent-encodes everything but RFC 3986 unreserved characters and `:` (a `pchar` that
 /// cannot delimit anything inside a non-first segment, and that Telnyx's `v3:` call control
 /// ids carry literally).
-fn pct(s: &str) -> String {
+pub(super) fn pct(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
@@ -152,8 +152,13 @@ impl<'a> TwilioAgent<'a> {
     }
 }
 
-/// The `Twiml` that says one line to the caller and moves them to the agent.
+/// The `Twiml` that says one line to the caller and moves them to the agent: in warm mode to
+/// hold in the handoff's conference (see [`super::warm_twilio::hold_twiml`]), in blind mode
+/// straight to the agent.
 pub fn twiml(cfg: &TwilioConfig, handoff_id: &str) -> Result<String, TransferError> {
+    if cfg.is_warm() {
+        return super::warm_twilio::hold_twiml(cfg, handoff_id);
+    }
     let mut x = String::from("<Response>");
     if !cfg.say.trim().is_empty() {
         x.push_str("<Say>");
@@ -344,13 +349,9 @@ mod tests {
 
     fn twilio(agent: &str) -> TwilioConfig {
         TwilioConfig {
-            account_sid: "AC1".into(),
-            auth_token: "t".into(),
-            api_base: "https://api.twilio.com".into(),
-            agent: agent.into(),
             say: "Hold on <now> & \"stay\"".into(),
-            status_callback: None,
-            workflow_sid: None,
+            mode: crate::bridge::config::TransferMode::Blind,
+            ..TwilioConfig::new("AC1", "t", agent)
         }
     }
 
@@ -487,6 +488,7 @@ mod tests {
             api_key: "k".into(),
             api_base: "https://api.telnyx.com".into(),
             to: "sip:agent@pbx".into(),
+            public_key: None,
         };
         let b = telnyx_body(&t, "h1");
         assert_eq!(b["to"], "sip:agent@pbx");

@@ -18,10 +18,16 @@ pub struct DeliverArgs {
 }
 
 pub(crate) fn run(args: DeliverArgs) -> anyhow::Result<ExitCode> {
-    let cfg = super::load_config(args.config.as_deref())?;
+    let mut cfg = super::load_config(args.config.as_deref())?;
     let Some(cc) = cfg.cluster.clone() else {
         anyhow::bail!("warmline deliver needs a [cluster] section (nats_url) in the config");
     };
+    // The same Twilio mode the fleet's gateways settle on (blind: see `resolve_mode`).
+    if let Some(t) = cfg.bridge.twilio.as_mut()
+        && let Some(warning) = t.resolve_mode(cfg.server.public_url.as_deref(), true)?
+    {
+        tracing::warn!("{warning}");
+    }
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async move {
         let metrics = crate::cluster::ClusterMetrics::default();

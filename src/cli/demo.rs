@@ -53,6 +53,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         value: DEMO_API_TOKEN.into(),
     });
     cfg.bridge.outbox_dir = outbox;
+    // The demo keeps no call records: nothing of it outlives the run.
+    cfg.store.path = String::new();
     cfg.validate()?;
     let settings = super::pipeline_settings(&cfg)?;
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await?;
@@ -206,5 +208,15 @@ fn print_event(e: &crate::event::Event) {
             "{t}  call ended ({}), {} frames, handoff: {}",
             c.reason, c.frames, c.handoff
         ),
+        EventKind::HandoffConnected(c) => println!(
+            "{t}  agent {} answered after {} ms",
+            c.target, c.time_to_agent_ms
+        ),
+        EventKind::HandoffFallback(f) => {
+            println!("{t}  {} {}: trying {}", f.from, f.reason, f.to);
+        }
+        EventKind::HandoffAbandoned(a) => {
+            println!("{t}  caller hung up on hold after {} ms", a.waited_ms);
+        }
     }
 }

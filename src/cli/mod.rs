@@ -1,9 +1,11 @@
 //! The `warmline` subcommands. Each is a thin shell over the library: argument parsing, file
 //! I/O and printing. `anyhow` lives here and in `main.rs` only.
 
+pub mod check_config;
 mod deliver;
 mod demo;
 mod features;
+mod feedback;
 mod log;
 mod outbox;
 mod replay;
@@ -42,6 +44,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Open many concurrent provider media streams against a gateway and measure it.
     Simulate(simulate::SimulateArgs),
+    /// Turn handoff feedback and review labels from the store into JSON-lines labels.
+    ExportLabels(feedback::ExportLabelsArgs),
+    /// Validate a config file and print the effective configuration, secrets masked.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Inspect the handoff outbox and retry failed deliveries.
     Outbox(outbox::OutboxArgs),
     /// Fleet mode: deliver the fleet's handoffs from NATS JetStream, without taking calls.
@@ -77,6 +83,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Tune(a) => tune::run(&a),
+        Command::ExportLabels(a) => feedback::run(&a),
+        Command::CheckConfig(a) => check_config::run(&a),
         Command::Outbox(a) => outbox::run(a),
         Command::Deliver(a) => deliver::run(a),
     }
@@ -104,5 +112,6 @@ pub(crate) fn pipeline_settings(
         model: std::sync::Arc::new(model),
         audio_tap: None,
         hold_baseline_on_tone: true,
+        playbook: std::sync::Arc::new(cfg.playbook()),
     })
 }

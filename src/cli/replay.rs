@@ -247,6 +247,10 @@ pub(crate) fn timeline(r: &CallReport, tone_threshold: f32) -> String {
                     d.handoff_id, d.target, d.attempts
                 );
             }
+            // Replay never transfers a call.
+            EventKind::HandoffConnected(_)
+            | EventKind::HandoffFallback(_)
+            | EventKind::HandoffAbandoned(_) => {}
             EventKind::CallEnded(c) => {
                 let _ = writeln!(
                     s,

@@ -7,6 +7,7 @@ use super::policy::GateParams;
 use super::text;
 use super::topics;
 use super::transcript::TranscriptParams;
+use crate::event::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,10 +37,57 @@ pub struct DetectorConfig {
     pub overtalk: OvertalkConfig,
     /// Dead air (`[detector.silence]`).
     pub silence: SilenceConfig,
+    /// Per-signal roles (`[detector.signals.<name>] role = ...`); signals not listed keep
+    /// the playbook default ([`default_role`]).
+    pub signals: BTreeMap<String, SignalRoleConfig>,
     /// Where handoff ids come from: set by the caller (the gateway picks random ids), never
     /// read from the file.
     #[serde(skip)]
     pub handoff_ids: super::policy::HandoffIds,
+}
+
+/// What a signal (or a topic) does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Hands off at once when its escalation rule is met (and weighs in like `weight` below it).
+    Escalate,
+    /// Adds its weight to the combined score (the fusion).
+    Weight,
+    /// Never hands off on its own; only chooses the route of a handoff.
+    Route,
+    /// Dashboard and review only.
+    Flag,
+}
+
+impl Role {
+    /// Whether the signal adds its weight to the score.
+    pub fn weighs(self) -> bool {
+        matches!(self, Role::Escalate | Role::Weight)
+    }
+}
+
+/// `[detector.signals.<name>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRoleConfig {
+    /// The signal's role.
+    pub role: Role,
+}
+
+/// The playbook's role for a signal: explicit requests, topics (per topic, see
+/// [`topics::default_role`]), caller loops, strong negative sentiment and sustained low agent
+/// confidence escalate; tone, overtalk and silence weigh in.
+pub fn default_role(s: Signal) -> Role {
+    match s {
+        Signal::HumanRequest
+        | Signal::Topic
+        | Signal::Loop
+        | Signal::Sentiment
+        | Signal::LowConfidence
+        | Signal::PreCall => Role::Escalate,
+        Signal::Tone | Signal::Overtalk | Signal::Silence => Role::Weight,
+    }
 }
 
 /// `[detector.policy]`.
@@ -128,6 +176,11 @@ pub struct SentimentConfig {
     pub smoothing: f64,
     /// How long it counts after the last negative line, ms.
     pub hold_ms: u64,
+    /// A caller line at or below this valence (−1..0) is strongly negative.
+    pub strong_valence: f64,
+    /// Strongly negative caller lines (within `hold_ms` of each other) that escalate; one
+    /// suffices while the caller's tone is rising.
+    pub strong_lines: u32,
 }
 
 impl Default for SentimentConfig {
@@ -138,6 +191,8 @@ impl Default for SentimentConfig {
             release_margin: 0.05,
             smoothing: 0.6,
             hold_ms: 30_000,
+            strong_valence: -0.55,
+            strong_lines: 2,
         }
     }
 }
@@ -154,6 +209,9 @@ pub struct TopicConfig {
     pub topics: BTreeMap<String, Vec<String>>,
     /// More topics on top of `topics`.
     pub extra: BTreeMap<String, Vec<String>>,
+    /// Topic name → role, over the playbook defaults (fraud, security, legal and safety
+    /// escalate; sales routes; the rest weigh in).
+    pub roles: BTreeMap<String, Role>,
 }
 
 impl Default for TopicConfig {
@@ -163,6 +221,7 @@ impl Default for TopicConfig {
             hold_ms: 120_000,
             topics: topics::default_topics(),
             extra: BTreeMap::new(),
+            roles: BTreeMap::new(),
         }
     }
 }
@@ -185,6 +244,9 @@ pub struct LoopConfig {
     pub hold_ms: u64,
     /// Also the agent giving the same answer again.
     pub agent: bool,
+    /// Times the caller must have asked the same thing for a loop to escalate (3 = the second
+    /// unresolved repeat).
+    pub escalate_repeats: u32,
 }
 
 impl Default for LoopConfig {
@@ -197,6 +259,7 @@ impl Default for LoopConfig {
             window_ms: 120_000,
             hold_ms: 60_000,
             agent: true,
+            escalate_repeats: 3,
         }
     }
 }
@@ -215,6 +278,8 @@ pub struct LowConfidenceConfig {
     pub window_lines: u32,
     /// How long it counts after the last agent line, ms.
     pub hold_ms: u64,
+    /// Consecutive agent lines below `below` that escalate.
+    pub escalate_after: u32,
 }
 
 impl Default for LowConfidenceConfig {
@@ -225,6 +290,7 @@ impl Default for LowConfidenceConfig {
             min_lines: 2,
             window_lines: 4,
             hold_ms: 60_000,
+            escalate_after: 3,
         }
     }
 }
@@ -289,6 +355,14 @@ pub enum DetectorConfigError {
         value: String,
         /// The allowed range.
         expected: &'static str,
+    },
+    /// A role for a signal that does not exist.
+    #[error("detector.signals.{name}: no such signal (known: {known})")]
+    UnknownSignal {
+        /// The name given.
+        name: String,
+        /// The known names.
+        known: String,
     },
     /// A topic whose phrases are all stopwords (it could never match).
     #[error("detector.topic: topic {topic:?} has no phrase with a content word")]
@@ -399,6 +473,20 @@ impl DetectorConfig {
         )?;
         range("sentiment.smoothing", s.smoothing, 0.01, 1.0, "0.01..=1")?;
         ms("sentiment.hold_ms", s.hold_ms, 1)?;
+        range(
+            "sentiment.strong_valence",
+            s.strong_valence,
+            -1.0,
+            -0.01,
+            "-1..=-0.01",
+        )?;
+        count(
+            "sentiment.strong_lines",
+            u64::from(s.strong_lines),
+            1,
+            20,
+            "1..=20",
+        )?;
         let tp = &self.topic;
         range("topic.weight", tp.weight, 0.0, 1.0, UNIT)?;
         ms("topic.hold_ms", tp.hold_ms, 1)?;
@@ -434,6 +522,13 @@ impl DetectorConfig {
         )?;
         ms("loop.window_ms", l.window_ms, 1)?;
         ms("loop.hold_ms", l.hold_ms, 1)?;
+        count(
+            "loop.escalate_repeats",
+            u64::from(l.escalate_repeats),
+            2,
+            20,
+            "2..=20",
+        )?;
         let lc = &self.low_confidence;
         range("low_confidence.weight", lc.weight, 0.0, 1.0, UNIT)?;
         range("low_confidence.below", lc.below, 0.0, 1.0, UNIT)?;
@@ -452,6 +547,13 @@ impl DetectorConfig {
             "1..=window_lines",
         )?;
         ms("low_confidence.hold_ms", lc.hold_ms, 1)?;
+        count(
+            "low_confidence.escalate_after",
+            u64::from(lc.escalate_after),
+            1,
+            100,
+            "1..=100",
+        )?;
         let o = &self.overtalk;
         range("overtalk.weight", o.weight, 0.0, 1.0, UNIT)?;
         ms("overtalk.min_overlap_ms", o.min_overlap_ms, 10)?;
@@ -473,7 +575,31 @@ impl DetectorConfig {
         let si = &self.silence;
         range("silence.weight", si.weight, 0.0, 1.0, UNIT)?;
         ms("silence.min_silence_ms", si.min_silence_ms, 1000)?;
+        for name in self.signals.keys() {
+            if signal_named(name).is_none() {
+                return Err(DetectorConfigError::UnknownSignal {
+                    name: name.clone(),
+                    known: Signal::ALL.map(Signal::name).join(", "),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The role of a signal: configured, else the playbook default.
+    pub fn role(&self, s: Signal) -> Role {
+        self.signals
+            .get(s.name())
+            .map_or_else(|| default_role(s), |r| r.role)
+    }
+
+    /// The role of a topic: configured, else the playbook default.
+    pub fn topic_role(&self, topic: &str) -> Role {
+        self.topic
+            .roles
+            .get(topic)
+            .copied()
+            .unwrap_or_else(|| topics::default_role(topic))
     }
 
     pub(super) fn transcript_params(&self) -> TranscriptParams {
@@ -496,12 +622,21 @@ impl DetectorConfig {
             min_repeats: self.loops.min_repeats,
             low_confidence_below: self.low_confidence.below as f32,
             low_confidence_window: self.low_confidence.window_lines as usize,
+            low_confidence_escalate_after: self.low_confidence.escalate_after,
+            loop_escalate_repeats: self.loops.escalate_repeats,
+            strong_valence: self.sentiment.strong_valence,
+            strong_lines: self.sentiment.strong_lines,
+            strong_window_ms: self.sentiment.hold_ms,
+            topic_roles: topics
+                .keys()
+                .map(|t| (t.clone(), self.topic_role(t)))
+                .collect(),
             topics,
         }
     }
 
     /// The gates in [`Signal::ALL`] order, with the tone threshold from the model.
-    pub(super) fn gates(&self, model_threshold: f64) -> [GateParams; 8] {
+    pub(super) fn gates(&self, model_threshold: f64) -> [GateParams; 9] {
         let tone_threshold = self.tone.threshold.unwrap_or(model_threshold);
         let occurrence = |threshold: f64, hold_ms: u64, weight: f64| GateParams {
             threshold,
@@ -510,6 +645,8 @@ impl DetectorConfig {
             hold_ms,
             weight,
         };
+        // `route` and `flag` signals are reported but carry no weight.
+        let w = |s: Signal, weight: f64| if self.role(s).weighs() { weight } else { 0.0 };
         let s = &self.sentiment;
         let silence_s = self.silence.min_silence_ms as f64 / 1000.0;
         [
@@ -518,33 +655,44 @@ impl DetectorConfig {
                 release: (tone_threshold - self.tone.release_margin).max(0.0),
                 min_duration_ms: self.tone.min_duration_ms,
                 hold_ms: 0,
-                weight: self.tone.weight,
+                weight: w(Signal::Tone, self.tone.weight),
             },
-            occurrence(1.0, self.human_request.hold_ms, self.human_request.weight),
+            occurrence(
+                1.0,
+                self.human_request.hold_ms,
+                w(Signal::HumanRequest, self.human_request.weight),
+            ),
             GateParams {
                 threshold: s.threshold,
                 release: s.threshold - s.release_margin,
                 min_duration_ms: 0,
                 hold_ms: s.hold_ms,
-                weight: s.weight,
+                weight: w(Signal::Sentiment, s.weight),
             },
-            occurrence(1.0, self.topic.hold_ms, self.topic.weight),
+            occurrence(1.0, self.topic.hold_ms, w(Signal::Topic, self.topic.weight)),
             occurrence(
                 f64::from(self.loops.min_repeats),
                 self.loops.hold_ms,
-                self.loops.weight,
+                w(Signal::Loop, self.loops.weight),
             ),
             occurrence(
                 f64::from(self.low_confidence.min_lines),
                 self.low_confidence.hold_ms,
-                self.low_confidence.weight,
+                w(Signal::LowConfidence, self.low_confidence.weight),
             ),
             occurrence(
                 f64::from(self.overtalk.min_episodes),
                 0,
-                self.overtalk.weight,
+                w(Signal::Overtalk, self.overtalk.weight),
             ),
-            occurrence(silence_s, 0, self.silence.weight),
+            occurrence(silence_s, 0, w(Signal::Silence, self.silence.weight)),
+            // `pre_call` only ever escalates (or lowers thresholds); it holds for the call.
+            occurrence(1.0, 0, 0.0),
         ]
     }
+}
+
+/// The signal with the contract name `name`.
+pub fn signal_named(name: &str) -> Option<Signal> {
+    Signal::ALL.into_iter().find(|s| s.name() == name)
 }

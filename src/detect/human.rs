@@ -6,7 +6,7 @@
 //! for by a request verb earlier in the clause, or standing alone with only filler around it,
 //! or a transfer verb aimed at the caller; a negation in scope cancels it.
 
-use super::text::{Token, Tokens, negated_at};
+use super::text::{Token, Tokens, elsewhere, negated_at};
 
 /// How many words before the person-word the request verb may be ("want to speak with your
 /// supervisor").
@@ -166,7 +166,8 @@ pub fn find_request(line: &Tokens) -> Option<String> {
 
 fn clause_request(t: &[Token], start: usize, end: usize) -> Option<String> {
     let clause = &t[start..end];
-    if question_about_agent(clause) {
+    // "I asked the manager at the store", "the rep at the dealership sent me to you".
+    if question_about_agent(clause) || elsewhere(t, t[start].clause) {
         return None;
     }
     let words = |a: usize, b: usize| -> String {
@@ -228,6 +229,17 @@ fn clause_request(t: &[Token], start: usize, end: usize) -> Option<String> {
                     request_verb(v)
                 }
             });
+        // "is there a person I can talk to": the speaking verb after the person-word.
+        let after = t[j + 1..end]
+            .iter()
+            .take(4)
+            .position(|x| matches!(x.word.as_str(), "talk" | "speak" | "chat"))
+            .map(|p| j + 1 + p);
+        if let Some(k) = after.filter(|_| article || strong)
+            && !negated_at(t, k, 8)
+        {
+            return Some(words(j.saturating_sub(1).max(start), k));
+        }
         if let Some(k) = verb.filter(|_| !plain_weak) {
             if !negated_at(t, k, 8) {
                 return Some(words(k, j));

@@ -13,6 +13,17 @@
 //! request for a human hands off at once. With the defaults, sustained angry tone alone (0.6)
 //! hands off, as do sentiment + topic (0.35 + 0.25); a topic plus a loop (0.5) does not.
 //!
+//! # Roles (the escalation playbook)
+//! Each signal has a role (`[detector.signals.<name>] role`, topics per topic in
+//! `[detector.topic.roles]`): `escalate` hands off at once when the signal's own rule is met
+//! and weighs in below it, `weight` only weighs in, `route` and `flag` are reported (events,
+//! routing, review) but carry no weight. Playbook defaults: a request for a human; fraud,
+//! security, legal and safety topics; the caller's second unresolved repeat (the same thing
+//! asked `loop.escalate_repeats` = 3 times); strong negative sentiment (`strong_lines` caller
+//! lines at or below `strong_valence`, or one while the tone is rising); and
+//! `low_confidence.escalate_after` agent lines in a row below `below` all escalate. `sales`
+//! only routes; tone, overtalk and silence weigh in.
+//!
 //! # Configuration (defaults)
 //! ```toml
 //! [detector]
@@ -37,12 +48,16 @@
 //! release_margin = 0.05
 //! smoothing = 0.6            # weight of the newest caller line
 //! hold_ms = 30000
+//! strong_valence = -0.55     # a caller line this negative (-1..0) is strongly negative
+//! strong_lines = 2           # such lines within hold_ms that escalate
 //! [detector.topic]
 //! weight = 0.25
 //! hold_ms = 120000
 //! # topics = { cancel = ["cancel", "unsubscribe"], ... }   # replaces the built-in list
 //! [detector.topic.extra]
 //! # billing = ["charged twice", "overcharged"]
+//! [detector.topic.roles]
+//! # cancel = "escalate"      # over the defaults: fraud/security/legal/safety escalate, sales routes
 //! [detector.loop]
 //! weight = 0.25
 //! similarity = 0.6
@@ -51,12 +66,14 @@
 //! window_ms = 120000
 //! hold_ms = 60000
 //! agent = true
+//! escalate_repeats = 3       # the caller's second unresolved repeat
 //! [detector.low_confidence]
 //! weight = 0.3
 //! below = 0.5
 //! min_lines = 2
 //! window_lines = 4
 //! hold_ms = 60000
+//! escalate_after = 3         # agent lines in a row below `below`
 //! [detector.overtalk]
 //! weight = 0.25
 //! min_overlap_ms = 800       # shorter overlaps are backchannels ("mhm")
@@ -66,12 +83,15 @@
 //! [detector.silence]
 //! weight = 0.15
 //! min_silence_ms = 8000
+//! [detector.signals]
+//! # loop = { role = "weight" }   # escalate | weight | route | flag
 //! ```
 
 mod config;
 pub mod dynamics;
 pub mod human;
 pub mod loops;
+pub mod playbook;
 pub mod policy;
 pub mod prosody;
 pub mod sentiment;
@@ -80,15 +100,19 @@ pub mod text;
 pub mod tone;
 pub mod topics;
 pub mod transcript;
+#[cfg(test)]
+mod triggers;
 
 use crate::dsp::{Baseline, Frame};
-use crate::event::{Event, EventKind, Handoff, Signal, Track};
+use crate::event::{Event, EventKind, Evidence, Handoff, Signal, Track};
 pub use config::{
     DetectorConfig, DetectorConfigError, HumanRequestConfig, LoopConfig, LowConfidenceConfig,
-    OvertalkConfig, PolicyConfig, SentimentConfig, SilenceConfig, ToneConfig, TopicConfig,
+    OvertalkConfig, PolicyConfig, Role, SentimentConfig, SignalRoleConfig, SilenceConfig,
+    ToneConfig, TopicConfig, default_role, signal_named,
 };
 use dynamics::{Dynamics, DynamicsParams};
-use policy::{Decision, Policy, PolicyParams};
+use playbook::Playbook;
+use policy::{Decision, Entry, Policy, PolicyParams};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -131,17 +155,67 @@ pub struct Detector {
     policy: Policy,
     transcript: TranscriptSignals,
     findings: Vec<Finding>,
+    /// Each signal's role, in [`Signal::ALL`] order.
+    roles: [Role; 9],
+    /// Routing and pre-call rules.
+    playbook: Arc<Playbook>,
+    /// The caller's stream-start attributes (bounded, see [`MAX_ATTRIBUTES`]).
+    attributes: BTreeMap<String, String>,
+    /// Events decided before the first media (a pre-call handoff), emitted with the first.
+    pending: Vec<Event>,
 }
 
+/// Stream-start attributes kept per call, and the longest key or value kept: they come from
+/// the provider and end up in every summary.
+pub const MAX_ATTRIBUTES: usize = 32;
+/// See [`MAX_ATTRIBUTES`].
+pub const MAX_ATTRIBUTE_CHARS: usize = 128;
+
 impl Detector {
-    /// A detector for one call.
+    /// A detector for one call, without routing or pre-call rules.
     pub fn new(call_id: &str, cfg: &DetectorConfig, model: Arc<ToneModel>) -> Self {
+        Self::for_call(call_id, cfg, model, Arc::default(), &BTreeMap::new())
+    }
+
+    /// A detector for one call with the playbook's routing and pre-call rules applied to the
+    /// caller's stream-start `params`: a matching `handoff` rule decides the handoff before any
+    /// media (it is emitted with the first event), `lower_thresholds` lowers the handoff
+    /// threshold for this call.
+    pub fn for_call(
+        call_id: &str,
+        cfg: &DetectorConfig,
+        model: Arc<ToneModel>,
+        playbook: Arc<Playbook>,
+        params: &BTreeMap<String, String>,
+    ) -> Self {
+        let attributes: BTreeMap<String, String> = params
+            .iter()
+            .take(MAX_ATTRIBUTES)
+            .map(|(k, v)| {
+                let cut = |s: &str| s.chars().take(MAX_ATTRIBUTE_CHARS).collect::<String>();
+                (cut(k), cut(v))
+            })
+            .collect();
+        let mut handoff_threshold = cfg.policy.handoff_threshold;
+        let mut pre_call = None;
+        for (rule, matched) in playbook.pre_call_matches(&attributes) {
+            let name = rule.name.clone().unwrap_or_else(|| matched.to_owned());
+            match rule.action {
+                playbook::PreCallAction::Handoff => {
+                    pre_call.get_or_insert(name);
+                }
+                playbook::PreCallAction::LowerThresholds => {
+                    handoff_threshold =
+                        handoff_threshold.min(cfg.policy.handoff_threshold * rule.threshold_scale);
+                }
+            }
+        }
         let threshold = f64::from(model.threshold);
         let policy = Policy::new(
             call_id,
             PolicyParams {
-                handoff_threshold: cfg.policy.handoff_threshold,
-                release_margin: cfg.policy.release_margin,
+                handoff_threshold,
+                release_margin: cfg.policy.release_margin.min(handoff_threshold / 2.0),
                 min_duration_ms: cfg.policy.min_duration_ms,
                 immediate_human_request: cfg.policy.immediate_human_request,
             },
@@ -150,7 +224,7 @@ impl Detector {
         .with_handoff_ids(cfg.handoff_ids);
         let mut scores = BTreeMap::new();
         policy.fill_scores(&mut scores);
-        Self {
+        let mut d = Self {
             call_id: call_id.to_owned(),
             tone: [ToneScorer::new(model.clone()), ToneScorer::new(model)],
             scores,
@@ -165,7 +239,27 @@ impl Detector {
             policy,
             transcript: TranscriptSignals::new(cfg.transcript_params()),
             findings: Vec::with_capacity(8),
+            roles: Signal::ALL.map(|s| cfg.role(s)),
+            playbook,
+            attributes,
+            pending: Vec::new(),
+        };
+        if let Some(rule) = pre_call {
+            let mut out = Vec::new();
+            let ev = Evidence {
+                matched: Some(rule),
+                values: BTreeMap::new(),
+                ..Evidence::default()
+            };
+            if let Some(decision) =
+                d.policy
+                    .on_line(Signal::PreCall, 0, 1.0, ev, Entry::Escalate, &mut out)
+            {
+                d.emit_handoff(decision, &mut out);
+            }
+            d.pending = out;
         }
+        d
     }
 
     /// Whether `track`'s tone is high enough that its speech must stay out of the speaker's
@@ -196,6 +290,7 @@ impl Detector {
         tone_score: f32,
         out: &mut Vec<Event>,
     ) {
+        self.flush_pending(out);
         let i = track.index();
         if let Some(b) = baseline {
             self.baseline[i] = Some(*b);
@@ -264,17 +359,35 @@ impl Detector {
 
     /// Feeds one transcript line at media time `t_ms`.
     pub fn on_transcript(&mut self, t_ms: u64, line: &TranscriptLine, out: &mut Vec<Event>) {
+        self.flush_pending(out);
         let mut findings = std::mem::take(&mut self.findings);
         findings.clear();
-        self.transcript.on_line(t_ms, line, &mut findings);
-        // A human request is applied last so that its immediate handoff lists what else the
-        // same line raised.
-        findings.sort_by_key(|f| f.signal == Signal::HumanRequest);
+        let tone = self.policy.gate(Signal::Tone);
+        let tone_rising = tone.is_active() || tone.pending_since().is_some();
+        self.transcript
+            .on_line(t_ms, line, tone_rising, &mut findings);
+        let roles = self.roles;
+        let role = |s: Signal| roles[Signal::ALL.iter().position(|x| *x == s).unwrap_or(0)];
+        // Escalations are applied last so that the immediate handoff lists what else the same
+        // line raised; a human request last of all.
+        findings.sort_by_key(|f| {
+            (
+                f.escalates && role(f.signal) == Role::Escalate,
+                f.signal == Signal::HumanRequest,
+            )
+        });
         let mut decision = None;
         for f in findings.drain(..) {
+            let entry = if f.report_only {
+                Entry::Report
+            } else if f.escalates && role(f.signal) == Role::Escalate {
+                Entry::Escalate
+            } else {
+                Entry::Level
+            };
             let d = self
                 .policy
-                .on_line(f.signal, t_ms, f.value, f.evidence, out);
+                .on_line(f.signal, t_ms, f.value, f.evidence, entry, out);
             decision = decision.or(d);
         }
         self.findings = findings;
@@ -292,6 +405,7 @@ impl Detector {
     /// The stream ended at `t_ms`: reports the last partial prosody interval. No handoff is
     /// decided after the end.
     pub fn finish(&mut self, t_ms: u64, out: &mut Vec<Event>) {
+        self.flush_pending(out);
         for track in Track::ALL {
             let i = track.index();
             if self.prosody[i].is_empty() {
@@ -324,14 +438,40 @@ impl Detector {
         self.policy.score()
     }
 
+    fn flush_pending(&mut self, out: &mut Vec<Event>) {
+        if !self.pending.is_empty() {
+            out.append(&mut self.pending);
+        }
+    }
+
+    /// The caller's stream-start attributes as kept.
+    pub fn attributes(&self) -> &BTreeMap<String, String> {
+        &self.attributes
+    }
+
     fn emit_handoff(&mut self, d: Decision, out: &mut Vec<Event>) {
-        let summary = summary::build(&summary::SummaryInput {
+        let stats = self.transcript.stats();
+        let topics: Vec<String> = stats.topics.iter().map(|(t, _, _)| t.clone()).collect();
+        let route = self.playbook.route(&playbook::CallFacts {
+            reasons: &d.reasons,
+            topics: &topics,
+            params: &self.attributes,
+        });
+        let mut summary = summary::build(&summary::SummaryInput {
             decision: &d,
-            stats: self.transcript.stats(),
+            stats,
             baseline: self.baseline[Track::Caller.index()].as_ref(),
             recent: &self.recent_caller,
             overtalk_total: self.dynamics.total_overtalk(),
         });
+        if let Some(r) = &route {
+            summary.why_now.push_str(&format!(
+                " Routed to {} ({}) by {}.",
+                r.name, r.target, r.rule
+            ));
+        }
+        summary.caller_attributes = self.attributes.clone();
+        let pre_call = d.escalated_by == Some(Signal::PreCall);
         out.push(Event {
             call_id: self.call_id.clone(),
             t_ms: d.t_ms,
@@ -341,6 +481,8 @@ impl Detector {
                 score: d.score,
                 summary,
                 provider: None,
+                route,
+                pre_call,
             }),
         });
     }

@@ -97,6 +97,16 @@ impl Gate {
         Edge::None
     }
 
+    /// Makes the signal active now with `value` (an escalation met its own rule).
+    pub fn force(&mut self, t_ms: u64, value: f64) {
+        self.value = value;
+        self.active = true;
+        self.pending_since = Some(t_ms);
+        self.since_ms = t_ms;
+        self.last_above_ms = t_ms;
+        self.peak = self.peak.max(value);
+    }
+
     /// Time passes without a new value: ends an active signal whose hold ran out.
     pub fn tick(&mut self, t_ms: u64) -> Edge {
         if self.active
@@ -154,6 +164,17 @@ pub struct PolicyParams {
     pub immediate_human_request: bool,
 }
 
+/// How a transcript finding enters the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// Levels the signal's gate (the weighted fusion).
+    Level,
+    /// Levels the gate and hands off at once: the signal's escalation rule was met.
+    Escalate,
+    /// Reported (a signal event), never scored: `route`/`flag` topics.
+    Report,
+}
+
 /// A handoff decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -163,8 +184,10 @@ pub struct Decision {
     pub score: f64,
     /// Active signals, strongest first.
     pub reasons: Vec<SignalCrossing>,
-    /// Taken on the immediate path (explicit human request).
+    /// Taken on the immediate path (a signal whose role is `escalate` met its rule).
     pub immediate: bool,
+    /// The signal that escalated, on the immediate path.
+    pub escalated_by: Option<Signal>,
 }
 
 /// Running means of the caller's relative prosody over the current tone episode.
@@ -223,9 +246,9 @@ fn round2(x: f64) -> f64 {
 pub struct Policy {
     call_id: String,
     params: PolicyParams,
-    gates: [Gate; 8],
-    evidence: [Option<Evidence>; 8],
-    rises: [u32; 8],
+    gates: [Gate; 9],
+    evidence: [Option<Evidence>; 9],
+    rises: [u32; 9],
     tone_acc: ToneAcc,
     /// The tone scorer's window when the score was last offered with it: what the score
     /// actually rests on (the caller's last seconds of speech, through pauses).
@@ -258,18 +281,19 @@ fn idx(s: Signal) -> usize {
         Signal::LowConfidence => 5,
         Signal::Overtalk => 6,
         Signal::Silence => 7,
+        Signal::PreCall => 8,
     }
 }
 
 impl Policy {
     /// A policy; `gates` in [`Signal::ALL`] order.
-    pub fn new(call_id: &str, params: PolicyParams, gates: [GateParams; 8]) -> Self {
+    pub fn new(call_id: &str, params: PolicyParams, gates: [GateParams; 9]) -> Self {
         Self {
             call_id: call_id.to_owned(),
             params,
             gates: gates.map(Gate::new),
             evidence: Default::default(),
-            rises: [0; 8],
+            rises: [0; 9],
             tone_acc: ToneAcc::default(),
             tone_window: None,
             pending_since: None,
@@ -362,7 +386,7 @@ impl Policy {
             let ev = self.tone_evidence(t_ms);
             self.rose(Signal::Tone, t_ms, ev, out);
         }
-        self.evaluate(t_ms, false)
+        self.evaluate(t_ms, None)
     }
 
     fn tone_evidence(&self, t_ms: u64) -> Evidence {
@@ -424,21 +448,39 @@ impl Policy {
             };
             self.rose(s, t_ms, ev, out);
         }
-        self.evaluate(t_ms, false)
+        self.evaluate(t_ms, None)
     }
 
     /// A transcript signal's new value with its evidence (a human request, topic, loop,
-    /// sentiment level, low-confidence count).
+    /// sentiment level, low-confidence count); `entry` says whether it escalates.
     pub fn on_line(
         &mut self,
         s: Signal,
         t_ms: u64,
         value: f64,
         evidence: Evidence,
+        entry: Entry,
         out: &mut Vec<Event>,
     ) -> Option<Decision> {
         self.now_ms = self.now_ms.max(t_ms);
         let i = idx(s);
+        if entry == Entry::Report {
+            out.push(Event {
+                call_id: self.call_id.clone(),
+                t_ms,
+                kind: EventKind::Signal(SignalCrossing {
+                    signal: s,
+                    value: round4(value),
+                    threshold: self.gates[i].params.threshold,
+                    evidence,
+                }),
+            });
+            return self.evaluate(t_ms, None);
+        }
+        let escalate = entry == Entry::Escalate
+            && (s != Signal::HumanRequest || self.params.immediate_human_request);
+        // Evidence is only built per line, not per frame: the copy is cheap enough here.
+        let escalation_evidence = escalate.then(|| evidence.clone());
         let was_active = self.gates[i].is_active();
         let edge = self.gates[i].level(t_ms, value);
         if edge == Edge::Rose {
@@ -454,11 +496,34 @@ impl Policy {
                 ..evidence
             });
         }
-        let immediate = s == Signal::HumanRequest
-            && self.params.immediate_human_request
-            && self.gates[i].is_active()
-            && value >= self.gates[i].params.threshold - EPS;
-        self.evaluate(t_ms, immediate)
+        if let Some(evidence) = escalation_evidence {
+            self.escalated(i, s, t_ms, value, evidence, out);
+        }
+        self.evaluate(t_ms, escalate.then_some(s))
+    }
+
+    /// An escalation rule was met: the signal counts now (its rule is stricter than its gate
+    /// except for loops configured below it) with the newest evidence.
+    fn escalated(
+        &mut self,
+        i: usize,
+        s: Signal,
+        t_ms: u64,
+        value: f64,
+        evidence: Evidence,
+        out: &mut Vec<Event>,
+    ) {
+        if !self.gates[i].is_active() {
+            self.gates[i].force(t_ms, value);
+            self.rose(s, t_ms, evidence.clone(), out);
+        }
+        let from_ms = self.evidence[i]
+            .as_ref()
+            .map_or(evidence.from_ms, |e| e.from_ms);
+        self.evidence[i] = Some(Evidence {
+            from_ms: from_ms.min(evidence.from_ms),
+            ..evidence
+        });
     }
 
     /// Time passes (every frame): holds run out, a pending decision may mature.
@@ -468,7 +533,7 @@ impl Policy {
         for g in &mut self.gates {
             g.tick(now);
         }
-        self.evaluate(now, false)
+        self.evaluate(now, None)
     }
 
     fn rose(&mut self, s: Signal, t_ms: u64, evidence: Evidence, out: &mut Vec<Event>) {
@@ -488,20 +553,20 @@ impl Policy {
         self.evidence[i] = Some(evidence);
     }
 
-    fn evaluate(&mut self, t_ms: u64, immediate: bool) -> Option<Decision> {
+    fn evaluate(&mut self, t_ms: u64, escalated_by: Option<Signal>) -> Option<Decision> {
         if self.decided_ms.is_some() {
             return None;
         }
         let t_ms = t_ms.max(self.now_ms);
-        if immediate {
-            return Some(self.decide(t_ms, true));
+        if escalated_by.is_some() {
+            return Some(self.decide(t_ms, escalated_by));
         }
         let score = self.score();
         let p = self.params;
         if score >= p.handoff_threshold - EPS {
             let since = *self.pending_since.get_or_insert(t_ms);
             if t_ms.saturating_sub(since) >= p.min_duration_ms {
-                return Some(self.decide(t_ms, false));
+                return Some(self.decide(t_ms, None));
             }
         } else if score < p.handoff_threshold - p.release_margin - EPS {
             self.pending_since = None;
@@ -509,7 +574,7 @@ impl Policy {
         None
     }
 
-    fn decide(&mut self, t_ms: u64, immediate: bool) -> Decision {
+    fn decide(&mut self, t_ms: u64, escalated_by: Option<Signal>) -> Decision {
         self.decided_ms = Some(t_ms);
         let mut reasons: Vec<(f64, SignalCrossing)> = Vec::new();
         for s in Signal::ALL {
@@ -535,8 +600,10 @@ impl Policy {
             } else {
                 1.0
             };
+            // The escalating signal leads; the rest strongest first.
+            let lead = if Some(s) == escalated_by { 1e6 } else { 0.0 };
             reasons.push((
-                g.params.weight * 1000.0 + ratio.min(999.0),
+                lead + g.params.weight * 1000.0 + ratio.min(999.0),
                 SignalCrossing {
                     signal: s,
                     value: round4(g.peak()),
@@ -546,17 +613,20 @@ impl Policy {
             ));
         }
         reasons.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let score = if immediate {
-            self.score()
-                .max(self.gates[idx(Signal::HumanRequest)].params.weight)
-        } else {
-            self.score()
+        // An escalation is as certain as an explicit request for a human.
+        let score = match escalated_by {
+            Some(Signal::HumanRequest) => self
+                .score()
+                .max(self.gates[idx(Signal::HumanRequest)].params.weight),
+            Some(_) => 1.0,
+            None => self.score(),
         };
         Decision {
             t_ms,
             score: round4(score.min(1.0)),
             reasons: reasons.into_iter().map(|(_, r)| r).collect(),
-            immediate,
+            immediate: escalated_by.is_some(),
+            escalated_by,
         }
     }
 
@@ -623,7 +693,7 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        let mut g = [gate(1.0, 1.0, 0, 60_000, 0.25); 8];
+        let mut g = [gate(1.0, 1.0, 0, 60_000, 0.25); 9];
         g[idx(Signal::Tone)] = gate(0.5, 0.45, 1000, 0, 0.6);
         g[idx(Signal::HumanRequest)] = gate(1.0, 1.0, 0, 60_000, 1.0);
         g[idx(Signal::Sentiment)] = gate(0.3, 0.25, 0, 30_000, 0.35);
@@ -715,9 +785,23 @@ mod tests {
             text: Some("get me a human".into()),
             ..Default::default()
         };
-        p.on_line(Signal::Sentiment, 3000, 0.4, Evidence::default(), &mut out);
+        p.on_line(
+            Signal::Sentiment,
+            3000,
+            0.4,
+            Evidence::default(),
+            Entry::Level,
+            &mut out,
+        );
         let d = p
-            .on_line(Signal::HumanRequest, 4000, 1.0, ev, &mut out)
+            .on_line(
+                Signal::HumanRequest,
+                4000,
+                1.0,
+                ev,
+                Entry::Escalate,
+                &mut out,
+            )
             .unwrap();
         assert!(d.immediate);
         assert_eq!(d.t_ms, 4000);
@@ -731,10 +815,24 @@ mod tests {
         let mut p = policy();
         let mut out = Vec::new();
         // Sentiment (0.35) + topic (0.25) = 0.6, decided 500 ms later.
-        p.on_line(Signal::Sentiment, 1000, 0.5, Evidence::default(), &mut out);
+        p.on_line(
+            Signal::Sentiment,
+            1000,
+            0.5,
+            Evidence::default(),
+            Entry::Level,
+            &mut out,
+        );
         assert!(
-            p.on_line(Signal::Topic, 1000, 1.0, Evidence::default(), &mut out)
-                .is_none()
+            p.on_line(
+                Signal::Topic,
+                1000,
+                1.0,
+                Evidence::default(),
+                Entry::Level,
+                &mut out,
+            )
+            .is_none()
         );
         assert!(p.tick(1400).is_none());
         let d = p.tick(1500).unwrap();
@@ -744,7 +842,14 @@ mod tests {
 
         // A lone sentiment expires after its hold.
         let mut p = policy();
-        p.on_line(Signal::Sentiment, 1000, 0.5, Evidence::default(), &mut out);
+        p.on_line(
+            Signal::Sentiment,
+            1000,
+            0.5,
+            Evidence::default(),
+            Entry::Level,
+            &mut out,
+        );
         assert!(p.gate(Signal::Sentiment).is_active());
         p.tick(30_999);
         assert!(p.gate(Signal::Sentiment).is_active());
@@ -758,6 +863,7 @@ mod tests {
         assert_eq!(a, handoff_id("CA1", 1500));
         assert_ne!(a, handoff_id("CA1", 1510));
         assert_ne!(a, handoff_id("CA2", 1500));
+        assert!(a.starts_with("ho_") && a.len() == 19);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! A line's valence is normalised to −1..1 (`sum / sqrt(sum² + 15)`), and the caller's mood is
 //! an exponential average over their recent lines so one word does not decide.
 
-use super::text::{Tokens, negated_at, stem};
+use super::text::{Tokens, dismissed, elsewhere, negated_at, stem};
 use std::collections::HashMap;
 
 /// The score of one line.
@@ -84,6 +84,7 @@ const WORDS: &[(&str, f64)] = &[
     ("livid", -3.4),
     ("outrageous", -3.0),
     ("pathetic", -3.0),
+    ("disgrace", -3.0),
     ("rage", -3.0),
     ("ridiculous", -2.6),
     ("scam", -3.0),
@@ -287,8 +288,32 @@ impl Lexicon {
 
     /// Scores one tokenised line.
     pub fn score(&self, line: &Tokens) -> LineSentiment {
+        self.score_clauses(line, |_| true)
+    }
+
+    /// Scores what the line says about this call: clauses about somewhere else ("the queue at
+    /// the post office was a nightmare") do not count, and a line the caller takes back
+    /// ("never mind", "not your fault") scores neutral.
+    pub fn score_in_context(&self, line: &Tokens) -> LineSentiment {
+        if dismissed(&line.tokens) {
+            return LineSentiment::default();
+        }
+        let mut skip: Vec<u16> = Vec::new();
+        let mut last = None;
+        for tok in &line.tokens {
+            if last != Some(tok.clause) {
+                last = Some(tok.clause);
+                if elsewhere(&line.tokens, tok.clause) {
+                    skip.push(tok.clause);
+                }
+            }
+        }
+        self.score_clauses(line, |c| !skip.contains(&c))
+    }
+
+    fn score_clauses(&self, line: &Tokens, keep: impl Fn(u16) -> bool) -> LineSentiment {
         let t = &line.tokens;
-        let mut covered = vec![false; t.len()];
+        let mut covered: Vec<bool> = t.iter().map(|x| !keep(x.clause)).collect();
         let mut sum = 0.0;
         let mut negative_words = Vec::new();
         // Phrases first; their words are not scored again.
@@ -303,6 +328,7 @@ impl Lexicon {
                         .zip(&t[i..i + n])
                         .all(|(p, tok)| *p == tok.word)
                     && t[i..i + n].iter().all(|tok| tok.clause == t[i].clause)
+                    && !covered[i]
                     && matched.is_none_or(|(m, _): (usize, f64)| n > m)
                 {
                     matched = Some((n, *v));

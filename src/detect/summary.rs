@@ -8,6 +8,7 @@ use super::topics::intent_phrase;
 use super::transcript::TranscriptStats;
 use crate::dsp::Baseline;
 use crate::event::{ProsodySnapshot, ProsodySummary, Signal, SignalCrossing, Summary};
+use std::collections::BTreeMap;
 
 /// Everything the summary is made from.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,7 @@ pub fn build(input: &SummaryInput<'_>) -> Summary {
         transcript_tail: s.tail.iter().cloned().collect(),
         prosody: prosody(input.baseline, input.recent),
         whisper: whisper(input),
+        caller_attributes: BTreeMap::new(),
     }
 }
 
@@ -128,14 +130,50 @@ fn what_happened(input: &SummaryInput<'_>) -> String {
 }
 
 fn why_now(d: &Decision) -> String {
-    if d.immediate
-        && let Some(r) = reason(d, Signal::HumanRequest)
-    {
-        let words = r.evidence.matched.as_deref().unwrap_or("a human");
-        return format!(
-            "Caller asked for a human (\"{words}\") at {}.",
-            clock(d.t_ms)
-        );
+    if let Some(r) = d.escalated_by.and_then(|s| reason(d, s)) {
+        let at = clock(d.t_ms);
+        let said = r.evidence.text.as_deref().unwrap_or("");
+        let n = |k: &str| r.evidence.values.get(k).copied().unwrap_or(0.0);
+        match r.signal {
+            Signal::HumanRequest => {
+                let words = r.evidence.matched.as_deref().unwrap_or("a human");
+                return format!("Caller asked for a human (\"{words}\") at {at}.");
+            }
+            Signal::Topic => {
+                let topic = r.evidence.matched.as_deref().unwrap_or("a topic");
+                let topic = topic.split(':').next().unwrap_or(topic);
+                return format!(
+                    "Caller raised {} (\"{said}\") at {at}; the playbook sends it to a human.",
+                    topic.replace('_', " ")
+                );
+            }
+            Signal::Loop => {
+                return format!(
+                    "Caller asked the same thing {} times without resolution (\"{}\") at {at}.",
+                    n("repeats"),
+                    said.trim_start_matches("caller: ")
+                );
+            }
+            Signal::Sentiment => {
+                let why = if n("tone_rising") > 0.0 {
+                    "in a rising tone".to_owned()
+                } else {
+                    format!("{} times", n("strong_lines"))
+                };
+                return format!("Caller was strongly negative {why} (\"{said}\") at {at}.");
+            }
+            Signal::LowConfidence => {
+                return format!(
+                    "The assistant was unsure {} turns in a row at {at}.",
+                    n("in_a_row")
+                );
+            }
+            Signal::PreCall => {
+                let rule = r.evidence.matched.as_deref().unwrap_or("a pre-call rule");
+                return format!("Pre-call rule {rule} hands this caller to a human at once.");
+            }
+            _ => {}
+        }
     }
     let listed: Vec<String> = d
         .reasons

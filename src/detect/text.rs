@@ -200,14 +200,26 @@ pub fn is_stopword(word: &str) -> bool {
 
 /// Words that negate what follows them in the clause.
 pub fn is_negation(word: &str) -> bool {
-    matches!(word, "not" | "no" | "never" | "without" | "neither" | "nor")
+    matches!(
+        word,
+        "not" | "no" | "never" | "without" | "neither" | "nor" | "nothing"
+    )
 }
 
 /// Words that mark the caller repeating themselves ("I said", "again", "already told you").
 pub fn is_repeat_marker(word: &str) -> bool {
     matches!(
         word,
-        "said" | "again" | "already" | "told" | "repeat" | "repeating" | "saying"
+        "said"
+            | "again"
+            | "already"
+            | "told"
+            | "repeat"
+            | "repeating"
+            | "saying"
+            | "asking"
+            | "asked"
+            | "keep"
     )
 }
 
@@ -252,6 +264,89 @@ pub fn negated_at(tokens: &[Token], i: usize, window: usize) -> bool {
         }
     }
     negated
+}
+
+/// Places and people other than the business being called: what happens "at the post office"
+/// or what "the rep at the dealership" did is a story, not a complaint about this call.
+fn other_place(w: &str) -> bool {
+    matches!(
+        w,
+        "dealership"
+            | "dealer"
+            | "post"
+            | "dmv"
+            | "airport"
+            | "hospital"
+            | "restaurant"
+            | "gym"
+            | "school"
+            | "hotel"
+            | "pharmacy"
+            | "supermarket"
+            | "grocery"
+            | "garage"
+            | "mall"
+            | "doctor"
+            | "doctors"
+            | "dentist"
+            | "clinic"
+            | "shop"
+            | "store"
+            | "station"
+            | "airline"
+            | "office"
+            | "bar"
+            | "party"
+            | "work"
+            | "job"
+            | "game"
+            | "movie"
+            | "show"
+            | "concert"
+            | "traffic"
+            | "highway"
+            | "weather"
+    )
+}
+
+/// Whether clause `clause` is about somewhere or someone else: "at/in/from the <place>", "at
+/// work", or a referral ("sent me to you", "told me to call").
+pub fn elsewhere(tokens: &[Token], clause: u16) -> bool {
+    let c: Vec<&str> = tokens
+        .iter()
+        .filter(|t| t.clause == clause)
+        .map(|t| t.word.as_str())
+        .collect();
+    // Small talk about the world at large.
+    c.iter().any(|w| matches!(*w, "weather" | "traffic"))
+        || c.windows(2)
+            .any(|w| matches!(w[0], "at" | "in" | "from" | "on") && other_place(w[1]))
+        || c.windows(3).any(|w| {
+            (matches!(w[0], "at" | "in" | "from" | "on")
+                && matches!(w[1], "the" | "my" | "a" | "their" | "his" | "her")
+                && other_place(w[2]))
+                || (matches!(w[0], "sent" | "referred" | "told" | "transferred") && w[1] == "me")
+        })
+}
+
+/// Whether the speaker takes the line back ("never mind", "just kidding", "not your fault",
+/// "anyway, my question is").
+pub fn dismissed(tokens: &[Token]) -> bool {
+    let w: Vec<&str> = tokens.iter().map(|t| t.word.as_str()).collect();
+    w.iter().any(|x| matches!(*x, "nevermind" | "haha" | "lol"))
+        || w.windows(2).any(|p| {
+            matches!(
+                p,
+                ["never", "mind"]
+                    | ["not", "you"]
+                    | ["anyway", "i"]
+                    | ["anyways", "i"]
+                    | ["just", "kidding"]
+                    | ["just", "joking"]
+            )
+        })
+        || w.windows(3)
+            .any(|p| matches!(p, ["not", "your", "fault"] | ["not", "why", "i"]))
 }
 
 /// Sorted for binary search.

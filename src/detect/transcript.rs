@@ -6,6 +6,7 @@
 //! when configured to.
 
 use super::TranscriptLine;
+use super::config::Role;
 use super::human::find_request;
 use super::loops::{LoopParams, LoopTracker, stem_set};
 use super::sentiment::{Lexicon, Mood};
@@ -34,6 +35,18 @@ pub struct TranscriptParams {
     pub low_confidence_below: f32,
     /// Agent lines (with a confidence) looked at for `low_confidence`.
     pub low_confidence_window: usize,
+    /// Consecutive low-confidence agent lines that escalate.
+    pub low_confidence_escalate_after: u32,
+    /// Times the caller asked the same thing for a loop to escalate.
+    pub loop_escalate_repeats: u32,
+    /// A caller line at or below this valence is strongly negative.
+    pub strong_valence: f64,
+    /// Strongly negative caller lines that escalate.
+    pub strong_lines: u32,
+    /// How far apart those lines may be, ms.
+    pub strong_window_ms: u64,
+    /// Topic name → role.
+    pub topic_roles: BTreeMap<String, Role>,
     /// Topic phrases (name → phrases).
     pub topics: BTreeMap<String, Vec<String>>,
 }
@@ -47,6 +60,24 @@ pub struct Finding {
     pub value: f64,
     /// What backs it.
     pub evidence: Evidence,
+    /// The signal's escalation rule is met (a request for a human, an escalating topic, the
+    /// second unresolved repeat, strong negative sentiment, sustained low confidence); it
+    /// hands off at once when the signal's role is `escalate`.
+    pub escalates: bool,
+    /// Reported but never scored (a topic whose role is `route` or `flag`).
+    pub report_only: bool,
+}
+
+impl Finding {
+    fn new(signal: Signal, value: f64, evidence: Evidence) -> Self {
+        Self {
+            signal,
+            value,
+            evidence,
+            escalates: false,
+            report_only: false,
+        }
+    }
 }
 
 /// What the summary needs from the transcript.
@@ -88,6 +119,10 @@ pub struct TranscriptSignals {
     mood: Mood,
     /// Start of the current run of negative caller lines.
     negative_since_ms: Option<u64>,
+    /// Media times of the recent strongly negative caller lines.
+    strong_negative_ms: VecDeque<u64>,
+    /// Agent lines below the confidence threshold in a row.
+    low_confidence_run: u32,
     agent_confidence: VecDeque<(u64, f32)>,
     stats: TranscriptStats,
 }
@@ -104,6 +139,8 @@ impl TranscriptSignals {
             loops: Default::default(),
             mood: Mood::default(),
             negative_since_ms: None,
+            strong_negative_ms: VecDeque::new(),
+            low_confidence_run: 0,
             agent_confidence: VecDeque::with_capacity(params.low_confidence_window + 1),
             stats: TranscriptStats::default(),
             params,
@@ -115,8 +152,15 @@ impl TranscriptSignals {
         &self.stats
     }
 
-    /// Analyses one line at `t_ms`; appends its signal values to `out`.
-    pub fn on_line(&mut self, t_ms: u64, line: &TranscriptLine, out: &mut Vec<Finding>) {
+    /// Analyses one line at `t_ms`; appends its signal values to `out`. `tone_rising`: the
+    /// caller's tone is at or above its threshold as they say it.
+    pub fn on_line(
+        &mut self,
+        t_ms: u64,
+        line: &TranscriptLine,
+        tone_rising: bool,
+        out: &mut Vec<Finding>,
+    ) {
         let text = line.text.trim();
         if text.is_empty() {
             return;
@@ -136,11 +180,9 @@ impl TranscriptSignals {
             {
                 let mut ev = point(Some(m));
                 ev.values.insert("interim".into(), 1.0);
-                out.push(Finding {
-                    signal: Signal::HumanRequest,
-                    value: 1.0,
-                    evidence: ev,
-                });
+                let mut f = Finding::new(Signal::HumanRequest, 1.0, ev);
+                f.escalates = true;
+                out.push(f);
             }
             return;
         }
@@ -154,7 +196,7 @@ impl TranscriptSignals {
             text: text.to_owned(),
         });
         match line.speaker {
-            Track::Caller => self.caller_line(t_ms, text, &tokens, out),
+            Track::Caller => self.caller_line(t_ms, text, &tokens, tone_rising, out),
             Track::Agent => self.agent_line(t_ms, text, &tokens, line.confidence, out),
         }
     }
@@ -164,6 +206,7 @@ impl TranscriptSignals {
         t_ms: u64,
         text: &str,
         tokens: &super::text::Tokens,
+        tone_rising: bool,
         out: &mut Vec<Finding>,
     ) {
         let point = |matched: Option<String>| Evidence {
@@ -186,11 +229,9 @@ impl TranscriptSignals {
             let mut ev = point(Some(m));
             ev.values
                 .insert("requests".into(), f64::from(s.human_requests));
-            out.push(Finding {
-                signal: Signal::HumanRequest,
-                value: 1.0,
-                evidence: ev,
-            });
+            let mut f = Finding::new(Signal::HumanRequest, 1.0, ev);
+            f.escalates = true;
+            out.push(f);
         }
         for hit in self.topics.find(tokens) {
             let mentions = match s.topics.iter_mut().find(|(t, _, _)| *t == hit.topic) {
@@ -210,13 +251,28 @@ impl TranscriptSignals {
             };
             let mut ev = point(Some(matched));
             ev.values.insert("mentions".into(), f64::from(mentions));
-            out.push(Finding {
-                signal: Signal::Topic,
-                value: f64::from(mentions),
-                evidence: ev,
-            });
+            let role = self
+                .params
+                .topic_roles
+                .get(&hit.topic)
+                .copied()
+                .unwrap_or(Role::Weight);
+            let mut f = Finding::new(Signal::Topic, f64::from(mentions), ev);
+            f.escalates = role == Role::Escalate;
+            f.report_only = !role.weighs();
+            out.push(f);
         }
-        let line = self.lexicon.score(tokens);
+        let line = self.lexicon.score_in_context(tokens);
+        let strong = line.compound <= self.params.strong_valence;
+        if strong {
+            let window = self.params.strong_window_ms;
+            self.strong_negative_ms
+                .retain(|&at| t_ms.saturating_sub(at) <= window);
+            if self.strong_negative_ms.len() >= self.params.strong_lines as usize {
+                self.strong_negative_ms.pop_front();
+            }
+            self.strong_negative_ms.push_back(t_ms);
+        }
         let negativity = self
             .mood
             .push(line.compound, self.params.sentiment_smoothing);
@@ -235,11 +291,21 @@ impl TranscriptSignals {
         ev.from_ms = self.negative_since_ms.unwrap_or(t_ms);
         ev.values
             .insert("line_valence".into(), round3(line.compound));
-        out.push(Finding {
-            signal: Signal::Sentiment,
-            value: round3(negativity),
-            evidence: ev,
-        });
+        let strong_lines = if strong {
+            self.strong_negative_ms.len() as u32
+        } else {
+            0
+        };
+        if strong_lines > 0 {
+            ev.values
+                .insert("strong_lines".into(), f64::from(strong_lines));
+        }
+        if strong && tone_rising {
+            ev.values.insert("tone_rising".into(), 1.0);
+        }
+        let mut f = Finding::new(Signal::Sentiment, round3(negativity), ev);
+        f.escalates = strong && (strong_lines >= self.params.strong_lines || tone_rising);
+        out.push(f);
         self.loop_line(Track::Caller, t_ms, text, tokens, out);
     }
 
@@ -261,6 +327,9 @@ impl TranscriptSignals {
             let below = self.params.low_confidence_below;
             if c < below {
                 self.stats.low_confidence_lines += 1;
+                self.low_confidence_run += 1;
+            } else {
+                self.low_confidence_run = 0;
             }
             let low = self
                 .agent_confidence
@@ -282,17 +351,20 @@ impl TranscriptSignals {
             values.insert("mean_confidence".into(), round3(mean));
             values.insert("last_confidence".into(), round3(f64::from(c)));
             values.insert("lines".into(), self.agent_confidence.len() as f64);
-            out.push(Finding {
-                signal: Signal::LowConfidence,
-                value: low as f64,
-                evidence: Evidence {
+            values.insert("in_a_row".into(), f64::from(self.low_confidence_run));
+            let mut f = Finding::new(
+                Signal::LowConfidence,
+                low as f64,
+                Evidence {
                     from_ms,
                     to_ms: t_ms,
                     text: Some(text.to_owned()),
                     matched: None,
                     values,
                 },
-            });
+            );
+            f.escalates = self.low_confidence_run >= self.params.low_confidence_escalate_after;
+            out.push(f);
         }
         if self.params.agent_loops {
             self.loop_line(Track::Agent, t_ms, text, tokens, out);
@@ -314,24 +386,31 @@ impl TranscriptSignals {
             Track::Caller => self.stats.caller_repeats += 1,
             Track::Agent => self.stats.agent_repeats += 1,
         }
-        if hit.repeats < self.params.min_repeats {
+        let reported = self
+            .params
+            .min_repeats
+            .min(self.params.loop_escalate_repeats);
+        if hit.repeats < reported {
             return;
         }
         let mut values = BTreeMap::new();
         values.insert("similarity".into(), round3(hit.similarity));
         values.insert("repeats".into(), f64::from(hit.repeats));
         values.insert("agent".into(), if who == Track::Agent { 1.0 } else { 0.0 });
-        out.push(Finding {
-            signal: Signal::Loop,
-            value: f64::from(hit.repeats),
-            evidence: Evidence {
+        let mut f = Finding::new(
+            Signal::Loop,
+            f64::from(hit.repeats),
+            Evidence {
                 from_ms: hit.earlier_t_ms,
                 to_ms: t_ms,
                 text: Some(format!("{}: {text}", who.name())),
                 matched: Some(hit.earlier_text),
                 values,
             },
-        });
+        );
+        // Only the caller asking again escalates: an agent repeating itself is its own problem.
+        f.escalates = who == Track::Caller && hit.repeats >= self.params.loop_escalate_repeats;
+        out.push(f);
     }
 }
 

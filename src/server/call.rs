@@ -380,7 +380,7 @@ impl CallTask {
         after_step(
             &self.st,
             &self.call,
-            &mut self.out,
+            &self.out,
             &mut self.pending_handoff,
             &mut self.handoff_seen,
             &mut persist,
@@ -634,7 +634,7 @@ fn log_end(st: &AppState, end: &End, call_id: Option<&str>, provider: Provider) 
 fn after_step(
     st: &AppState,
     call: &Call,
-    out: &mut [Event],
+    out: &[Event],
     pending: &mut Option<Box<HandoffRequest>>,
     handoff_seen: &mut bool,
     persist: &mut Option<HandoffRequest>,

@@ -1,5 +1,5 @@
 //! The supervisor dashboard: the embedded single-page app at `GET /`, the batched
-//! Server-Sent Events feed at `GET /v1/events` it listens to, and the recent-handoffs list at
+//! Server-Sent Events feed at `GET /v1/events?batch=1` it listens to, and the recent-handoffs list at
 //! `GET /v1/handoffs` (with delivery status) it starts from. All follow the API's bearer-token
 //! rule, also accepting `?token=` because a browser's `EventSource` cannot set headers.
 //!
@@ -33,6 +33,8 @@ const BATCH_INTERVAL: Duration = Duration::from_millis(250);
 /// Events one batch may hold; a subscriber producing more between flushes is sent what it has
 /// at once (the cap bounds per-subscriber memory, not the rate).
 const MAX_BATCH_EVENTS: usize = 1024;
+/// Transfer events kept per handoff (one per target tried, plus the end).
+const MAX_TRANSFER_EVENTS: usize = 16;
 /// Handoffs `GET /v1/handoffs` lists, newest first.
 const RECENT_HANDOFFS: usize = 50;
 /// Handoffs whose delivery latency is still being tracked; older ones fall out of the ring.
@@ -41,10 +43,11 @@ const TRACKED_HANDOFFS: usize = 512;
 /// The optional `?token=` of dashboard requests.
 #[derive(Debug, Deserialize)]
 pub(super) struct TokenQuery {
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
-fn guard(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> Option<Response> {
+/// The API rule ([`super::routes::api_guard`]) with the dashboard's `?token=`.
+pub(super) fn guard(st: &AppState, headers: &HeaderMap, query: &TokenQuery) -> Option<Response> {
     super::routes::api_guard(st, headers, query.token.as_deref())
 }
 
@@ -106,6 +109,8 @@ struct RecentHandoff {
     decided_at: String,
     /// One entry per configured target; empty when no target is configured for the provider.
     deliveries: Vec<TargetDelivery>,
+    /// The warm transfer's `handoff_connected`/`_fallback`/`_abandoned` events so far.
+    transfer: Vec<Event>,
     #[serde(skip)]
     decided: Instant,
 }
@@ -148,6 +153,7 @@ impl RecentHandoffs {
                     event: e.clone(),
                     decided_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                     deliveries,
+                    transfer: Vec::new(),
                     decided: Instant::now(),
                 };
                 if let Ok(mut l) = self.list.lock() {
@@ -179,6 +185,22 @@ impl RecentHandoffs {
                 match entry.deliveries.iter_mut().find(|t| t.target == d.target) {
                     Some(t) => *t = state,
                     None => entry.deliveries.push(state),
+                }
+            }
+            EventKind::HandoffConnected(_)
+            | EventKind::HandoffFallback(_)
+            | EventKind::HandoffAbandoned(_) => {
+                let id = match &e.kind {
+                    EventKind::HandoffConnected(c) => &c.handoff_id,
+                    EventKind::HandoffFallback(f) => &f.handoff_id,
+                    EventKind::HandoffAbandoned(a) => &a.handoff_id,
+                    _ => return,
+                };
+                let Ok(mut l) = self.list.lock() else { return };
+                if let Some(entry) = l.iter_mut().find(|r| r.id() == id.as_str())
+                    && entry.transfer.len() < MAX_TRANSFER_EVENTS
+                {
+                    entry.transfer.push(e.clone());
                 }
             }
             _ => {}
@@ -318,7 +340,7 @@ impl Feed {
     }
 }
 
-/// `GET /v1/events`: the dashboard's live feed as Server-Sent Events named `batch`, each a
+/// `GET /v1/events?batch=1`: the dashboard's live feed as Server-Sent Events named `batch`, each a
 /// JSON object `{"resync": bool, "events": [<contract event>, …]}`.
 pub(super) async fn events(
     State(st): State<AppState>,

@@ -81,6 +81,24 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Feedback labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedbackLabels {
+    /// The handoff's primary reason (signal name).
+    pub reason: String,
+    /// `true` or `false`.
+    pub needed: String,
+}
+
+/// Ended calls by topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicOutcomeLabels {
+    /// A configured topic, or `none`.
+    pub topic: String,
+    /// `contained` or `handed_off`.
+    pub outcome: String,
+}
+
 /// Delivery labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
@@ -102,6 +120,24 @@ pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn delivery_latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// Labels of `warmline_transfers_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransferLabels {
+    /// `twilio`, `telnyx`, `vonage`, `plivo`.
+    pub provider: String,
+    /// `connected`, `fallback`, `abandoned` or `failed`.
+    pub outcome: String,
+}
+
+/// Labels of `warmline_transfer_fallbacks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// Provider.
+    pub provider: String,
+    /// `no_answer`, `busy`, `failed` or `timeout`.
+    pub reason: String,
 }
 
 /// Every metric the gateway exports.
@@ -149,6 +185,22 @@ pub struct Metrics {
     pub bridge_queue_full: Counter,
     /// Transcript lines accepted.
     pub transcript_lines: Counter,
+    /// Feedback on handoffs, by primary reason and verdict.
+    pub handoff_feedback: Family<FeedbackLabels, Counter>,
+    /// Share of handoffs with feedback that were needed, by primary reason.
+    pub handoff_precision: Family<ReasonLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Ended calls by topic and outcome (a call counts once per topic it raised).
+    pub calls_by_topic: Family<TopicOutcomeLabels, Counter>,
+    /// Store writes dropped because the store's queue was full.
+    pub store_dropped: Counter,
+    /// Warm transfers finished, by provider and outcome.
+    pub transfers: Family<TransferLabels, Counter>,
+    /// Wall time from the handoff decision to a human answering.
+    pub time_to_agent: Histogram,
+    /// Agent legs that did not answer, by provider and reason.
+    pub transfer_fallbacks: Family<FallbackLabels, Counter>,
+    /// How long callers who hung up on hold had waited.
+    pub hold_abandoned_wait: Histogram,
     /// Open TCP connections (HTTP and upgraded streams).
     pub connections_open: Gauge,
     /// Connections closed on accept because `max_connections` were open.
@@ -196,6 +248,14 @@ impl Metrics {
             handoff_delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
             bridge_queue_full: Counter::default(),
             transcript_lines: Counter::default(),
+            handoff_feedback: Family::default(),
+            handoff_precision: Family::default(),
+            calls_by_topic: Family::default(),
+            store_dropped: Counter::default(),
+            transfers: Family::default(),
+            time_to_agent: Histogram::new(exponential_buckets(0.5, 2.0, 10)),
+            transfer_fallbacks: Family::default(),
+            hold_abandoned_wait: Histogram::new(exponential_buckets(0.5, 2.0, 10)),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
             transcript_lines_dropped: Counter::default(),
@@ -323,6 +383,48 @@ impl Metrics {
             m.transcript_lines.clone(),
         );
         r.register(
+            "handoff_feedback",
+            "Feedback on handoffs from the humans who took them, by primary reason and needed",
+            m.handoff_feedback.clone(),
+        );
+        r.register(
+            "handoff_precision",
+            "Handoffs marked needed over handoffs with feedback, by primary reason",
+            m.handoff_precision.clone(),
+        );
+        r.register(
+            "calls",
+            "Ended calls by topic (none when no topic) and outcome (contained or handed_off)",
+            m.calls_by_topic.clone(),
+        );
+        r.register(
+            "store_dropped",
+            "Call-record writes dropped because the store's queue was full",
+            m.store_dropped.clone(),
+        );
+        r.register(
+            "transfers",
+            "Warm transfers finished, by provider and outcome (connected, fallback, abandoned, failed)",
+            m.transfers.clone(),
+        );
+        r.register_with_unit(
+            "time_to_agent",
+            "Wall time from the handoff decision to a human answering the agent leg",
+            Unit::Seconds,
+            m.time_to_agent.clone(),
+        );
+        r.register(
+            "transfer_fallbacks",
+            "Agent legs that did not answer and moved the transfer on, by provider and reason",
+            m.transfer_fallbacks.clone(),
+        );
+        r.register_with_unit(
+            "hold_abandoned_wait",
+            "Time callers who hung up on hold had waited since the handoff decision",
+            Unit::Seconds,
+            m.hold_abandoned_wait.clone(),
+        );
+        r.register(
             "transcript_lines_dropped",
             "Transcript lines dropped: the call already held server.max_pending_transcript_* \
              lines waiting for its media clock",
@@ -335,6 +437,43 @@ impl Metrics {
             m.media_lead_pauses.clone(),
         );
         Self { registry, ..m }
+    }
+
+    /// Counts a `handoff_connected`, `handoff_fallback` or `handoff_abandoned` event.
+    pub fn on_transfer_event(&self, kind: &crate::event::EventKind) {
+        use crate::event::EventKind;
+        let outcome = |provider: &str, outcome: &str| {
+            self.transfers
+                .get_or_create(&TransferLabels {
+                    provider: provider.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .inc();
+        };
+        match kind {
+            EventKind::HandoffConnected(c) => {
+                outcome(&c.provider, "connected");
+                self.time_to_agent
+                    .observe(c.time_to_agent_ms as f64 / 1000.0);
+            }
+            EventKind::HandoffFallback(f) => {
+                self.transfer_fallbacks
+                    .get_or_create(&FallbackLabels {
+                        provider: f.provider.clone(),
+                        reason: f.reason.clone(),
+                    })
+                    .inc();
+                if matches!(f.to.as_str(), "queue" | "voicemail" | "bot") {
+                    outcome(&f.provider, "fallback");
+                }
+            }
+            EventKind::HandoffAbandoned(a) => {
+                outcome(&a.provider, "abandoned");
+                self.hold_abandoned_wait
+                    .observe(a.waited_ms as f64 / 1000.0);
+            }
+            _ => {}
+        }
     }
 
     /// Registers the bridge's outbox health: failed writes and handoffs held in memory.

@@ -6,17 +6,21 @@ pub mod auth;
 mod call;
 mod conn;
 mod dashboard;
+mod events;
 pub mod metrics;
+mod playbook;
+mod providers_http;
 mod routes;
 mod ws_fault;
 
-use crate::bridge::{Bridge, HandoffRequest};
+use crate::bridge::{Bridge, HandoffRequest, WarmTransfers};
 use crate::config::Config;
 use crate::detect::TranscriptLine;
 use crate::event::{Event, EventKind, Signal};
 use crate::pipeline::PipelineSettings;
 use metrics::Metrics;
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -58,6 +62,7 @@ struct Inner {
     admission: Arc<Semaphore>,
     calls: Mutex<HashMap<String, CallEntry>>,
     bridge: Bridge,
+    warm: WarmTransfers,
     events: broadcast::Sender<Arc<Event>>,
     metrics: Metrics,
     recent_handoffs: dashboard::RecentHandoffs,
@@ -66,6 +71,10 @@ struct Inner {
     /// Names this process's connections, for providers whose stream may not name its call.
     connection_prefix: String,
     connections: std::sync::atomic::AtomicU64,
+    /// Features-only call records and feedback; `None` when `[store] path = ""` or it failed
+    /// to open.
+    store: Option<crate::store::Store>,
+    recorder: Mutex<crate::store::recorder::Recorder>,
     /// Fleet membership, with `[cluster]`.
     cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
@@ -73,9 +82,22 @@ struct Inner {
 impl AppState {
     /// State for a gateway with this configuration and bridge handle.
     /// Live handoff ids are random: see [`crate::detect::policy::HandoffIds`].
-    pub fn new(cfg: Config, mut settings: PipelineSettings, bridge: Bridge) -> Self {
+    pub fn new(cfg: Config, settings: PipelineSettings, bridge: Bridge) -> Self {
+        Self::with_warm(cfg, settings, bridge, WarmTransfers::default())
+    }
+
+    /// State whose Twilio handoffs are tracked by `warm`; handoff ids are random as in
+    /// [`Self::new`].
+    pub fn with_warm(
+        cfg: Config,
+        mut settings: PipelineSettings,
+        bridge: Bridge,
+        warm: WarmTransfers,
+    ) -> Self {
         settings.detector.handoff_ids = crate::detect::policy::HandoffIds::Random;
         let (events, _) = broadcast::channel(4096);
+        let store = open_store(&cfg);
+        let recorder = Mutex::new(crate::store::recorder::Recorder::new(&settings.detector));
         let mut metrics = Metrics::new();
         let (write_errors, held) = bridge.metric_handles();
         metrics.register_outbox(write_errors, held);
@@ -86,6 +108,7 @@ impl AppState {
                 settings: Arc::new(settings),
                 calls: Mutex::new(HashMap::new()),
                 bridge,
+                warm,
                 events,
                 metrics,
                 recent_handoffs: dashboard::RecentHandoffs::default(),
@@ -99,6 +122,8 @@ impl AppState {
                         .map_or(0, |d| d.as_millis())
                 ),
                 connections: std::sync::atomic::AtomicU64::new(1),
+                store,
+                recorder,
                 cluster: std::sync::OnceLock::new(),
             }),
         }
@@ -171,6 +196,11 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// The warm-transfer tracker: transfer outcomes by handoff id.
+    pub fn warm(&self) -> &WarmTransfers {
+        &self.inner.warm
+    }
+
     /// Subscribes to every event the gateway emits.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.events.subscribe()
@@ -235,9 +265,71 @@ impl AppState {
             .map(|e| (e.transcript.clone(), e.view.t_ms))
     }
 
+    /// The store, when on.
+    pub fn store(&self) -> Option<&crate::store::Store> {
+        self.inner.store.as_ref()
+    }
+
+    /// The detector settings calls run with.
+    pub fn settings(&self) -> &PipelineSettings {
+        &self.inner.settings
+    }
+
+    /// Feeds the call recorder; queues what it writes.
+    fn record(&self, e: &Event) {
+        use crate::store::recorder::Write;
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let write = match self.inner.recorder.lock() {
+            Ok(mut r) => r.on_event(e, now),
+            Err(_) => None,
+        };
+        let queued = match write {
+            None => true,
+            Some(Write::Handoff(id, call, reason, json)) => {
+                store.submit(move |db| db.put_handoff(&id, &call, &reason, &json))
+            }
+            Some(Write::Outcome(id, outcome)) => {
+                store.submit(move |db| db.set_outcome(&id, outcome))
+            }
+            Some(Write::Call(rec)) => {
+                let outcome = if rec.handoff_id.is_some() {
+                    "handed_off"
+                } else {
+                    "contained"
+                };
+                // Topic names come from the configuration: the label set is bounded.
+                let m = &self.inner.metrics.calls_by_topic;
+                for t in rec.topics.iter().chain(&rec.flagged) {
+                    m.get_or_create(&metrics::TopicOutcomeLabels {
+                        topic: t.clone(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+                }
+                if rec.topics.is_empty() && rec.flagged.is_empty() {
+                    m.get_or_create(&metrics::TopicOutcomeLabels {
+                        topic: "none".into(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+                }
+                store.submit(move |db| db.put_call(&rec))
+            }
+        };
+        if !queued {
+            self.inner.metrics.store_dropped.inc();
+        }
+    }
+
     /// Publishes events to subscribers and logs; counts signals and handoffs.
     fn publish(&self, events: &mut Vec<Event>) {
         for e in events.drain(..) {
+            self.record(&e);
             match &e.kind {
                 EventKind::Prosody(_) => {}
                 EventKind::Signal(s) => {
@@ -280,6 +372,17 @@ impl AppState {
                         outcome: outcome.to_owned(),
                     };
                     self.inner.metrics.deliveries.get_or_create(&labels).inc();
+                    if outcome == "failed" && d.target != "webhook" {
+                        // The caller could not be moved at all: a transfer that failed.
+                        self.inner
+                            .metrics
+                            .transfers
+                            .get_or_create(&metrics::TransferLabels {
+                                provider: d.target.clone(),
+                                outcome: "failed".to_owned(),
+                            })
+                            .inc();
+                    }
                     self.inner
                         .metrics
                         .delivery_attempts
@@ -287,8 +390,15 @@ impl AppState {
                         .inc_by(u64::from(d.attempts));
                     log_event(&e);
                 }
+                EventKind::HandoffConnected(_)
+                | EventKind::HandoffFallback(_)
+                | EventKind::HandoffAbandoned(_) => {
+                    self.inner.metrics.on_transfer_event(&e.kind);
+                    log_event(&e);
+                }
                 _ => log_event(&e),
             }
+            self.inner.warm.on_event(&e);
             self.inner
                 .recent_handoffs
                 .on_event(&self.inner.cfg.bridge, &self.inner.metrics, &e);
@@ -297,11 +407,19 @@ impl AppState {
         }
     }
 
+    /// Starts tracking a warm transfer for `req` (idempotent: a retried submission keeps the
+    /// first). Every submission path calls it before the bridge or the fleet sees the request,
+    /// so the transfer exists when the delivery result comes back.
+    fn register_warm(&self, req: &HandoffRequest) {
+        self.inner.warm.register(req, &self.inner.cfg.bridge);
+    }
+
     /// Hands a decided handoff to the bridge and returns once it is durable (group commit: a
     /// few ms) or, if the outbox cannot take it within the bridge's bounded wait, once the
     /// bridge keeps it in memory (counted, `/healthz` degraded, retried). Never drops it.
     async fn persist_handoff(&self, req: HandoffRequest) {
         let id = handoff_id(&req.event).to_owned();
+        self.register_warm(&req);
         match self.inner.bridge.submit(req).await {
             Ok(crate::bridge::Durability::Held) => {
                 tracing::error!(handoff_id = %id, "handoff not yet durable; delivered from memory, outbox write retried");
@@ -320,7 +438,10 @@ impl AppState {
         req: HandoffRequest,
     ) -> Result<(), crate::bridge::SubmitError> {
         match self.cluster() {
-            Some(c) => c.submit_handoff(req).await,
+            Some(c) => {
+                self.register_warm(&req);
+                c.submit_handoff(req).await
+            }
             None => {
                 self.persist_handoff(req).await;
                 Ok(())
@@ -335,6 +456,7 @@ impl AppState {
         let Some(c) = self.cluster() else {
             return Err(Box::new(req));
         };
+        self.register_warm(&req);
         match c.try_submit_handoff(req) {
             Ok(()) => Ok(()),
             Err(crate::bridge::SubmitError::Full(r)) => {
@@ -349,6 +471,21 @@ impl AppState {
     /// The bridge's health, for `/healthz`.
     pub fn bridge_health(&self) -> crate::bridge::BridgeHealth {
         self.inner.bridge.health()
+    }
+}
+
+/// Opens `[store] path`; a store that cannot open is logged and left off (calls still run).
+fn open_store(cfg: &Config) -> Option<crate::store::Store> {
+    let s = &cfg.store;
+    if s.path.trim().is_empty() {
+        return None;
+    }
+    match crate::store::Store::open(Path::new(&s.path), s.retention_days, s.max_calls) {
+        Ok(st) => Some(st),
+        Err(e) => {
+            tracing::error!(path = %s.path, error = %e, "call-record store unavailable; running without it");
+            None
+        }
     }
 }
 
@@ -473,17 +610,44 @@ pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerE
 pub struct Gateway {
     state: AppState,
     bridge_task: crate::bridge::BridgeTask,
+    warm_task: Option<crate::bridge::WarmTask>,
     forward_task: tokio::task::JoinHandle<()>,
 }
 
 impl Gateway {
     /// Starts the bridge (resuming any pending outbox) and builds the state.
-    pub async fn start(cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
+    pub async fn start(mut cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
+        let public_url = cfg.server.public_url.clone();
+        let in_fleet = cfg.cluster.is_some();
+        if let Some(t) = cfg.bridge.twilio.as_mut() {
+            let resolved = t
+                .resolve_mode(public_url.as_deref(), in_fleet)
+                .map_err(crate::bridge::BridgeError::Config)?;
+            if let Some(warning) = resolved {
+                tracing::warn!("{warning}");
+            }
+            if t.is_warm() && t.callback_base.is_none() {
+                return Err(ServerError::Bridge(crate::bridge::BridgeError::Config(
+                    crate::bridge::ConfigError::Invalid {
+                        key: "bridge.twilio.callback_base",
+                        reason: "a warm transfer needs Twilio to reach this gateway: set it or \
+                                 server.public_url (or mode = \"blind\")"
+                            .into(),
+                    },
+                )));
+            }
+        }
         let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
-        let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx).await?;
+        let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx.clone()).await?;
+        let client = reqwest::Client::builder()
+            .timeout(cfg.bridge.request_timeout())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(crate::bridge::BridgeError::Client)?;
+        let (warm, warm_task) = WarmTransfers::start(&cfg.bridge, client, events_tx).await?;
         let cluster_cfg = cfg.cluster.clone();
         let bridge_cfg = cfg.bridge.clone();
-        let state = AppState::new(cfg, settings, bridge);
+        let state = AppState::with_warm(cfg, settings, bridge, warm);
         if let Some(cc) = &cluster_cfg {
             let host = Arc::new(ClusterHost(Arc::downgrade(&state.inner)));
             let fallback = state.inner.bridge.clone();
@@ -504,6 +668,7 @@ impl Gateway {
         Ok(Self {
             state,
             bridge_task,
+            warm_task,
             forward_task,
         })
     }
@@ -522,6 +687,9 @@ impl Gateway {
             c.shutdown(grace).await;
         }
         self.bridge_task.shutdown(grace).await;
+        if let Some(w) = self.warm_task {
+            w.shutdown().await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.forward_task).await;
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! ([`api_guard`]), the JSON-only rule for posts ([`require_json`]) and the security headers
 //! every response carries.
 
-use super::{AppState, auth, call, conn, dashboard, metrics};
+use super::{AppState, auth, call, conn, dashboard, events, metrics, playbook, providers_http};
 use crate::detect::TranscriptLine;
 use crate::protocol::{AuthRule, Provider};
 use axum::Json;
@@ -24,8 +24,28 @@ pub(super) fn router(state: AppState) -> Router {
         .route("/", get(dashboard::index))
         .route("/dashboard/app.js", get(dashboard::app_js))
         .route("/dashboard/style.css", get(dashboard::style_css))
-        .route("/v1/events", get(dashboard::events))
-        .route("/v1/handoffs", get(dashboard::handoffs));
+        .route("/v1/events", get(events::events))
+        .route("/v1/handoffs", get(dashboard::handoffs))
+        .route("/v1/handoffs/{handoff_id}", get(playbook::get_handoff))
+        .route(
+            "/v1/handoffs/{handoff_id}/feedback",
+            post(playbook::post_feedback),
+        )
+        .route("/v1/reviews", get(playbook::get_reviews))
+        .route("/v1/reviews/precision", get(playbook::get_precision))
+        .route("/v1/reviews/{call_id}", post(playbook::post_review))
+        .route(
+            "/v1/providers/twilio/status",
+            post(providers_http::twilio_status),
+        )
+        .route(
+            "/v1/providers/twilio/transcription",
+            post(providers_http::twilio_transcription_route),
+        )
+        .route(
+            "/v1/providers/telnyx/webhook",
+            post(providers_http::telnyx_webhook),
+        );
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));
     }
@@ -307,9 +327,19 @@ async fn transcript(
             "confidence must be within 0..1",
         );
     }
-    let Some((tx, media_ms)) = st.transcript_sender(&call_id) else {
+    accept_transcript(&st, &call_id, line).await
+}
+
+/// Queues a validated transcript line for `call_id` (the API's and the providers' callbacks);
+/// in a fleet, a call held by another instance gets it forwarded there.
+pub(super) async fn accept_transcript(
+    st: &AppState,
+    call_id: &str,
+    line: TranscriptLine,
+) -> Response {
+    let Some((tx, media_ms)) = st.transcript_sender(call_id) else {
         if let Some(c) = st.cluster() {
-            return forward_transcript(&st, c, &call_id, &line).await;
+            return forward_transcript(st, c, call_id, &line).await;
         }
         return error(
             StatusCode::NOT_FOUND,

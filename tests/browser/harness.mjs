@@ -106,6 +106,7 @@ export async function startServer({ maxCalls = 2000 } = {}) {
     "[server]", `listen = "127.0.0.1:${port}"`, `max_calls = ${maxCalls}`,
     "[auth.twilio]", `auth_token = "${TWILIO_TOKEN}"`,
     "[auth.token]", `value = "${TOKEN}"`,
+    "[store]", `path = "${path.join(dir, "warmline.db")}"`,
     "[bridge]", `outbox_dir = "${path.join(dir, "outbox")}"`,
     "[bridge.webhook]", `url = "${hook.url}/handoff"`, `secret = "browser-secret"`, "",
   ].join("\n"));

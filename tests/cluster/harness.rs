@@ -161,6 +161,8 @@ max_attempts = 1000
 [bridge.webhook]
 url = "http://{webhook}/handoff"
 secret = "s"
+[store]
+path = ""
 [cluster]
 nats_url = "{nats}"
 instance_id = "{id}"

@@ -65,6 +65,8 @@ max_media_lead_s = 0.0 # recordings are streamed as fast as they go
 auth_token = "e2e-twilio-token"
 [auth.token]
 value = "e2e-token"
+[store]
+path = "" # no call records from a test run
 [bridge]
 outbox_dir = "{}"
 initial_backoff_ms = 50
@@ -76,6 +78,7 @@ account_sid = "AC00000000000000000000000000000000"
 auth_token = "twilio-rest-token"
 api_base = "{twilio_base}"
 agent = "+15551234567"
+mode = "blind"
 "#,
         outbox.path().display()
     );

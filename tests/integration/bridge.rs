@@ -115,6 +115,8 @@ fn handoff(id: &str, call_id: &str, provider: &str) -> HandoffRequest {
                     ..Summary::default()
                 },
                 provider: Some(provider.parse().unwrap()),
+                route: None,
+                pre_call: false,
             }),
         },
         provider: provider.parse().unwrap(),
@@ -142,13 +144,10 @@ fn webhook(addr: SocketAddr) -> Option<WebhookConfig> {
 
 fn twilio(addr: SocketAddr, agent: &str) -> Option<TwilioConfig> {
     Some(TwilioConfig {
-        account_sid: "AC123".into(),
-        auth_token: "tok".into(),
         api_base: format!("http://{addr}"),
-        agent: agent.into(),
         say: "One moment, connecting you.".into(),
-        status_callback: None,
-        workflow_sid: None,
+        mode: warmline::bridge::TransferMode::Blind,
+        ..TwilioConfig::new("AC123", "tok", agent)
     })
 }
 
@@ -301,6 +300,7 @@ async fn telnyx_transfer_carries_the_handoff_id() {
             api_key: "KEY1".into(),
             api_base: format!("http://{addr}"),
             to: "sip:agent@pbx.example".into(),
+            public_key: None,
         }),
         ..base_cfg(dir.path())
     };
@@ -953,6 +953,7 @@ async fn hostile_call_ids_never_change_the_provider_api_path() {
             api_key: "KEY".into(),
             api_base: format!("http://{addr}"),
             to: "+15550002222".into(),
+            public_key: None,
         }),
         vonage: Some(VonageConfig {
             jwt: "JWT1".into(),

@@ -46,6 +46,14 @@ pub fn test_config() -> Config {
     // Tests stream their audio as fast as it goes; pacing has its own test (limits.rs).
     cfg.server.max_media_lead_s = 0.0;
     cfg.bridge.outbox_dir = tempfile::tempdir().expect("tempdir").keep();
+    // Each server its own store file, never one in the working directory.
+    // (a directory apart from the outbox's, whose files the outbox owns).
+    cfg.store.path = tempfile::tempdir()
+        .expect("tempdir")
+        .keep()
+        .join("warmline.db")
+        .to_string_lossy()
+        .into_owned();
     cfg
 }
 
@@ -55,6 +63,14 @@ impl TestServer {
     }
 
     pub async fn with_config(cfg: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Self::with_config_on(cfg, listener).await
+    }
+
+    /// A gateway on a listener bound beforehand (when the config must know its address).
+    pub async fn with_config_on(cfg: Config, listener: tokio::net::TcpListener) -> Self {
         let tap: Tap = Arc::default();
         let t = tap.clone();
         let settings = PipelineSettings {
@@ -65,11 +81,9 @@ impl TestServer {
                         .extend_from_slice(pcm);
                 }
             })),
+            playbook: Arc::new(cfg.playbook()),
             ..Default::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let gw = Gateway::start(cfg, settings).await.expect("gateway");
         let state = gw.state().clone();

@@ -3,13 +3,16 @@
 
 mod bridge;
 mod common;
+mod deploy;
 mod fixtures;
 mod gateway;
 mod hardening_edge;
 mod limits;
 mod metrics;
 mod outbox;
+mod playbook;
 mod providers;
 mod replay;
 mod simulate;
 mod tune;
+mod warm;

@@ -402,12 +402,12 @@ async fn read_batches(
 async fn event_feed_streams_a_call_from_start_to_delivered_handoff() {
     let (server, _) = server_with_webhook().await;
     let base = format!("http://{}", server.addr);
-    let mut feed = reqwest::get(format!("{base}/v1/events?token={TOKEN}"))
+    let mut feed = reqwest::get(format!("{base}/v1/events?batch=1&token={TOKEN}"))
         .await
         .unwrap();
     assert_eq!(feed.status(), 200);
     // A subscriber that never reads must not hold up the call.
-    let stalled = reqwest::get(format!("{base}/v1/events?token={TOKEN}"))
+    let stalled = reqwest::get(format!("{base}/v1/events?batch=1&token={TOKEN}"))
         .await
         .unwrap();
     assert_eq!(stalled.status(), 200);

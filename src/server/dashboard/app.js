@@ -370,6 +370,30 @@
     }
   }
 
+  function transferText(e) {
+    if (e.event === "handoff_connected") return "connected → " + e.target + " in " + (e.time_to_agent_ms / 1000).toFixed(1) + " s";
+    if (e.event === "handoff_fallback") return e.from + " " + e.reason.replace("_", " ") + " → " + e.to;
+    if (e.event === "handoff_abandoned") return "caller hung up on hold after " + (e.waited_ms / 1000).toFixed(1) + " s";
+    return "";
+  }
+
+  function renderTransfer(card, list) {
+    const box = card.querySelector(".transfer");
+    box.textContent = "";
+    for (const e of list) {
+      const s = el("span", "delivery", transferText(e));
+      s.dataset.status = e.event === "handoff_connected" ? "delivered" : e.event === "handoff_abandoned" ? "failed" : "pending";
+      box.append(s);
+    }
+  }
+
+  function onTransfer(e) {
+    const card = handoffCards.get(e.handoff_id);
+    if (!card) return;
+    card._transfer.push(e);
+    renderTransfer(card, card._transfer);
+  }
+
   // `h`: a handoff event, optionally with `deliveries` (from /v1/handoffs).
   function addHandoff(h) {
     handoffIds.add(h.handoff_id);
@@ -398,6 +422,10 @@
     if (s.caller_intent) card.append(kv("intent", s.caller_intent, "intent"));
     if (s.prosody && s.prosody.description) card.append(kv("voice", s.prosody.description, "voice"));
     if (s.whisper) card.append(kv("whisper", "“" + s.whisper + "”", "whisper"));
+    if (h.route) card.append(kv("route", h.route.name + " → " + h.route.target + " (" + h.route.rule + ")", "route"));
+    if (h.pre_call) card.append(kv("pre-call", "handed off before the conversation", "route"));
+    const attrs = Object.entries(s.caller_attributes || {}).map(([k, v]) => k + "=" + v).join(" · ");
+    if (attrs) card.append(kv("caller", attrs, "attrs"));
     const ul = el("ul", "reasons");
     for (const r of h.reasons || []) {
       const li = el("li");
@@ -416,6 +444,9 @@
     card.append(el("div", "deliveries"));
     card._deliveries = h.deliveries || [];
     renderDeliveries(card, card._deliveries);
+    card.append(el("div", "deliveries transfer"));
+    card._transfer = h.transfer || [];
+    renderTransfer(card, card._transfer);
     who.addEventListener("click", () => {
       const call = calls.get(h.call_id);
       if (call && call.row) {
@@ -501,6 +532,9 @@
     },
     handoff_delivered(e) { onDelivery(e, true); },
     handoff_failed(e) { onDelivery(e, false); },
+    handoff_connected(e) { onTransfer(e); },
+    handoff_fallback(e) { onTransfer(e); },
+    handoff_abandoned(e) { onTransfer(e); },
     call_ended(e) {
       const c = calls.get(e.call_id);
       if (!c) return;
@@ -527,7 +561,7 @@
   }
 
   function connect() {
-    const url = "/v1/events" + (token ? "?token=" + encodeURIComponent(token) : "");
+    const url = "/v1/events?batch=1" + (token ? "&token=" + encodeURIComponent(token) : "");
     const es = new EventSource(url);
     es.onopen = () => {
       connEl.dataset.state = "live"; connEl.textContent = "live";
@@ -542,6 +576,39 @@
     connEl.dataset.state = "error";
     connEl.textContent = String(err.message || err);
   }
+
+  // --- review queue and feedback precision (from the call-record store) ---------------------
+
+  const REVIEW_REFRESH_MS = 15000;
+  const MAX_REVIEW_ROWS = 20;
+  async function loadReviews() {
+    const box = $("reviews");
+    if (!box) return;
+    let reviews, precision;
+    try {
+      [reviews, precision] = await Promise.all([getJson("/v1/reviews?limit=" + MAX_REVIEW_ROWS), getJson("/v1/reviews/precision")]);
+    } catch (err) {
+      // 503: the store is off; the panel says so and stops asking.
+      setText($("reviews-empty"), "Review queue unavailable (" + (err.message || err) + ").");
+      return false;
+    }
+    box.replaceChildren();
+    for (const r of reviews) {
+      const d = el("div", "review");
+      d.append(el("span", "call-id", r.call_id), el("span", "num", " " + Number(r.score).toFixed(2) + " "));
+      d.append(el("span", "why", (r.why || []).join("; ")));
+      if (r.label) d.append(el("span", "label", r.label.needed ? " · labelled: needed" : " · labelled: not needed"));
+      box.append(d);
+    }
+    $("reviews-empty").hidden = reviews.length > 0;
+    const pbox = $("precision");
+    pbox.replaceChildren();
+    for (const p of precision) {
+      pbox.append(el("div", "precision-row", label(p.reason) + ": " + p.needed + " of " + p.total + " needed (" + (100 * p.precision).toFixed(0) + " %)"));
+    }
+    return true;
+  }
+  loadReviews().then((ok) => { if (ok) setInterval(() => loadReviews().catch(showError), REVIEW_REFRESH_MS); });
 
   connect();
   // Periodic re-sort even when only a few rows change, so the hottest stay on top.
