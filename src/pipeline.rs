@@ -718,6 +718,19 @@ mod tests {
     use super::*;
     use crate::protocol::{RenderSpec, WireMessage};
 
+    /// An 8 kHz L16 call that announces only the caller.
+    fn caller_only_wav_call() -> CallInfo {
+        CallInfo {
+            call_id: crate::protocol::CallId::from_name("c"),
+            provider: crate::event::CallSource::Wav,
+            codec: crate::codec::Codec::L16,
+            sample_rate_hz: 8000,
+            tracks: vec![Track::Caller],
+            stream_id: None,
+            custom_parameters: BTreeMap::new(),
+        }
+    }
+
     /// A track the start message did not announce is analysed with the configured DSP, not the
     /// defaults (it used to get `DspConfig::default()`: an 8 s baseline instead of 1 s here).
     #[test]
@@ -729,15 +742,7 @@ mod tests {
             },
             ..PipelineSettings::default()
         };
-        let info = CallInfo {
-            call_id: crate::protocol::CallId::from_name("c"),
-            provider: crate::event::CallSource::Wav,
-            codec: crate::codec::Codec::L16,
-            sample_rate_hz: 8000,
-            tracks: vec![Track::Caller],
-            stream_id: None,
-            custom_parameters: BTreeMap::new(),
-        };
+        let info = caller_only_wav_call();
         let (mut p, _) = CallPipeline::new(info, &settings).unwrap();
         let pcm = crate::synth::speech(&[crate::synth::Segment::calm(4.0, 110.0)], 8000, 5);
         let mut out = Vec::new();
@@ -773,15 +778,7 @@ mod tests {
                 hold_baseline_on_tone: hold,
                 ..PipelineSettings::default()
             };
-            let info = CallInfo {
-                call_id: crate::protocol::CallId::from_name("c"),
-                provider: crate::event::CallSource::Wav,
-                codec: crate::codec::Codec::L16,
-                sample_rate_hz: 8000,
-                tracks: vec![Track::Caller],
-                stream_id: None,
-                custom_parameters: BTreeMap::new(),
-            };
+            let info = caller_only_wav_call();
             let (mut p, _) = CallPipeline::new(info, &settings).unwrap();
             let pcm =
                 crate::synth::speech(&[crate::synth::Segment::agitated(16.0, 130.0)], 8000, 5);
