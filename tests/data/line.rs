@@ -1,14 +1,13 @@
 //! The 24 development calls through what phone lines do to a voice (issue #18): each call's
 //! caller audio sent through a named condition of `warmline::tune::augment` (seeded per call),
-//! then replayed exactly as `warmline replay` runs it (bundled model, default settings,
-//! transcript sidecar). Prints one line per condition: escalating calls handed off after the
+//! then replayed exactly as `warmline replay` runs it (bundled model, default settings but a
+//! caller loop only weighing in, see [`tone_settings`]; transcript sidecar). Prints one line per condition: escalating calls handed off after the
 //! onset, median and max delay, calm calls handed off.
 //!
 //! `WARMLINE_DATA=../shared/data cargo test --release --test data line -- --nocapture`
 
-use crate::common::data_dir;
+use crate::common::{data_dir, tone_settings};
 use warmline::detect::tone::ToneModel;
-use warmline::pipeline::PipelineSettings;
 use warmline::tune::{self, CallTally};
 
 /// Live handoffs of the 24 calls under `condition`.
@@ -17,7 +16,7 @@ fn tally(condition: &str) -> CallTally {
     let calls = tune::evaluate_calls_on(
         &data_dir().join("calls/index.csv"),
         &model,
-        &PipelineSettings::default(),
+        &tone_settings(),
         model.sustain_ms,
         2,
         false,

@@ -2,9 +2,8 @@
 //! telephone channel (the procedure that produced `models/default.json`) and time-to-escalation
 //! of the bundled model on the synthetic calls.
 
-use crate::common::data_dir;
+use crate::common::{data_dir, tone_settings};
 use warmline::detect::tone::ToneModel;
-use warmline::pipeline::PipelineSettings;
 use warmline::tune::dataset::{Negatives, read_emotion_index};
 use warmline::tune::{self, TuneOptions};
 
@@ -63,7 +62,7 @@ fn bundled_model_fires_on_every_escalating_call_after_onset() {
     let calls = tune::evaluate_calls(
         &data_dir().join("calls/index.csv"),
         &model,
-        &PipelineSettings::default(),
+        &tone_settings(),
         model.sustain_ms,
         2,
         false,
