@@ -6,11 +6,5 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = warmline::cli::Cli::parse();
     warmline::cli::init_tracing(&cli);
-    match warmline::cli::run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("warmline: error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    warmline::cli::exit::exit_code(warmline::cli::run(cli))
 }

@@ -4,6 +4,7 @@
 pub mod check_config;
 mod deliver;
 mod demo;
+pub mod exit;
 mod features;
 mod feedback;
 mod log;
@@ -18,7 +19,14 @@ use std::process::ExitCode;
 
 /// warmline: hear frustration on live calls and warm-transfer the caller to a human.
 #[derive(Debug, Parser)]
-#[command(name = "warmline", version, about, long_about = None)]
+#[command(
+    name = "warmline",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit status: 0 success (also when the reader of stdout goes away), 1 failure \
+                  while running, 2 bad input (command line, config, a missing or invalid file)."
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace). `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -223,6 +223,48 @@ pub fn is_repeat_marker(word: &str) -> bool {
     )
 }
 
+/// Whether a line asks for something: a question, a request or want, a complaint that something
+/// does not work, or a marked repeat. A loop only escalates on asks: a caller who says the same
+/// plain statement three times ("Dogs are sitting by the door.") is not asking again unheard.
+pub fn is_ask(line: &Tokens, text: &str) -> bool {
+    text.contains('?')
+        || line.tokens.iter().any(|t| {
+            let w = t.word.as_str();
+            is_negation(w)
+                || is_repeat_marker(w)
+                || matches!(
+                    w,
+                    "where"
+                        | "why"
+                        | "when"
+                        | "how"
+                        | "what"
+                        | "which"
+                        | "who"
+                        | "can"
+                        | "could"
+                        | "would"
+                        | "will"
+                        | "please"
+                        | "want"
+                        | "wanted"
+                        | "need"
+                        | "needs"
+                        | "help"
+                        | "cancel"
+                        | "refund"
+                        | "fix"
+                        | "return"
+                        | "change"
+                        | "update"
+                        | "reset"
+                        | "waive"
+                        | "stop"
+                        | "still"
+                )
+        })
+}
+
 /// Whether the token at `i` is negated: a negation word earlier in the same clause within
 /// `window` tokens, not part of a question like "can't I" / "why can't you", and not cut off
 /// by a new subject ("I don't want a bot I want a human").

@@ -408,8 +408,17 @@ impl TranscriptSignals {
                 values,
             },
         );
-        // Only the caller asking again escalates: an agent repeating itself is its own problem.
-        f.escalates = who == Track::Caller && hit.repeats >= self.params.loop_escalate_repeats;
+        // Only the caller asking again escalates: an agent repeating itself is its own problem,
+        // and a plain statement said again is not an unanswered ask.
+        let ask = super::text::is_ask(tokens, text) || {
+            let earlier = super::text::tokenize(&f.evidence.matched.clone().unwrap_or_default());
+            super::text::is_ask(&earlier, f.evidence.matched.as_deref().unwrap_or(""))
+        };
+        f.evidence
+            .values
+            .insert("ask".into(), if ask { 1.0 } else { 0.0 });
+        f.escalates =
+            who == Track::Caller && ask && hit.repeats >= self.params.loop_escalate_repeats;
         out.push(f);
     }
 }

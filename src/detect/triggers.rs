@@ -465,7 +465,7 @@ fn caller_loops_escalate_at_the_second_repeat() {
             "again, update my shipping address please",
         ],
     ];
-    let negative: [[&str; 3]; 15] = [
+    let negative: [[&str; 3]; 17] = [
         [
             "what's my balance",
             "when is my payment due",
@@ -528,6 +528,17 @@ fn caller_loops_escalate_at_the_second_repeat() {
             "my package arrived",
             "everything was there",
             "I just wanted to say thanks",
+        ],
+        // The same plain statement three times is not an unanswered ask.
+        [
+            "Dogs are sitting by the door.",
+            "Dogs are sitting by the door.",
+            "Dogs are sitting by the door.",
+        ],
+        [
+            "Kids are talking by the door.",
+            "Kids are talking by the door.",
+            "Kids are talking by the door.",
         ],
     ];
     let cfg = DetectorConfig::default();

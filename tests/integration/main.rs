@@ -9,6 +9,7 @@ mod gateway;
 mod hardening_edge;
 mod limits;
 mod metrics;
+mod one_path;
 mod outbox;
 mod playbook;
 mod providers;

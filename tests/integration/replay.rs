@@ -231,3 +231,50 @@ fn features_prints_the_contract_csv() {
     let text = String::from_utf8(fine.stdout).unwrap();
     assert_eq!(text.lines().count(), 3601, "header and 36 s at 10 ms");
 }
+
+#[test]
+fn a_closed_pipe_ends_features_quietly_and_bad_input_exits_2() {
+    use std::io::Read as _;
+    let mut child = warmline()
+        .args(["features", &fixture("escalating.wav")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the header line's worth, then go away like `| head -1` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "status {:?}: {err}", out.status);
+    assert!(
+        !err.contains("Broken pipe") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    let missing = warmline()
+        .args(["features", "/nonexistent/x.wav"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[server]\nmax_calls = 0\n").unwrap();
+    let bad_cfg = warmline()
+        .args([
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            &fixture("escalating.wav"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad_cfg.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad_cfg.stderr)
+    );
+}
