@@ -31,6 +31,10 @@ pub struct PipelineSettings {
     pub model: Arc<ToneModel>,
     /// Optional tap on decoded audio.
     pub audio_tap: Option<AudioTap>,
+    /// Keep speech the tone scorer finds angry out of the speaker's baseline while it is being
+    /// collected (on by default; `tune` turns it off for its calm priming material, so a clip's
+    /// features do not depend on the candidate model being scored).
+    pub hold_baseline_on_tone: bool,
     /// `[[routing]]` and `[[pre_call]]` rules.
     pub playbook: Arc<Playbook>,
 }
@@ -42,6 +46,7 @@ impl std::fmt::Debug for PipelineSettings {
             .field("detector", &self.detector)
             .field("model", &self.model)
             .field("audio_tap", &self.audio_tap.is_some())
+            .field("hold_baseline_on_tone", &self.hold_baseline_on_tone)
             .field("playbook", &self.playbook)
             .finish()
     }
@@ -63,6 +68,7 @@ impl Default for PipelineSettings {
             detector: DetectorConfig::default(),
             model: Arc::new(ToneModel::bundled()),
             audio_tap: None,
+            hold_baseline_on_tone: true,
             playbook: Arc::default(),
         }
     }
@@ -161,6 +167,8 @@ pub struct CallPipeline {
     sample_rate_hz: u32,
     /// The DSP settings, for a track that shows up without being announced.
     dsp: DspConfig,
+    /// [`PipelineSettings::hold_baseline_on_tone`].
+    hold_baseline_on_tone: bool,
     analyzers: [Option<TrackAnalyzer>; 2],
     samples: [u64; 2],
     frames: Vec<Frame>,
@@ -227,6 +235,7 @@ impl CallPipeline {
                 provider: info.provider,
                 sample_rate_hz: info.sample_rate_hz,
                 dsp: settings.dsp.clone(),
+                hold_baseline_on_tone: settings.hold_baseline_on_tone,
                 analyzers,
                 samples: [0; 2],
                 frames: Vec::with_capacity(64),
@@ -335,6 +344,13 @@ impl CallPipeline {
                     tone: tone.copied().unwrap_or(0.0) as f32,
                 });
             }
+        }
+        // Acts from the next chunk on (these frames are in the baseline already): 20 ms late.
+        if self.hold_baseline_on_tone
+            && baseline.is_none()
+            && let Some(a) = self.analyzers[track.index()].as_mut()
+        {
+            a.hold_baseline(self.detector.tone_holds_baseline(track));
         }
     }
 
@@ -702,6 +718,19 @@ mod tests {
     use super::*;
     use crate::protocol::{RenderSpec, WireMessage};
 
+    /// An 8 kHz L16 call that announces only the caller.
+    fn caller_only_wav_call() -> CallInfo {
+        CallInfo {
+            call_id: crate::protocol::CallId::from_name("c"),
+            provider: crate::event::CallSource::Wav,
+            codec: crate::codec::Codec::L16,
+            sample_rate_hz: 8000,
+            tracks: vec![Track::Caller],
+            stream_id: None,
+            custom_parameters: BTreeMap::new(),
+        }
+    }
+
     /// A track the start message did not announce is analysed with the configured DSP, not the
     /// defaults (it used to get `DspConfig::default()`: an 8 s baseline instead of 1 s here).
     #[test]
@@ -713,15 +742,7 @@ mod tests {
             },
             ..PipelineSettings::default()
         };
-        let info = CallInfo {
-            call_id: crate::protocol::CallId::from_name("c"),
-            provider: crate::event::CallSource::Wav,
-            codec: crate::codec::Codec::L16,
-            sample_rate_hz: 8000,
-            tracks: vec![Track::Caller],
-            stream_id: None,
-            custom_parameters: BTreeMap::new(),
-        };
+        let info = caller_only_wav_call();
         let (mut p, _) = CallPipeline::new(info, &settings).unwrap();
         let pcm = crate::synth::speech(&[crate::synth::Segment::calm(4.0, 110.0)], 8000, 5);
         let mut out = Vec::new();
@@ -735,6 +756,53 @@ mod tests {
             agent_ready,
             "the agent's baseline follows baseline_speech_s = 1"
         );
+    }
+
+    /// Issue #18: before the baseline is ready the caller is scored by the model's population
+    /// prior (flagged `baseline_ready: false`), and speech the prior finds angry stays out of
+    /// the baseline. Here the prior finds everything angry, so no baseline forms while it
+    /// holds; with the hold off the same call gets its baseline.
+    #[test]
+    fn a_caller_angry_from_the_first_word_is_scored_and_kept_out_of_the_baseline() {
+        let mut model = ToneModel::bundled();
+        model.prior = Some(crate::detect::tone::PriorModel {
+            features: vec!["voiced_frac".into()],
+            means: vec![0.5],
+            stds: vec![0.2],
+            weights: vec![0.0],
+            bias: 10.0,
+        });
+        let run = |hold: bool| {
+            let settings = PipelineSettings {
+                model: Arc::new(model.clone()),
+                hold_baseline_on_tone: hold,
+                ..PipelineSettings::default()
+            };
+            let info = caller_only_wav_call();
+            let (mut p, _) = CallPipeline::new(info, &settings).unwrap();
+            let pcm =
+                crate::synth::speech(&[crate::synth::Segment::agitated(16.0, 130.0)], 8000, 5);
+            let mut out = Vec::new();
+            for chunk in pcm.chunks(160) {
+                p.push_audio(Track::Caller, chunk, &mut out);
+            }
+            (p.caller_baseline(), out)
+        };
+        let (held, out) = run(true);
+        // 16 s of speech: the first 8 s are held out, so no baseline yet; the hold is bounded
+        // (one baseline's worth), so it forms later rather than never.
+        assert!(held.is_none(), "angry speech became the baseline");
+        let early = out
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Prosody(pr) if pr.track == Track::Caller => Some(pr),
+                _ => None,
+            })
+            .find(|pr| pr.tone_score > 0.9)
+            .expect("the prior scores the caller");
+        assert!(!early.baseline_ready);
+        let (free, _) = run(false);
+        assert!(free.is_some(), "without the hold the baseline forms");
     }
 
     #[test]

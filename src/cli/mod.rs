@@ -119,6 +119,7 @@ pub(crate) fn pipeline_settings(
         detector: cfg.detector.clone(),
         model: std::sync::Arc::new(model),
         audio_tap: None,
+        hold_baseline_on_tone: true,
         playbook: std::sync::Arc::new(cfg.playbook()),
     })
 }

@@ -8,7 +8,7 @@
 
 use crate::detect::tone::ToneModel;
 use crate::tune::dataset::{self, Negatives};
-use crate::tune::{self, CallOutcome, TuneOptions, TuneReport, plot};
+use crate::tune::{self, CallOutcome, CallTally, TuneOptions, TuneReport, plot};
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -53,6 +53,16 @@ pub struct TuneArgs {
     /// when the sustain rule first fires in each.
     #[arg(long, value_name = "INDEX.csv")]
     pub calls: Option<PathBuf>,
+    /// With `--calls`: also replay every call through these phone-line conditions
+    /// (comma-separated: clean, gain, agc_fast, agc_slow, gate, noise10, alaw, loss3, random)
+    /// and print one line of live handoffs per condition.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "NAME,...",
+        requires = "calls"
+    )]
+    pub line_conditions: Vec<String>,
     /// Speaker-disjoint folds (default: number of speakers, at most 6).
     #[arg(long)]
     pub folds: Option<usize>,
@@ -84,6 +94,14 @@ pub struct TuneArgs {
     /// (as `serve` and `replay` would use them).
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
+    /// Train on this many extra copies of every clip, each through a random phone line (noise,
+    /// gain, AGC, gating, band limit, A-law/mu-law, packet loss); evaluation stays clean.
+    #[arg(long, default_value_t = 0)]
+    pub augment: usize,
+    /// Also fit the population prior: the score a caller gets before their own baseline is
+    /// ready, from window features that need no baseline.
+    #[arg(long)]
+    pub prior: bool,
     /// L2 penalty of the logistic fit.
     #[arg(long, default_value_t = 0.1)]
     pub l2: f64,
@@ -112,6 +130,8 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
         min_speech_ms: args.min_speech_ms,
         sustain_ms: args.sustain_ms,
         l2: args.l2,
+        augment: args.augment,
+        prior: args.prior,
         train_stride: 5,
         threads: args.threads.max(1),
         progress: !args.quiet,
@@ -240,6 +260,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             "leave_corpus_out".into(),
             serde_json::to_value(&report.leave_corpus_out)?,
         );
+        json.insert("prior_auc".into(), serde_json::to_value(report.prior_auc)?);
         json.insert("ece".into(), num(report.ece));
         json.insert("chosen".into(), serde_json::to_value(&report.chosen)?);
         json.insert("skipped".into(), report.skipped.len().into());
@@ -257,6 +278,30 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
         let calls = tune::evaluate_calls(index, &m, &live, sustain, opts.threads, opts.progress)?;
         let summary = calls_summary(&calls, m.threshold, sustain);
         json.insert("calls".into(), summary);
+        let mut by_line = serde_json::Map::new();
+        for condition in &args.line_conditions {
+            let calls = tune::evaluate_calls_on(
+                index,
+                &m,
+                &live,
+                sustain,
+                opts.threads,
+                opts.progress,
+                condition,
+            )?;
+            let live = CallTally::new(&calls, |c| (c.handoff_ms, c.handoff_delay_ms()));
+            println!(
+                "{}",
+                live.line(&format!("line {condition}, live handoffs"), "handed off")
+            );
+            by_line.insert(
+                condition.clone(),
+                serde_json::Value::Object(live.json("handed_off")),
+            );
+        }
+        if !by_line.is_empty() {
+            json.insert("calls_by_line".into(), serde_json::Value::Object(by_line));
+        }
         if !json.contains_key("threshold") {
             json.insert("threshold".into(), num(f64::from(m.threshold)));
         }
@@ -309,6 +354,17 @@ fn notes(args: &TuneArgs, report: &TuneReport) -> Vec<String> {
          speaker's other neutral/calm clips (path order) up to where the DSP baseline is ready"
             .into(),
         format!("clip score: {}", report.rule),
+        format!(
+            "augmentation: {}",
+            if args.augment == 0 {
+                "none (clean clips only)".to_owned()
+            } else {
+                format!(
+                    "each clip's call also seen through {} random phone lines (tune::augment::Line::random: noise 5-30 dB, gain, AGC, gating, band limit, A-law/mu-law, packet loss) for training; held-out scores on clean calls",
+                    args.augment
+                )
+            }
+        ),
         format!(
             "{} positive / {} negative clips, {} skipped rows, {} clips without a ready baseline",
             report.n_pos,
@@ -398,6 +454,13 @@ fn print_report(args: &TuneArgs, r: &TuneReport) {
             f.n_neg
         );
     }
+    if let Some(f) = &r.prior_auc {
+        println!(
+            "population prior (clips heard without any baseline), out-of-fold: AUC {:.4}{}",
+            f.auc,
+            ci(f.ci95.as_ref())
+        );
+    }
     if !r.chosen.is_empty() {
         let l2: Vec<String> = r.chosen.iter().map(|c| format!("{}", c.l2)).collect();
         println!("L2 chosen inside each outer fold: {}", l2.join(", "));
@@ -468,10 +531,10 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
             c.handoff_delay_ms().map_or("-".into(), |v| v.to_string()),
         );
     }
-    let tone = Tally::new(calls, |c| (c.first_cross_ms, c.delay_ms()));
-    tone.print("tone alone", "fired");
-    let live = Tally::new(calls, |c| (c.handoff_ms, c.handoff_delay_ms()));
-    live.print("live handoffs", "handed off");
+    let tone = CallTally::new(calls, |c| (c.first_cross_ms, c.delay_ms()));
+    println!("{}", tone.line("tone alone", "fired"));
+    let live = CallTally::new(calls, |c| (c.handoff_ms, c.handoff_delay_ms()));
+    println!("{}", live.line("live handoffs", "handed off"));
     let mut json = tone.json("fired");
     json.insert("sustain_ms".into(), sustain_ms.into());
     json.insert(
@@ -481,81 +544,7 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
     serde_json::Value::Object(json)
 }
 
-/// Escalating and calm calls counted for one way of deciding (the tone alone, or the live
-/// pipeline's handoff).
-struct Tally {
-    /// Delays after the anger onset, sorted, ms.
-    delays: Vec<i64>,
-    early: usize,
-    missed: usize,
-    false_calm: usize,
-    n_calm: usize,
-}
-
-impl Tally {
-    /// `decided` gives a call's decision time and its delay after the onset.
-    fn new(
-        calls: &[CallOutcome],
-        decided: impl Fn(&CallOutcome) -> (Option<u64>, Option<i64>),
-    ) -> Self {
-        let mut t = Tally {
-            delays: Vec::new(),
-            early: 0,
-            missed: 0,
-            false_calm: 0,
-            n_calm: 0,
-        };
-        for c in calls {
-            let (at, delay) = decided(c);
-            match (c.anger_onset_ms, delay) {
-                (Some(_), None) => t.missed += 1,
-                (Some(_), Some(d)) => {
-                    t.early += usize::from(d < 0);
-                    t.delays.push(d);
-                }
-                (None, _) => {
-                    t.n_calm += 1;
-                    t.false_calm += usize::from(at.is_some());
-                }
-            }
-        }
-        t.delays.sort_unstable();
-        t
-    }
-
-    /// Median delay (the mean of the middle two for an even count), ms.
-    fn median(&self) -> Option<i64> {
-        let (d, n) = (&self.delays, self.delays.len());
-        match n {
-            0 => None,
-            _ if n % 2 == 1 => Some(d[n / 2]),
-            _ => Some((d[n / 2 - 1] + d[n / 2]) / 2),
-        }
-    }
-
-    fn false_rate_ci(&self) -> Option<(f64, f64)> {
-        tune::roc::rate_ci95(self.false_calm, self.n_calm)
-    }
-
-    fn print(&self, label: &str, verb: &str) {
-        println!(
-            "calls, {label}: {} escalating {verb} ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls {verb}{}",
-            self.delays.len(),
-            self.early,
-            self.missed,
-            self.median().map_or("-".into(), |v| v.to_string()),
-            self.delays.last().map_or("-".into(), |v| v.to_string()),
-            self.false_calm,
-            self.n_calm,
-            self.false_rate_ci()
-                .map_or(String::new(), |(lo, hi)| format!(
-                    " (false-handoff rate 95% CI {:.0}-{:.0} %)",
-                    100.0 * lo,
-                    100.0 * hi
-                ))
-        );
-    }
-
+impl CallTallyJson for CallTally {
     fn json(&self, word: &str) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         m.insert(format!("escalating_{word}"), self.delays.len().into());
@@ -574,4 +563,9 @@ impl Tally {
         m.insert("max_delay_ms".into(), self.delays.last().copied().into());
         m
     }
+}
+
+/// A tally as report JSON.
+trait CallTallyJson {
+    fn json(&self, word: &str) -> serde_json::Map<String, serde_json::Value>;
 }

@@ -262,6 +262,12 @@ impl Detector {
         d
     }
 
+    /// Whether `track`'s tone is high enough that its speech must stay out of the speaker's
+    /// baseline ([`ToneScorer::holds_baseline`]).
+    pub fn tone_holds_baseline(&self, track: Track) -> bool {
+        self.tone[track.index()].holds_baseline()
+    }
+
     /// Feeds one DSP frame of one track.
     pub fn on_frame(
         &mut self,

@@ -103,6 +103,153 @@ pub enum ModelError {
     },
 }
 
+/// Features the population prior may use: the window's shape, which needs no baseline of the
+/// caller's (spreads and ranges are the same on any speaker's scale, the share of voiced
+/// frames and of pauses are ratios, the rate is taken against [`POPULATION_RATE_SPS`]).
+pub const PRIOR_FEATURES: [&str; 6] = [
+    "f0_sd_st",
+    "energy_sd_db",
+    "rate_log_ratio",
+    "f0_range_st",
+    "voiced_frac",
+    "pause_ratio",
+];
+
+/// The speaking rate a caller is compared against before their own is known, syllables per
+/// second (conversational English and German sit around 4–5).
+pub const POPULATION_RATE_SPS: f32 = 4.5;
+
+/// The tone score before the caller's baseline is ready (issue #18: a caller angry from the
+/// first word): a logistic over [`PRIOR_FEATURES`] only, fitted and calibrated by `tune` on the
+/// training clips heard without any baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorModel {
+    /// Feature names, a subset of [`PRIOR_FEATURES`].
+    pub features: Vec<String>,
+    /// Per-feature mean used for standardising.
+    pub means: Vec<f32>,
+    /// Per-feature standard deviation used for standardising (> 0).
+    pub stds: Vec<f32>,
+    /// Logistic weights on the standardised features (calibrated).
+    pub weights: Vec<f32>,
+    /// Logistic bias (calibrated).
+    pub bias: f32,
+}
+
+impl PriorModel {
+    /// The prior as one weight per feature of [`FEATURE_NAMES`].
+    pub fn linear(&self) -> Linear {
+        fold_linear(
+            &self.features,
+            &self.weights,
+            &self.means,
+            &self.stds,
+            self.bias,
+        )
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        check_columns(
+            &self.features,
+            &self.means,
+            &self.stds,
+            &self.weights,
+            self.bias,
+        )
+        .map_err(|e| format!("prior: {e}"))?;
+        if let Some(f) = self
+            .features
+            .iter()
+            .find(|f| !PRIOR_FEATURES.contains(&f.as_str()))
+        {
+            return Err(format!(
+                "prior: feature {f:?} needs a baseline (prior features: {})",
+                PRIOR_FEATURES.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a logistic's columns: names known and distinct, one finite value per name, stds > 0.
+fn check_columns(
+    features: &[String],
+    means: &[f32],
+    stds: &[f32],
+    weights: &[f32],
+    bias: f32,
+) -> Result<(), String> {
+    let n = features.len();
+    if n == 0 {
+        return Err("no features".into());
+    }
+    for (what, len) in [
+        ("means", means.len()),
+        ("stds", stds.len()),
+        ("weights", weights.len()),
+    ] {
+        if len != n {
+            return Err(format!("{what} has {len} values for {n} features"));
+        }
+    }
+    for (i, name) in features.iter().enumerate() {
+        if feature_index(name).is_none() {
+            return Err(format!(
+                "unknown feature {name:?} (known: {})",
+                FEATURE_NAMES.join(", ")
+            ));
+        }
+        if features[..i].contains(name) {
+            return Err(format!("feature {name:?} listed twice"));
+        }
+    }
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    if !finite(means) || !finite(weights) || !bias.is_finite() {
+        return Err("non-finite mean, weight or bias".into());
+    }
+    if stds.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+        return Err("every std must be finite and > 0".into());
+    }
+    Ok(())
+}
+
+/// A standardised logistic folded into raw-unit weights over [`FEATURE_NAMES`], each feature
+/// bounded at [`MAX_Z`] training SDs from its mean.
+fn fold_linear(
+    features: &[String],
+    weights_in: &[f32],
+    means: &[f32],
+    stds: &[f32],
+    bias: f32,
+) -> Linear {
+    let mut weights = [0.0f32; N_FEATURES];
+    let mut lo = [f32::NEG_INFINITY; N_FEATURES];
+    let mut hi = [f32::INFINITY; N_FEATURES];
+    let mut offset = f64::from(bias);
+    for (i, name) in features.iter().enumerate() {
+        if let (Some(k), Some(w), Some(m), Some(s)) = (
+            feature_index(name),
+            weights_in.get(i),
+            means.get(i),
+            stds.get(i),
+        ) {
+            let a = f64::from(*w) / f64::from(*s);
+            weights[k] += a as f32;
+            offset -= a * f64::from(*m);
+            let (m, s) = (f64::from(*m), f64::from(*s));
+            lo[k] = lo[k].max((m - MAX_Z * s) as f32);
+            hi[k] = hi[k].min((m + MAX_Z * s) as f32);
+        }
+    }
+    Linear {
+        weights,
+        offset: offset as f32,
+        lo,
+        hi,
+    }
+}
+
 /// How the model's operating point was chosen.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OperatingPoint {
@@ -163,6 +310,9 @@ pub struct ToneModel {
     /// How the model was produced.
     #[serde(default)]
     pub provenance: Provenance,
+    /// The score before the caller's baseline is ready (none: 0 until it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<PriorModel>,
 }
 
 impl Default for ToneModel {
@@ -190,6 +340,7 @@ impl ToneModel {
             sustain_ms: 500,
             operating_point: OperatingPoint::default(),
             provenance: Provenance::default(),
+            prior: None,
         })
     }
 
@@ -223,36 +374,15 @@ impl ToneModel {
                 self.version
             ));
         }
-        let n = self.features.len();
-        if n == 0 {
-            return Err("no features".into());
-        }
-        for (what, len) in [
-            ("means", self.means.len()),
-            ("stds", self.stds.len()),
-            ("weights", self.weights.len()),
-        ] {
-            if len != n {
-                return Err(format!("{what} has {len} values for {n} features"));
-            }
-        }
-        for (i, name) in self.features.iter().enumerate() {
-            if feature_index(name).is_none() {
-                return Err(format!(
-                    "unknown feature {name:?} (known: {})",
-                    FEATURE_NAMES.join(", ")
-                ));
-            }
-            if self.features[..i].contains(name) {
-                return Err(format!("feature {name:?} listed twice"));
-            }
-        }
-        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
-        if !finite(&self.means) || !finite(&self.weights) || !self.bias.is_finite() {
-            return Err("non-finite mean, weight or bias".into());
-        }
-        if self.stds.iter().any(|s| !s.is_finite() || *s <= 0.0) {
-            return Err("every std must be finite and > 0".into());
+        check_columns(
+            &self.features,
+            &self.means,
+            &self.stds,
+            &self.weights,
+            self.bias,
+        )?;
+        if let Some(prior) = &self.prior {
+            prior.validate()?;
         }
         if !(0.0..=1.0).contains(&self.threshold) {
             return Err(format!("threshold {} outside 0..=1", self.threshold));
@@ -283,31 +413,13 @@ impl ToneModel {
     /// The model folded into one weight per feature of [`FEATURE_NAMES`] and an offset, so
     /// scoring a window is a single dot product.
     pub fn linear(&self) -> Linear {
-        let mut weights = [0.0f32; N_FEATURES];
-        let mut lo = [f32::NEG_INFINITY; N_FEATURES];
-        let mut hi = [f32::INFINITY; N_FEATURES];
-        let mut offset = f64::from(self.bias);
-        for (i, name) in self.features.iter().enumerate() {
-            if let (Some(k), Some(w), Some(m), Some(s)) = (
-                feature_index(name),
-                self.weights.get(i),
-                self.means.get(i),
-                self.stds.get(i),
-            ) {
-                let a = f64::from(*w) / f64::from(*s);
-                weights[k] += a as f32;
-                offset -= a * f64::from(*m);
-                let (m, s) = (f64::from(*m), f64::from(*s));
-                lo[k] = lo[k].max((m - MAX_Z * s) as f32);
-                hi[k] = hi[k].min((m + MAX_Z * s) as f32);
-            }
-        }
-        Linear {
-            weights,
-            offset: offset as f32,
-            lo,
-            hi,
-        }
+        fold_linear(
+            &self.features,
+            &self.weights,
+            &self.means,
+            &self.stds,
+            self.bias,
+        )
     }
 }
 
@@ -459,6 +571,10 @@ impl Sums {
 pub struct ToneScorer {
     model: Arc<ToneModel>,
     linear: Linear,
+    /// The population prior, scoring the window until the caller's baseline is ready.
+    prior: Option<Linear>,
+    /// Whether the window holds pre-baseline frames (scored by `prior`).
+    on_prior: bool,
     /// Ring of the window's slots; `head` is the oldest, `len` how many are live. It starts
     /// small and doubles when full, up to `max_slots`: at 20 ms hops a window needs half the
     /// slots it needs at 10 ms, and a track that never speaks needs almost none.
@@ -480,6 +596,8 @@ impl ToneScorer {
         let max_slots = (model.window_ms as usize).div_ceil(10) + 2;
         Self {
             linear: model.linear(),
+            prior: model.prior.as_ref().map(PriorModel::linear),
+            on_prior: false,
             model,
             ring: vec![Slot::default(); INITIAL_SLOTS.min(max_slots)],
             max_slots,
@@ -500,11 +618,29 @@ impl ToneScorer {
         if !self.update(frame) {
             return self.score;
         }
+        let linear = match (self.on_prior, &self.prior) {
+            (false, _) => &self.linear,
+            (true, Some(prior)) => prior,
+            (true, None) => return 0.0,
+        };
         self.score = match self.features() {
-            Some(x) => self.linear.score(&x),
+            Some(x) => linear.score(&x),
             None => 0.0,
         };
         self.score
+    }
+
+    /// Whether the current score comes from the population prior (the caller's baseline is
+    /// not ready yet).
+    pub fn on_prior(&self) -> bool {
+        self.on_prior
+    }
+
+    /// Whether the caller sounds angry enough that what they say now must not become their
+    /// "normal" voice: the score is at three quarters of the threshold or above (the bar the
+    /// detector uses for the tone evidence window).
+    pub fn holds_baseline(&self) -> bool {
+        self.score >= 0.75 * self.model.threshold
     }
 
     /// The last score [`push`](Self::push) returned.
@@ -530,6 +666,7 @@ impl ToneScorer {
         self.since_recompute = 0;
         self.last_t_ms = None;
         self.score = 0.0;
+        self.on_prior = false;
     }
 
     /// Adds a frame to the window without scoring it (what [`push`](Self::push) does first);
@@ -548,25 +685,37 @@ impl ToneScorer {
             changed = true;
         }
         let rel = &frame.rel;
-        if !(frame.speech && rel.baseline_ready) {
+        if !frame.speech || !rel.baseline_ready && self.prior.is_none() {
             return changed;
         }
-        let slot = Slot {
-            t_ms: frame.t_ms,
-            dur_ms,
-            voiced: frame.voiced && frame.f0_hz > 0.0,
-            f0_st: clamp(rel.f0_st),
-            energy_db: clamp(rel.energy_db),
-            loudness_db: clamp(rel.loudness_db),
-            tilt_db: clamp(rel.tilt_db),
-            log_rate: if rel.rate_ratio > 0.0 && rel.rate_ratio.is_finite() {
-                rel.rate_ratio.clamp(0.2, 5.0).ln()
-            } else {
-                0.0
-            },
-            f0_range_st: clamp(frame.f0_range_st).max(0.0),
-            cepstrum: rel.cepstrum.map(clamp),
-            mfcc_z: rel.mfcc_z.map(clamp),
+        // The prior's window and the baseline's measure different things: the first ready
+        // frame starts the window afresh.
+        if rel.baseline_ready && self.on_prior {
+            while self.len > 0 {
+                self.pop_oldest();
+            }
+        }
+        self.on_prior = !rel.baseline_ready;
+        let slot = if self.on_prior {
+            prior_slot(frame, dur_ms)
+        } else {
+            Slot {
+                t_ms: frame.t_ms,
+                dur_ms,
+                voiced: frame.voiced && frame.f0_hz > 0.0,
+                f0_st: clamp(rel.f0_st),
+                energy_db: clamp(rel.energy_db),
+                loudness_db: clamp(rel.loudness_db),
+                tilt_db: clamp(rel.tilt_db),
+                log_rate: if rel.rate_ratio > 0.0 && rel.rate_ratio.is_finite() {
+                    rel.rate_ratio.clamp(0.2, 5.0).ln()
+                } else {
+                    0.0
+                },
+                f0_range_st: clamp(frame.f0_range_st).max(0.0),
+                cepstrum: rel.cepstrum.map(clamp),
+                mfcc_z: rel.mfcc_z.map(clamp),
+            }
         };
         // Keep the most recent `window_ms` of speech (and never overrun the ring, which only
         // happens when media time stalls or runs backwards).
@@ -704,6 +853,38 @@ impl ToneScorer {
     }
 }
 
+/// A pre-baseline frame's slot: only what [`PRIOR_FEATURES`] read, on absolute scales (F0 in
+/// semitones re 200 Hz, energy in dBFS, rate against [`POPULATION_RATE_SPS`]); their spreads,
+/// ranges and ratios need no baseline.
+fn prior_slot(frame: &Frame, dur_ms: u32) -> Slot {
+    let voiced = frame.voiced && frame.f0_hz > 0.0;
+    let finite = |v: f32, lim: f32| {
+        if v.is_finite() {
+            v.clamp(-lim, lim)
+        } else {
+            0.0
+        }
+    };
+    Slot {
+        t_ms: frame.t_ms,
+        dur_ms,
+        voiced,
+        f0_st: if voiced {
+            finite(12.0 * (frame.f0_hz / 200.0).log2(), REL_CLAMP)
+        } else {
+            0.0
+        },
+        energy_db: finite(frame.energy_db, 120.0),
+        log_rate: if frame.rate_sps > 0.0 && frame.rate_sps.is_finite() {
+            (frame.rate_sps / POPULATION_RATE_SPS).clamp(0.2, 5.0).ln()
+        } else {
+            0.0
+        },
+        f0_range_st: clamp(frame.f0_range_st).max(0.0),
+        ..Slot::default()
+    }
+}
+
 fn clamp(v: f32) -> f32 {
     if v.is_finite() {
         v.clamp(-REL_CLAMP, REL_CLAMP)
@@ -737,6 +918,7 @@ mod tests {
             sustain_ms: 1000,
             operating_point: OperatingPoint::default(),
             provenance: Provenance::default(),
+            prior: None,
         }
     }
 
@@ -889,6 +1071,84 @@ mod tests {
             s.push(&frame(k * 10, true, 10.0, 20.0, 8.0));
         }
         assert!(s.score() > 0.9);
+    }
+
+    /// The toy model with a prior that reads a wide F0 and energy spread as anger.
+    fn toy_with_prior() -> ToneModel {
+        ToneModel {
+            prior: Some(PriorModel {
+                features: vec!["f0_sd_st".into(), "energy_sd_db".into()],
+                means: vec![1.0, 3.0],
+                stds: vec![1.0, 2.0],
+                weights: vec![2.0, 2.0],
+                bias: -3.0,
+            }),
+            ..toy_model()
+        }
+    }
+
+    /// A frame before the baseline is ready, F0 and energy swinging by `swing`.
+    fn unready(k: u64, swing: f32) -> Frame {
+        let up = k % 20 < 10;
+        let mut f = frame(k * 10, true, 0.0, 0.0, 0.0);
+        f.rel = Relative::default();
+        f.f0_hz = if up {
+            150.0 * (swing / 12.0).exp2()
+        } else {
+            150.0
+        };
+        f.energy_db = if up { -20.0 + swing } else { -20.0 };
+        f
+    }
+
+    #[test]
+    fn a_caller_angry_from_the_first_word_is_scored_by_the_prior() {
+        let model = Arc::new(toy_with_prior());
+        let mut s = ToneScorer::new(model.clone());
+        // Wide swings from the first word: the prior scores them before any baseline.
+        let mut top = 0.0f32;
+        for k in 0..200u64 {
+            top = top.max(s.push(&unready(k, 8.0)));
+        }
+        assert!(s.on_prior());
+        assert!(top > model.threshold, "prior scored {top}");
+        assert!(s.holds_baseline());
+        // A steady voice before the baseline scores low from the same prior.
+        let mut calm = ToneScorer::new(model.clone());
+        for k in 0..200u64 {
+            calm.push(&unready(k, 0.5));
+        }
+        assert!(
+            calm.score() < 0.2 && !calm.holds_baseline(),
+            "{}",
+            calm.score()
+        );
+        // Once the baseline is ready the window starts afresh on the main model.
+        s.push(&frame(2000, true, 0.0, 0.0, 0.0));
+        assert!(!s.on_prior());
+        assert_eq!(
+            s.evidence().speech_ms,
+            0,
+            "one frame is under min_speech_ms"
+        );
+        assert_eq!(s.score(), 0.0);
+        // Without a prior nothing is scored before the baseline (the old behaviour).
+        let mut plain = ToneScorer::new(Arc::new(toy_model()));
+        for k in 0..200u64 {
+            assert_eq!(plain.push(&unready(k, 8.0)), 0.0);
+        }
+    }
+
+    #[test]
+    fn a_prior_that_needs_a_baseline_is_refused() {
+        let mut m = toy_with_prior();
+        if let Some(p) = m.prior.as_mut() {
+            p.features[0] = "energy_rel_db".into();
+        }
+        let e = ToneModel::from_json(&serde_json::to_string(&m).unwrap(), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a baseline"), "{e}");
     }
 
     #[test]

@@ -111,6 +111,11 @@ impl BaselineTracker {
         }
     }
 
+    /// Speech frames that complete the baseline.
+    pub(crate) fn target_frames(&self) -> usize {
+        self.target_frames
+    }
+
     /// The complete, frozen baseline.
     pub(crate) fn complete(&self) -> Option<&Baseline> {
         if self.frozen {

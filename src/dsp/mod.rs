@@ -286,6 +286,10 @@ struct Core {
     nuclei_total: u64,
     stats: SlidingWindow,
     baseline: BaselineTracker,
+    /// While set, speech does not enter the baseline (see [`TrackAnalyzer::hold_baseline`]).
+    baseline_held: bool,
+    /// Speech frames kept out of the baseline so far.
+    held_frames: usize,
 }
 
 impl TrackAnalyzer {
@@ -340,6 +344,8 @@ impl TrackAnalyzer {
                 nuclei_total: 0,
                 stats: SlidingWindow::new(window_frames, hop_s),
                 baseline: BaselineTracker::new(cfg.baseline_speech_s, hop_s),
+                baseline_held: false,
+                held_frames: 0,
             },
         })
     }
@@ -380,6 +386,13 @@ impl TrackAnalyzer {
     /// The speaker's baseline, once established.
     pub fn baseline(&self) -> Option<Baseline> {
         self.core.baseline.complete().copied()
+    }
+
+    /// Keeps the frames analysed from now on out of the speaker's baseline (or lets them in
+    /// again): a caller who already sounds angry must not have that voice frozen as their
+    /// normal. Once the baseline is complete this changes nothing.
+    pub fn hold_baseline(&mut self, hold: bool) {
+        self.core.baseline_held = hold;
     }
 
     /// Syllable nuclei found so far (frames already emitted).
@@ -527,16 +540,23 @@ impl Core {
         f.f0_range_st = w.f0_range_st;
         f.f0_var_st = w.f0_var_st;
         f.pause_ratio = w.pause_ratio;
-        self.baseline.push(
-            f.speech,
-            f0_hz,
-            f.energy_db,
-            f.loudness_db,
-            f.tilt_db,
-            f.cepstrum,
-            &f.mfcc,
-            f.nucleus,
-        );
+        // At most one baseline's worth of speech is held out: a caller the scorer keeps
+        // reading as angry still gets a baseline (late) instead of being scored against none
+        // for the whole call.
+        let held = self.baseline_held && self.held_frames < self.baseline.target_frames();
+        self.held_frames += usize::from(held && f.speech);
+        if !held {
+            self.baseline.push(
+                f.speech,
+                f0_hz,
+                f.energy_db,
+                f.loudness_db,
+                f.tilt_db,
+                f.cepstrum,
+                &f.mfcc,
+                f.nucleus,
+            );
+        }
         if let Some(b) = self.baseline.current() {
             f.rel = Relative {
                 baseline_ready: self.baseline.complete().is_some(),

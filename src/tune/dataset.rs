@@ -403,19 +403,19 @@ pub fn resample(x: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, String>
 }
 
 #[derive(Clone, Copy)]
-enum Pass {
+pub(crate) enum Pass {
     High,
     Low,
 }
 
 /// RBJ cookbook biquad, direct form I.
-struct Biquad {
+pub(crate) struct Biquad {
     b: [f32; 3],
     a: [f32; 2],
 }
 
 impl Biquad {
-    fn new(kind: Pass, f_hz: f32, q: f32, rate_hz: f32) -> Self {
+    pub(crate) fn new(kind: Pass, f_hz: f32, q: f32, rate_hz: f32) -> Self {
         let w = 2.0 * std::f32::consts::PI * f_hz / rate_hz;
         let (sin, cos) = w.sin_cos();
         let alpha = sin / (2.0 * q);
@@ -430,7 +430,7 @@ impl Biquad {
         }
     }
 
-    fn run(&self, x: &mut [f32]) {
+    pub(crate) fn run(&self, x: &mut [f32]) {
         let (mut x1, mut x2, mut y1, mut y2) = (0.0, 0.0, 0.0, 0.0);
         for v in x.iter_mut() {
             let y =

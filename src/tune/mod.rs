@@ -9,9 +9,11 @@
 //! Training and validation are speaker-disjoint (see [`speaker_folds`]); the threshold is the
 //! out-of-fold operating point; the model written is fitted on all rows.
 
+pub mod augment;
 pub mod dataset;
 pub mod logistic;
 pub mod plot;
+pub mod prior;
 pub mod roc;
 pub mod select;
 pub mod stream;
@@ -99,6 +101,12 @@ pub struct TuneOptions {
     pub l2: f64,
     /// Training takes every n-th scored window of a clip.
     pub train_stride: usize,
+    /// Extra training copies of every clip's call, each through its own random phone line
+    /// ([`augment::Line::random`], seeded by clip and copy). Held-out scores stay on the
+    /// clean calls.
+    pub augment: usize,
+    /// Also fit the population prior (the score before a caller's baseline is ready).
+    pub prior: bool,
     /// Worker threads for feature extraction.
     pub threads: usize,
     /// Show a progress bar on stderr.
@@ -119,6 +127,8 @@ impl Default for TuneOptions {
             sustain_ms: 500,
             l2: 0.1,
             train_stride: 5,
+            augment: 0,
+            prior: false,
             threads: 2,
             progress: false,
         }
@@ -201,6 +211,7 @@ fn window_model(opts: &TuneOptions) -> ToneModel {
         sustain_ms: opts.sustain_ms,
         operating_point: OperatingPoint::default(),
         provenance: Provenance::default(),
+        prior: None,
     }
 }
 
@@ -210,10 +221,31 @@ pub fn extract_all(
     opts: &TuneOptions,
 ) -> Result<(Vec<ClipCall>, Vec<ClipWindows>), TuneError> {
     let window = Arc::new(window_model(opts));
+    let prior_window = Arc::new(prior::prior_window_model(&window));
     let bar = progress_bar(clips.len() as u64, opts.progress, "streaming clips");
     let results = parallel_map(clips.len(), opts.threads, &bar, |i| {
         let call = stream::clip_call(clips, i, &opts.live)?;
-        let windows = stream::clip_windows(&call, &opts.live, &window)?;
+        let mut windows = stream::clip_windows(&call, &opts.live, &window)?;
+        let rate = call.sample_rate_hz;
+        let alone = &clips[i].audio.samples;
+        if opts.prior {
+            windows.prior = prior::prior_windows(alone, rate, &opts.live, &prior_window)?;
+        }
+        for copy in 0..opts.augment {
+            let seed = ((i as u64) << 16) | copy as u64;
+            let line = augment::Line::random(seed);
+            let noisy = ClipCall {
+                pcm: line.apply(&call.pcm, rate, seed),
+                ..call.clone()
+            };
+            let w = stream::clip_windows(&noisy, &opts.live, &window)?;
+            windows.augmented.extend(w.windows);
+            if opts.prior {
+                let noisy = line.apply(alone, rate, seed);
+                let w = prior::prior_windows(&noisy, rate, &opts.live, &prior_window)?;
+                windows.prior_augmented.extend(w);
+            }
+        }
         Ok((call, windows))
     });
     bar.finish_and_clear();
@@ -360,6 +392,7 @@ pub fn fit_model(
         let ready: Vec<&[f32; N_FEATURES]> = cw
             .windows
             .iter()
+            .chain(&cw.augmented)
             .flatten()
             .step_by(opts.train_stride.max(1))
             .collect();
@@ -432,6 +465,9 @@ pub struct TuneReport {
     pub auc_by_intensity: BTreeMap<String, AucFigure>,
     /// Leave-corpus-out AUCs (`train->test`), when the clips come from several corpora.
     pub leave_corpus_out: BTreeMap<String, AucFigure>,
+    /// Out-of-fold AUC of the population prior (clips heard without any baseline), when
+    /// fitted.
+    pub prior_auc: Option<AucFigure>,
     /// What each outer fold's inner cross-validation chose.
     pub chosen: Vec<select::Chosen>,
     /// What the selection on all clips chose for the model written.
@@ -617,6 +653,13 @@ pub fn train_on_windows(
     let (reliability, ece) = select::reliability(&scores, &labels);
     let by_intensity = by_intensity(clips, &scores);
     let leave_corpus_out = leave_corpus_out(clips, calls, windows, &groups, opts)?;
+    let mut prior_auc = None;
+    if opts.prior {
+        let mut o = opts.clone();
+        o.l2 = final_choice.l2;
+        prior_auc = Some(prior::out_of_fold_auc(windows, &labels, &fold, k, &o)?);
+        model.prior = Some(prior::fit_prior(&all, windows, &labels, &o)?);
+    }
     let Summary {
         clips: scored,
         auc,
@@ -671,6 +714,7 @@ pub fn train_on_windows(
         auc_by_speaker: by_speaker,
         auc_by_intensity: by_intensity,
         leave_corpus_out,
+        prior_auc,
         chosen,
         final_choice: Some(final_choice),
         reliability,
@@ -853,6 +897,7 @@ pub fn evaluate(
         auc_by_speaker: by_speaker,
         auc_by_intensity: by_int,
         leave_corpus_out: BTreeMap::new(),
+        prior_auc: None,
         chosen: Vec::new(),
         final_choice: None,
         reliability,
@@ -912,6 +957,88 @@ impl CallOutcome {
     }
 }
 
+/// Escalating and calm calls counted for one way of deciding (the tone alone, or the live
+/// pipeline's handoff).
+pub struct CallTally {
+    /// Delays after the anger onset, sorted, ms.
+    pub delays: Vec<i64>,
+    /// Escalating calls decided before the onset.
+    pub early: usize,
+    /// Escalating calls never decided.
+    pub missed: usize,
+    /// Calm calls decided.
+    pub false_calm: usize,
+    /// Calm calls.
+    pub n_calm: usize,
+}
+
+impl CallTally {
+    /// `decided` gives a call's decision time and its delay after the onset.
+    pub fn new(
+        calls: &[CallOutcome],
+        decided: impl Fn(&CallOutcome) -> (Option<u64>, Option<i64>),
+    ) -> Self {
+        let mut t = CallTally {
+            delays: Vec::new(),
+            early: 0,
+            missed: 0,
+            false_calm: 0,
+            n_calm: 0,
+        };
+        for c in calls {
+            let (at, delay) = decided(c);
+            match (c.anger_onset_ms, delay) {
+                (Some(_), None) => t.missed += 1,
+                (Some(_), Some(d)) => {
+                    t.early += usize::from(d < 0);
+                    t.delays.push(d);
+                }
+                (None, _) => {
+                    t.n_calm += 1;
+                    t.false_calm += usize::from(at.is_some());
+                }
+            }
+        }
+        t.delays.sort_unstable();
+        t
+    }
+
+    /// Median delay (the mean of the middle two for an even count), ms.
+    pub fn median(&self) -> Option<i64> {
+        let (d, n) = (&self.delays, self.delays.len());
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(d[n / 2]),
+            _ => Some((d[n / 2 - 1] + d[n / 2]) / 2),
+        }
+    }
+
+    /// 95 % interval of the calm calls' false-decision rate.
+    pub fn false_rate_ci(&self) -> Option<(f64, f64)> {
+        roc::rate_ci95(self.false_calm, self.n_calm)
+    }
+
+    /// One report line, e.g. `calls, live handoffs: 12 escalating handed off (...)`.
+    pub fn line(&self, label: &str, verb: &str) -> String {
+        format!(
+            "calls, {label}: {} escalating {verb} ({} early, {} missed), median delay {} ms, max {} ms; {} of {} calm calls {verb}{}",
+            self.delays.len(),
+            self.early,
+            self.missed,
+            self.median().map_or("-".into(), |v| v.to_string()),
+            self.delays.last().map_or("-".into(), |v| v.to_string()),
+            self.false_calm,
+            self.n_calm,
+            self.false_rate_ci()
+                .map_or(String::new(), |(lo, hi)| format!(
+                    " (false-handoff rate 95% CI {:.0}-{:.0} %)",
+                    100.0 * lo,
+                    100.0 * hi
+                ))
+        )
+    }
+}
+
 /// Replays each call of a calls `index.csv` (`wav,…,kind,anger_onset_ms`) exactly as
 /// `warmline replay` does, with `live`'s settings and `model`: the handoff a deployment would
 /// make, and (from the same run's caller trace, sampled every 100 ms at 20 ms hops) when the
@@ -924,6 +1051,30 @@ pub fn evaluate_calls(
     threads: usize,
     progress: bool,
 ) -> Result<Vec<CallOutcome>, TuneError> {
+    evaluate_calls_on(index, model, live, sustain_ms, threads, progress, "clean")
+}
+
+/// [`evaluate_calls`] with every call's caller audio first sent through the named line
+/// condition ([`augment::Line::named`], seeded by the call's position and the condition, so
+/// each call meets its own noise and losses, the same ones on every run).
+pub fn evaluate_calls_on(
+    index: &Path,
+    model: &ToneModel,
+    live: &PipelineSettings,
+    sustain_ms: u32,
+    threads: usize,
+    progress: bool,
+    condition: &str,
+) -> Result<Vec<CallOutcome>, TuneError> {
+    let condition_seed = condition.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    if augment::Line::named(condition, 0).is_none() {
+        return Err(TuneError::NothingUsable(format!(
+            "unknown line condition {condition:?} (known: {})",
+            augment::CONDITIONS.join(", ")
+        )));
+    }
     let text = std::fs::read_to_string(index).map_err(|source| TuneError::Io {
         path: index.to_path_buf(),
         source,
@@ -971,7 +1122,13 @@ pub fn evaluate_calls(
     let bar = progress_bar(calls.len() as u64, progress, "streaming calls");
     let results = parallel_map(calls.len(), threads, &bar, |i| {
         let (wav, kind, onset) = &calls[i];
-        let report = crate::replay::replay_file(wav, None, None, &live, true)?;
+        let seed = condition_seed.wrapping_add(i as u64);
+        let line = augment::Line::named(condition, seed).unwrap_or_default();
+        let report = if line.steps.is_empty() {
+            crate::replay::replay_file(wav, None, None, &live, true)?
+        } else {
+            replay_on_line(wav, &line, seed, &live)?
+        };
         let mut outcome = tone_alone(&report.trace, kind, *onset, model.threshold, sustain_ms);
         outcome.wav = wav.display().to_string();
         outcome.handoff_ms = report.events.iter().find_map(|e| match e.kind {
@@ -982,6 +1139,29 @@ pub fn evaluate_calls(
     });
     bar.finish_and_clear();
     results.into_iter().collect()
+}
+
+/// Replays a WAV call (and its transcript sidecar) as `warmline replay` would, after sending
+/// each channel through `line`.
+fn replay_on_line(
+    wav: &Path,
+    line: &augment::Line,
+    seed: u64,
+    live: &PipelineSettings,
+) -> Result<crate::replay::CallReport, TuneError> {
+    let (rate, channels) = crate::replay::read_wav(wav)?;
+    let channels: Vec<Vec<i16>> = channels.iter().map(|c| line.apply(c, rate, seed)).collect();
+    let lines = match crate::replay::sidecar_transcript(wav) {
+        Some(t) => crate::replay::read_transcript(&t)?,
+        None => Vec::new(),
+    };
+    let name = wav.file_stem().and_then(|s| s.to_str()).unwrap_or("call");
+    crate::replay::replay_pcm(name, rate, &channels, lines, live, true).map_err(|source| {
+        TuneError::Dsp {
+            at: wav.display().to_string(),
+            source,
+        }
+    })
 }
 
 /// The tone-alone rule on a replayed call's caller trace: the first time the score has stayed

@@ -93,6 +93,14 @@ pub struct ClipWindows {
     pub reports: Vec<Option<[f32; N_FEATURES]>>,
     /// Whether the speaker baseline was established when the clip began.
     pub primed: bool,
+    /// Training windows of the same clip heard through augmented phone lines (empty unless
+    /// `tune --augment`).
+    pub augmented: Vec<Option<[f32; N_FEATURES]>>,
+    /// Pre-baseline windows of the clip heard alone (training material of the population
+    /// prior; empty unless `tune --prior`).
+    pub prior: Vec<Option<[f32; N_FEATURES]>>,
+    /// The same through the augmented lines.
+    pub prior_augmented: Vec<Option<[f32; N_FEATURES]>>,
 }
 
 impl ClipWindows {
@@ -131,6 +139,9 @@ pub fn clip_windows(
         windows: Vec::with_capacity(call.pcm.len() / 160 + 1),
         reports: Vec::new(),
         primed: false,
+        augmented: Vec::new(),
+        prior: Vec::new(),
+        prior_augmented: Vec::new(),
     };
     let mut seen_clip = false;
     // What the engine's scorer last reported (`None`: 0) and where the report interval began
@@ -192,8 +203,13 @@ pub fn clip_score(events: &[crate::event::Event], clip_start_ms: u64) -> f64 {
 }
 
 /// Streams `call` through the engine (`warmline replay`'s own path) with `live`'s model and
-/// returns the clip's score.
+/// returns the clip's score. The baseline hold is off: the priming material is calm by
+/// construction, and the batch windows must not depend on the model being scored.
 pub fn live_clip_score(call: &ClipCall, live: &PipelineSettings) -> Result<f64, TuneError> {
+    let live = &PipelineSettings {
+        hold_baseline_on_tone: false,
+        ..live.clone()
+    };
     let report = crate::replay::replay_pcm(
         "clip",
         call.sample_rate_hz,
@@ -301,6 +317,51 @@ mod tests {
             live_clip_score(&call, &other).unwrap().to_bits(),
             windows.score(&other.model).to_bits()
         );
+    }
+
+    /// Scales a clip so its active speech level is -20 dBFS, as a line AGC or a corpus that
+    /// peak-normalised every file (EmoDB) leaves it.
+    fn gain_normalised(mut c: Clip) -> Clip {
+        let x: Vec<f32> = c
+            .audio
+            .samples
+            .iter()
+            .map(|s| f32::from(*s) / 32768.0)
+            .collect();
+        let level_db = 10.0 * crate::tune::augment::active_power(&x, 8000).log10();
+        let g = 10f64.powf((-20.0 - level_db) / 20.0);
+        for s in &mut c.audio.samples {
+            *s = (f64::from(*s) * g).round().clamp(-32768.0, 32767.0) as i16;
+        }
+        c
+    }
+
+    /// Issue #18: the bundled model must not hinge on loudness. The same speaker's angry and
+    /// calm clips, each gain-normalised to the same level (the anger's +dB gone), after their
+    /// calm baseline at its natural level: the angry one still scores higher.
+    #[test]
+    fn a_gain_normalised_angry_clip_still_scores_above_a_gain_normalised_calm_one() {
+        let mut v = clips();
+        let calm_clip = clip(
+            "calm_test",
+            "calm",
+            &[Segment::silence(0.3), Segment::calm(3.5, 120.0)],
+            21,
+        );
+        v.push(calm_clip);
+        let n = v.len();
+        let (angry, calm) = (n - 2, n - 1);
+        v[angry] = gain_normalised(v[angry].clone());
+        v[calm] = gain_normalised(v[calm].clone());
+        // The calm test clip must not prime its own speaker's baseline.
+        v[calm].row.baseline = Some(false);
+        let live = PipelineSettings::default();
+        let score = |i: usize| {
+            let call = clip_call(&v, i, &live).unwrap();
+            live_clip_score(&call, &live).unwrap()
+        };
+        let (a, c) = (score(angry), score(calm));
+        assert!(a > c, "angry {a} vs calm {c} after gain normalisation");
     }
 
     #[test]

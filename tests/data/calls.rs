@@ -91,17 +91,21 @@ fn escalating_calls_hand_off_after_onset_and_calm_calls_do_not() {
         delays.len()
     );
     // Targets: every escalating call after onset, median <= 3000 ms, max <= 8000 ms, no calm
-    // call. Measured with the bundled model (see models/README.md): 12/12 after onset, median
-    // 6.7 s (upper median), max 9.2 s, no calm call. The bounds below sit just above the
-    // measured level, so a regression fails; tighten them as the model improves.
+    // call. Measured with the bundled model (issue #18: trained with phone-line augmentation,
+    // threshold nested on RAVDESS training folds, never on these calls; see models/README.md):
+    // 12/12 after onset, median 7.9 s (upper median), max 11.6 s, one calm call
+    // (ravdess_12_calm, peak 0.753 held 1 s against the 0.699 threshold). The previous model
+    // had 0 calm here but its 0.755 threshold sat 0.007 above this set's calm peak and it
+    // fell apart on the same calls under AGC, gating and noise (tests/data/line.rs). The
+    // bounds sit at the measured level so a regression fails; the targets are not met.
     assert!(
         early_or_missed.is_empty(),
         "handed off before onset or never: {early_or_missed:?}"
     );
-    assert!(median <= 7500, "median delay {median} ms");
-    assert!(max <= 10_000, "max delay {max} ms");
+    assert!(median <= 8500, "median delay {median} ms");
+    assert!(max <= 12_000, "max delay {max} ms");
     assert!(
-        calm_fired.is_empty(),
+        calm_fired.len() <= 1,
         "calm calls handed off: {calm_fired:?}"
     );
 }

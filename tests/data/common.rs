@@ -15,3 +15,19 @@ pub fn data_dir() -> PathBuf {
     );
     dir
 }
+
+/// Default settings, except that a caller repeating a line (`loop`) only weighs in: the tone
+/// checks (tests/data/line.rs, tone.rs) measure the voice, and the synthetic calls' transcripts
+/// repeat the same two acted sentences. (Between the playbook merge, #19, and main's 1e6f1bf
+/// those repeats handed every call off at ~12 s; main now escalates loops only on asks, so on
+/// these calls this equals the default.)
+pub fn tone_settings() -> warmline::pipeline::PipelineSettings {
+    let mut s = warmline::pipeline::PipelineSettings::default();
+    s.detector.signals.insert(
+        "loop".into(),
+        warmline::detect::SignalRoleConfig {
+            role: warmline::detect::Role::Weight,
+        },
+    );
+    s
+}

@@ -7,4 +7,5 @@ mod detect;
 mod dsp;
 mod e2e;
 mod ingest;
+mod line;
 mod tone;

@@ -2,9 +2,8 @@
 //! telephone channel (the procedure that produced `models/default.json`) and time-to-escalation
 //! of the bundled model on the synthetic calls.
 
-use crate::common::data_dir;
+use crate::common::{data_dir, tone_settings};
 use warmline::detect::tone::ToneModel;
-use warmline::pipeline::PipelineSettings;
 use warmline::tune::dataset::{Negatives, read_emotion_index};
 use warmline::tune::{self, TuneOptions};
 
@@ -63,7 +62,7 @@ fn bundled_model_fires_on_every_escalating_call_after_onset() {
     let calls = tune::evaluate_calls(
         &data_dir().join("calls/index.csv"),
         &model,
-        &PipelineSettings::default(),
+        &tone_settings(),
         model.sustain_ms,
         2,
         false,
@@ -95,21 +94,26 @@ fn bundled_model_fires_on_every_escalating_call_after_onset() {
     }
     delays.sort_unstable();
     assert_eq!(delays.len(), 12);
-    // Measured with the bundled model (speech window, score held through pauses, sustain
-    // 1000 ms, 20 ms hops, mel-cepstrum spread, F0 up to 700 Hz): median 7.2 s, max 9.7 s, no
-    // calm call fires.
-    // Targets (median <= 3 s, max <= 8 s) are not met yet; these bounds guard against
+    // Measured with the bundled model (issue #18: augmented training, nested threshold 0.699):
+    // median 7.9 s (upper), max 12.0 s, one calm call fires (ravdess_12_calm; the previous
+    // model had none, with a zero margin, and failed under AGC, gating and noise).
+    // Targets (median <= 3 s, max <= 8 s, no calm) are not met; these bounds guard against
     // regressions only.
-    assert!(delays[6] <= 7800, "median delay {} ms", delays[6]);
-    assert!(delays[11] <= 10_500, "max delay {} ms", delays[11]);
-    assert_eq!(calm_fired, 0, "{calm_fired} calm calls fired");
+    assert!(delays[6] <= 8500, "median delay {} ms", delays[6]);
+    assert!(delays[11] <= 12_500, "max delay {} ms", delays[11]);
+    assert!(calm_fired <= 1, "{calm_fired} calm calls fired");
     // The same run also replays each call through the live pipeline (what `tune --calls`
     // reports as live handoffs): the same verdicts as `warmline replay` (tests/data/calls.rs).
     for c in &calls {
         match (c.anger_onset_ms, c.handoff_delay_ms()) {
             (Some(_), Some(d)) => assert!(d > 0, "{} handed off {} ms early", c.wav, -d),
             (Some(_), None) => panic!("escalating call {} never handed off live", c.wav),
-            (None, _) => assert_eq!(c.handoff_ms, None, "calm call {} handed off", c.wav),
+            (None, _) => {}
         }
     }
+    let live_calm = calls
+        .iter()
+        .filter(|c| c.anger_onset_ms.is_none() && c.handoff_ms.is_some())
+        .count();
+    assert!(live_calm <= 1, "{live_calm} calm calls handed off live");
 }
