@@ -132,8 +132,8 @@ pub fn outbox_load(data: &[u8]) {
         return;
     };
     let _ = std::fs::write(dir.join("h-fuzz.json"), data);
-    if let Ok((entries, _bad)) = outbox.load_pending() {
-        for e in entries {
+    if let Ok(loaded) = outbox.load_pending() {
+        for e in loaded.entries {
             // What loads must be usable: it serialises back.
             assert!(serde_json::to_vec(&e).is_ok());
         }
@@ -141,6 +141,7 @@ pub fn outbox_load(data: &[u8]) {
     // Leave the directory as found for the next input.
     let _ = std::fs::remove_file(dir.join("h-fuzz.json"));
     let _ = std::fs::remove_dir_all(dir.join("failed"));
+    let _ = std::fs::remove_dir_all(dir.join("corrupt"));
 }
 
 /// Input: `public_url`, `Forwarded`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Host` and the
