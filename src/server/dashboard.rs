@@ -358,6 +358,14 @@ pub(super) async fn events(
             .data(json);
         Some((Ok::<_, Infallible>(ev), feed))
     });
+    sse_response(stream)
+}
+
+/// An SSE response with a comment every 15 s, so proxies keep an idle feed open.
+pub(super) fn sse_response<S>(stream: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<axum::response::sse::Event, Infallible>> + Send + 'static,
+{
     Sse::new(stream)
         .keep_alive(
             KeepAlive::new()

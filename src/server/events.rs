@@ -11,11 +11,9 @@ use super::AppState;
 use super::dashboard::{self, TokenQuery};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::response::sse::{KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use std::convert::Infallible;
-use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// The query of `GET /v1/events`.
@@ -64,11 +62,5 @@ pub(super) async fn events(
             }
         }
     });
-    Sse::new(stream)
-        .keep_alive(
-            KeepAlive::new()
-                .interval(Duration::from_secs(15))
-                .text("keep-alive"),
-        )
-        .into_response()
+    dashboard::sse_response(stream)
 }
