@@ -9,7 +9,9 @@ SECONDS_EACH="${1:-60}"
 NICE="${NICE:-}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 targets=$(cargo +nightly fuzz list)
-cargo +nightly fuzz build >/dev/null
+# One retry: a build interrupted by the machine (linker killed under memory pressure) is not a
+# finding; a real compile error fails twice and stops the run.
+cargo +nightly fuzz build >/dev/null || cargo +nightly fuzz build
 status=0
 for t in $targets; do
   mkdir -p "corpus/$t" "artifacts/$t"
