@@ -10,6 +10,7 @@ use crate::detect::tone::ToneModel;
 use crate::tune::dataset::{self, Negatives};
 use crate::tune::{self, CallOutcome, CallTally, TuneOptions, TuneReport, plot};
 use anyhow::Context;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Which negatives `--emotion-index` uses.
@@ -116,6 +117,11 @@ pub struct TuneArgs {
 /// Runs `warmline tune`. Rows that cannot be used are named on stderr and skipped; the run goes
 /// on with the rest and writes its outputs, then exits 1 so a script notices.
 pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
+    // Every report line goes through one locked stdout with `writeln!`: a reader that goes
+    // away (`warmline tune … | head`) surfaces as a BrokenPipe error, which the binary ends
+    // quietly (`cli::exit`), instead of `println!` panicking.
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
     let mut skipped_rows = 0usize;
     let cfg = super::load_config(args.config.as_deref())?;
     let live = super::pipeline_settings(&cfg)?;
@@ -183,12 +189,12 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             trained.provenance.data = data_description(args);
             trained.provenance.notes = notes(args, &report);
         }
-        print_report(args, &report);
-        if let (Some(out), None) = (&args.out, &given) {
+        print_report(&mut out, args, &report)?;
+        if let (Some(path), None) = (&args.out, &given) {
             let text = serde_json::to_string_pretty(&trained)?;
-            std::fs::write(out, text + "\n")
-                .with_context(|| format!("writing model {}", out.display()))?;
-            println!("model written to {}", out.display());
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("writing model {}", path.display()))?;
+            writeln!(out, "model written to {}", path.display())?;
         }
         if let Some(path) = &args.plot {
             let title = if given.is_some() {
@@ -211,7 +217,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             )
             .map_err(anyhow::Error::msg)?;
             std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
-            println!("ROC plot written to {}", path.display());
+            writeln!(out, "ROC plot written to {}", path.display())?;
             let rel_path = path.with_extension("reliability.svg");
             let svg = plot::reliability_svg(
                 &format!("tone score calibration (ECE {:.3})", report.ece),
@@ -220,7 +226,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             .map_err(anyhow::Error::msg)?;
             std::fs::write(&rel_path, svg)
                 .with_context(|| format!("writing {}", rel_path.display()))?;
-            println!("reliability diagram written to {}", rel_path.display());
+            writeln!(out, "reliability diagram written to {}", rel_path.display())?;
         }
         json.insert("auc".into(), num(report.auc));
         let pair = |c: Option<(f64, f64)>| {
@@ -276,7 +282,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             args.sustain_ms
         };
         let calls = tune::evaluate_calls(index, &m, &live, sustain, opts.threads, opts.progress)?;
-        let summary = calls_summary(&calls, m.threshold, sustain);
+        let summary = calls_summary(&mut out, &calls, m.threshold, sustain)?;
         json.insert("calls".into(), summary);
         let mut by_line = serde_json::Map::new();
         for condition in &args.line_conditions {
@@ -290,10 +296,11 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
                 condition,
             )?;
             let live = CallTally::new(&calls, |c| (c.handoff_ms, c.handoff_delay_ms()));
-            println!(
+            writeln!(
+                out,
                 "{}",
                 live.line(&format!("line {condition}, live handoffs"), "handed off")
-            );
+            )?;
             by_line.insert(
                 condition.clone(),
                 serde_json::Value::Object(live.json("handed_off")),
@@ -306,7 +313,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<std::process::ExitCode> {
             json.insert("threshold".into(), num(f64::from(m.threshold)));
         }
     }
-    println!("{}", serde_json::Value::Object(json));
+    writeln!(out, "{}", serde_json::Value::Object(json))?;
     if skipped_rows > 0 {
         eprintln!("warmline: {skipped_rows} row(s) skipped (named above); exit status 1");
         return Ok(std::process::ExitCode::from(1));
@@ -375,13 +382,14 @@ fn notes(args: &TuneArgs, report: &TuneReport) -> Vec<String> {
     ]
 }
 
-fn print_report(args: &TuneArgs, r: &TuneReport) {
+fn print_report(out: &mut impl Write, args: &TuneArgs, r: &TuneReport) -> std::io::Result<()> {
     let speakers: std::collections::BTreeSet<_> = r
         .clips
         .iter()
         .filter_map(|c| c.speaker.as_deref())
         .collect();
-    println!(
+    writeln!(
+        out,
         "warmline tune: {} positive, {} negative recordings, {} speakers, {}, {}",
         r.n_pos,
         r.n_neg,
@@ -401,24 +409,26 @@ fn print_report(args: &TuneArgs, r: &TuneReport) {
         } else {
             "audio as recorded"
         }
-    );
+    )?;
     let ci = |c: Option<&(f64, f64)>| {
         c.map_or(String::new(), |(lo, hi)| {
             format!("  (95% CI {lo:.3}-{hi:.3})")
         })
     };
-    println!("AUC: {:.4}{}", r.auc, ci(r.auc_ci95.as_ref()));
+    writeln!(out, "AUC: {:.4}{}", r.auc, ci(r.auc_ci95.as_ref()))?;
     if let Some(a) = r.auc_neutral_calm {
-        println!(
+        writeln!(
+            out,
             "AUC vs neutral+calm only: {a:.4}{}",
             ci(r.auc_neutral_calm_ci95.as_ref())
-        );
+        )?;
     }
     for (label, a) in &r.auc_by_negative {
-        println!(
+        writeln!(
+            out,
             "  vs {label:<10} {a:.4}{}",
             ci(r.auc_by_negative_ci95.get(label))
-        );
+        )?;
     }
     if !r.auc_by_speaker.is_empty() {
         let worst = r
@@ -428,97 +438,119 @@ fn print_report(args: &TuneArgs, r: &TuneReport) {
             .map(|(s, a)| format!("; lowest {s} {a:.3}"))
             .unwrap_or_default();
         let mean = r.auc_by_speaker.values().sum::<f64>() / r.auc_by_speaker.len() as f64;
-        println!(
+        writeln!(
+            out,
             "AUC within each speaker: mean {mean:.3} over {} speakers{worst}",
             r.auc_by_speaker.len()
-        );
+        )?;
         for (sp, a) in &r.auc_by_speaker {
-            println!("  {sp:<14} {a:.3}");
+            writeln!(out, "  {sp:<14} {a:.3}")?;
         }
     }
     for (level, f) in &r.auc_by_intensity {
-        println!(
+        writeln!(
+            out,
             "AUC, {level} intensity positives vs every negative: {:.4}{} ({} vs {})",
             f.auc,
             ci(f.ci95.as_ref()),
             f.n_pos,
             f.n_neg
-        );
+        )?;
     }
     for (name, f) in &r.leave_corpus_out {
-        println!(
+        writeln!(
+            out,
             "leave-corpus-out {name}: AUC {:.4}{} ({} positive, {} negative)",
             f.auc,
             ci(f.ci95.as_ref()),
             f.n_pos,
             f.n_neg
-        );
+        )?;
     }
     if let Some(f) = &r.prior_auc {
-        println!(
+        writeln!(
+            out,
             "population prior (clips heard without any baseline), out-of-fold: AUC {:.4}{}",
             f.auc,
             ci(f.ci95.as_ref())
-        );
+        )?;
     }
     if !r.chosen.is_empty() {
         let l2: Vec<String> = r.chosen.iter().map(|c| format!("{}", c.l2)).collect();
-        println!("L2 chosen inside each outer fold: {}", l2.join(", "));
+        writeln!(out, "L2 chosen inside each outer fold: {}", l2.join(", "))?;
     }
     if let Some(c) = &r.final_choice {
-        println!(
+        writeln!(
+            out,
             "model written: L2 {} (inner AUC {:.4}), Platt a {:.3} c {:.3}, threshold {:.4}",
             c.l2, c.inner_auc, c.platt_a, c.platt_c, c.threshold
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "calibration (out-of-fold clip scores): expected calibration error {:.3}",
         r.ece
-    );
+    )?;
     for b in &r.reliability {
-        println!(
+        writeln!(
+            out,
             "  predicted {:.3}  observed {:.3}  ({} clips)",
             b.predicted, b.observed, b.n
-        );
+        )?;
     }
     if r.auc_ci95.is_some() {
-        println!(
+        writeln!(
+            out,
             "  (DeLong intervals treat clips as independent; clips share speakers, so the real \
              uncertainty is wider)"
-        );
+        )?;
     }
     let op = &r.operating_point;
-    println!(
+    writeln!(
+        out,
         "operating point ({}): threshold {:.4}, TPR/recall {:.3}, FPR {:.3}, precision {:.3} ({} TP, {} FP)",
         r.rule, op.threshold, op.tpr, op.fpr, op.precision, op.tp, op.fp
-    );
-    println!("threshold sweep:\n  threshold   TPR    FPR    precision");
+    )?;
+    writeln!(
+        out,
+        "threshold sweep:\n  threshold   TPR    FPR    precision"
+    )?;
     for p in r.sweep() {
-        println!(
+        writeln!(
+            out,
             "  {:>9.2}  {:>5.3}  {:>5.3}  {:>9.3}",
             p.threshold, p.tpr, p.fpr, p.precision
-        );
+        )?;
     }
     if !r.skipped.is_empty() {
-        println!("skipped rows: {} (listed on stderr)", r.skipped.len());
+        writeln!(out, "skipped rows: {} (listed on stderr)", r.skipped.len())?;
     }
     if r.unprimed > 0 {
-        println!(
+        writeln!(
+            out,
             "clips scored without a ready speaker baseline (score 0): {}",
             r.unprimed
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serde_json::Value {
-    println!(
+fn calls_summary(
+    out: &mut impl Write,
+    calls: &[CallOutcome],
+    threshold: f32,
+    sustain_ms: u32,
+) -> std::io::Result<serde_json::Value> {
+    writeln!(
+        out,
         "calls: tone alone = score >= {threshold:.4} held {sustain_ms} ms; live = handoff by the full pipeline as `warmline replay` runs it\n  call                                   kind        onset_ms  fired_ms  delay_ms  peak_held  peak_before_onset  live_handoff_ms  live_delay_ms"
-    );
+    )?;
     for c in calls {
         let name = std::path::Path::new(&c.wav)
             .file_name()
             .map_or(c.wav.clone(), |n| n.to_string_lossy().into_owned());
-        println!(
+        writeln!(
+            out,
             "  {:<38} {:<11} {:>8} {:>9} {:>9} {:>10.3} {:>18.3} {:>16} {:>14}",
             name,
             c.kind,
@@ -529,19 +561,19 @@ fn calls_summary(calls: &[CallOutcome], threshold: f32, sustain_ms: u32) -> serd
             c.peak_sustained_before_onset,
             c.handoff_ms.map_or("-".into(), |v| v.to_string()),
             c.handoff_delay_ms().map_or("-".into(), |v| v.to_string()),
-        );
+        )?;
     }
     let tone = CallTally::new(calls, |c| (c.first_cross_ms, c.delay_ms()));
-    println!("{}", tone.line("tone alone", "fired"));
+    writeln!(out, "{}", tone.line("tone alone", "fired"))?;
     let live = CallTally::new(calls, |c| (c.handoff_ms, c.handoff_delay_ms()));
-    println!("{}", live.line("live handoffs", "handed off"));
+    writeln!(out, "{}", live.line("live handoffs", "handed off"))?;
     let mut json = tone.json("fired");
     json.insert("sustain_ms".into(), sustain_ms.into());
     json.insert(
         "live".into(),
         serde_json::Value::Object(live.json("handed_off")),
     );
-    serde_json::Value::Object(json)
+    Ok(serde_json::Value::Object(json))
 }
 
 impl CallTallyJson for CallTally {

@@ -91,6 +91,7 @@ mod config;
 pub mod dynamics;
 pub mod human;
 pub mod loops;
+pub mod model;
 pub mod playbook;
 pub mod policy;
 pub mod prosody;

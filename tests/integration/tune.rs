@@ -164,3 +164,31 @@ fn tune_trains_a_loadable_model_with_a_plot_and_names_bad_rows() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_tune_quietly() {
+    // `warmline tune … | head` with a reader that is already gone: every report line meets a
+    // closed pipe, which must end the run with status 0 and nothing on stderr (println! would
+    // panic with "failed printing to stdout: Broken pipe").
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(&labels, corpus(dir.path())).unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json");
+    let mut child = warmline()
+        .args(["tune", "--quiet", "--labels"])
+        .arg(&labels)
+        .arg("--model")
+        .arg(&model)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "status {:?}: {err}", out.status);
+    assert!(
+        !err.contains("Broken pipe") && !err.contains("panicked"),
+        "{err}"
+    );
+}
