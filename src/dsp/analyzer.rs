@@ -15,8 +15,12 @@ use super::resample::ToAnalysisRate;
 use super::vad::VoiceDetector;
 use super::{ANALYSIS_RATE_HZ, Baseline, DspConfig, DspError, Frame, MFCC_LEN, Relative, mfcc};
 
-/// Frames below this level are never speech and never voiced, dBFS.
-const SILENCE_DB: f32 = -60.0;
+/// Frames below this level are never speech and never voiced, dBFS. -70 rather than -60:
+/// acted corpora and quiet lines carry calm speech near -48 dBFS RMS, and 12 dB less gain put
+/// half of it under -60, so such a caller never got a baseline (issue #18, `gain` line). G.711
+/// mu-law's smallest step is near -78 dBFS, so digital silence still stays below; the
+/// tracked noise floor (`SPEECH_OVER_NOISE_DB`) is what keeps line noise out.
+const SILENCE_DB: f32 = -70.0;
 /// A speech frame must be this far above the tracked noise floor, dB.
 const SPEECH_OVER_NOISE_DB: f32 = 6.0;
 /// How fast the noise floor may rise while the level stays above it, dB per frame.

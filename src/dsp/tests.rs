@@ -197,6 +197,40 @@ fn baseline_ignores_silence_and_is_frozen_once_complete() {
 }
 
 #[test]
+fn a_quiet_line_still_gives_speech_and_a_baseline() {
+    // RAVDESS-like calm speech sits near -48 dBFS RMS; a line 12 dB quieter puts its syllables
+    // near -60 dBFS. With the absolute floor at -60 dBFS half of such a caller's speech was
+    // not speech and their baseline never completed (issue #18, the `gain` line condition).
+    let syl = buzz(130.0, 8000, 0.2, 0.004);
+    let mut x = Vec::new();
+    while x.len() < 8000 * 16 {
+        x.extend(
+            syl.iter()
+                .enumerate()
+                .map(|(i, &s)| (f32::from(s) * (PI * i as f32 / syl.len() as f32).sin()) as i16),
+        );
+        x.extend(noise(800, 0.00005, x.len() as u32));
+    }
+    let cfg = DspConfig {
+        baseline_speech_s: 3.0,
+        ..DspConfig::default()
+    };
+    let mut a = TrackAnalyzer::new(8000, &cfg).unwrap();
+    let mut out = Vec::new();
+    a.push(&x, &mut out);
+    let speech: Vec<&Frame> = out.iter().filter(|f| f.speech).collect();
+    let levels: Vec<f32> = speech.iter().map(|f| f.energy_db).collect();
+    assert!(
+        speech.len() * 10 > out.len() * 5,
+        "{} of {} frames speech; levels {levels:?}",
+        speech.len(),
+        out.len()
+    );
+    let b = a.baseline().expect("a quiet caller still gets a baseline");
+    assert!((b.f0_hz - 130.0).abs() < 3.0, "{b:?}");
+}
+
+#[test]
 fn resampled_input_gives_the_same_f0() {
     for f0 in [95.0, 220.0] {
         let (base, _) = f0_summary(&frames(&buzz(f0, 8000, 1.0, 0.5), 8000));

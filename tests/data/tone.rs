@@ -36,16 +36,17 @@ fn ravdess_anger_separates_speaker_disjoint_on_the_telephone_channel() {
     assert_eq!(report.unprimed, 0, "every clip had its speaker baseline");
     // Every clip is now scored as the live pipeline scores it (streamed after the speaker's
     // calm material, highest caller tone_score inside the clip; nested L2/Platt/threshold).
-    // Measured 0.836 / 0.915 under that protocol (0.909 / 0.985 under the old per-clip window,
-    // which the live path never ran). The bounds guard against regression; #18's targets
-    // (0.93 / 0.98) are not reached.
+    // Measured 0.869 / 0.953 under that protocol since the DSP's speech floor went from -60 to
+    // -70 dBFS (branch tone3; 0.836 / 0.915 before it, 0.909 / 0.985 under the old per-clip
+    // window, which the live path never ran). The bounds guard against regression; #18's
+    // targets (0.93 / 0.98) are not reached.
     assert!(
-        report.auc >= 0.80,
+        report.auc >= 0.85,
         "anger vs every other emotion: AUC {}",
         report.auc
     );
     let nc = report.auc_neutral_calm.unwrap();
-    assert!(nc >= 0.88, "anger vs neutral/calm: AUC {nc}");
+    assert!(nc >= 0.93, "anger vs neutral/calm: AUC {nc}");
     // Speaker-disjoint: no fold holds a speaker that another fold also holds.
     for a in &report.clips {
         for b in &report.clips {
@@ -95,12 +96,14 @@ fn bundled_model_fires_on_every_escalating_call_after_onset() {
     delays.sort_unstable();
     assert_eq!(delays.len(), 12);
     // Measured with the bundled model (issue #18: augmented training, nested threshold 0.699):
-    // median 7.9 s (upper), max 12.0 s, one calm call fires (ravdess_12_calm; the previous
-    // model had none, with a zero margin, and failed under AGC, gating and noise).
+    // median 8.3 s (upper), max 18.3 s, one calm call fires (ravdess_12_calm; the previous
+    // model had none, with a zero margin, and failed under AGC, gating and noise). The max was
+    // 12.0 s before the DSP's speech floor went from -60 to -70 dBFS (branch tone3): one call,
+    // ravdess_01_escalating, is slower; quiet lines now get a baseline (tests/data/line.rs).
     // Targets (median <= 3 s, max <= 8 s, no calm) are not met; these bounds guard against
     // regressions only.
     assert!(delays[6] <= 8500, "median delay {} ms", delays[6]);
-    assert!(delays[11] <= 12_500, "max delay {} ms", delays[11]);
+    assert!(delays[11] <= 18_500, "max delay {} ms", delays[11]);
     assert!(calm_fired <= 1, "{calm_fired} calm calls fired");
     // The same run also replays each call through the live pipeline (what `tune --calls`
     // reports as live handoffs): the same verdicts as `warmline replay` (tests/data/calls.rs).
