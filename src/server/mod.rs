@@ -556,6 +556,32 @@ impl crate::cluster::Host for ClusterHost {
             AppState { inner }.publish(&mut vec![event]);
         }
     }
+
+    fn call_summaries(&self) -> Vec<crate::cluster::events::CallSummary> {
+        let Some(inner) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let Ok(m) = inner.calls.lock() else {
+            return Vec::new();
+        };
+        m.iter()
+            .map(|(id, e)| crate::cluster::events::CallSummary {
+                call_id: id.clone(),
+                t_ms: e.view.t_ms,
+                scores: e
+                    .view
+                    .scores
+                    .iter()
+                    .map(|(k, v)| (k.name().to_owned(), *v))
+                    .collect(),
+                handoff: e
+                    .view
+                    .handoff
+                    .as_ref()
+                    .and_then(|h| serde_json::to_value(h).ok()),
+            })
+            .collect()
+    }
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets open calls
