@@ -24,6 +24,11 @@
 //! - Shared leaves: [`event`] (the contract's types), [`config`], [`synth`] (deterministic
 //!   synthetic speech for fixtures, the demo and tests), [`plot`].
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod bridge;
 pub mod cli;
 pub mod cluster;
