@@ -89,6 +89,7 @@
 
 mod config;
 pub mod dynamics;
+pub mod gate;
 pub mod human;
 pub mod loops;
 pub mod playbook;
