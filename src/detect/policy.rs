@@ -6,6 +6,8 @@
 //!
 //! Pure and allocation-free on the per-frame path (evidence objects are built only when a
 //! signal crosses or a handoff is decided). Tests drive it directly with `(t_ms, score)`.
+//!
+//! Size: ~550 lines of code; the rest is its tests.
 
 use crate::detect::tone::ToneEvidence;
 use crate::dsp::Frame;
