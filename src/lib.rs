@@ -32,13 +32,17 @@
 pub mod bridge;
 pub mod cli;
 pub mod cluster;
+#[deny(missing_docs)]
 pub mod codec;
 pub mod config;
+#[deny(missing_docs)]
 pub mod detect;
+#[deny(missing_docs)]
 pub mod dsp;
 pub mod event;
 pub mod pipeline;
 pub mod plot;
+#[deny(missing_docs)]
 pub mod protocol;
 pub mod replay;
 pub mod server;
