@@ -216,6 +216,8 @@ pub struct FleetSpec {
     pub webhook: SocketAddr,
     pub ack_wait_ms: u64,
     pub publish_fallback_ms: u64,
+    /// Whether each `serve` runs a delivery worker (off: only `warmline deliver` delivers).
+    pub deliver: bool,
 }
 
 impl FleetSpec {
@@ -227,6 +229,7 @@ impl FleetSpec {
             // Generous: a loaded test machine must not miss a progress report and redeliver.
             ack_wait_ms: 5000,
             publish_fallback_ms: 10_000,
+            deliver: true,
         }
     }
 
@@ -258,6 +261,8 @@ call_ttl_ms = 6000
 ack_wait_ms = {ack}
 publish_fallback_ms = {fallback}
 drain_timeout_ms = 20000
+view_interval_ms = 500
+deliver = {deliver}
 "#,
             outbox = dir.join("outbox").display(),
             webhook = self.webhook,
@@ -265,6 +270,7 @@ drain_timeout_ms = 20000
             p = self.prefix,
             ack = self.ack_wait_ms,
             fallback = self.publish_fallback_ms,
+            deliver = self.deliver,
         )
     }
 
@@ -313,6 +319,45 @@ drain_timeout_ms = 20000
 }
 
 impl FleetSpec {
+    /// Spawns `warmline deliver` (a delivery worker alone) as `id` and waits until it consumes.
+    pub async fn spawn_deliver(&self, id: &str) -> Child {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let cfg = dir.join("warmline.toml");
+        let text = self
+            .config(id, &dir)
+            .replace("deliver = false", "deliver = true");
+        std::fs::write(&cfg, text).unwrap();
+        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warmline"))
+            .args(["deliver", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warmline=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn warmline deliver");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let started = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l.starts_with("delivering handoffs from") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        assert!(
+            started,
+            "warmline deliver {id} did not start; its log: {}",
+            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+        );
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        child
+    }
+
     /// Polls the fleet's handoff stream until it holds no message (every handoff acked).
     pub async fn wait_for_empty_handoff_stream(&self, secs: u64) {
         let client = async_nats::connect(self.nats.as_str())
