@@ -25,7 +25,7 @@ pub mod track;
 pub mod twilio;
 pub mod vonage;
 
-pub use call_id::{CallId, CallIdError, CallIdRule};
+pub use call_id::{CallId, CallIdError, CallIdRule, token_safe};
 pub use provider::{AuthRule, Provider, ProviderSpec};
 
 use crate::codec::Codec;
