@@ -41,17 +41,7 @@ pub struct ViewMessage {
 /// The subject an instance publishes its view on. Subject tokens cannot hold `.`, `*`, `>` or
 /// white space; a default instance id (hostname-pid) may hold a dot.
 pub fn subject(prefix: &str, instance: &str) -> String {
-    let token: String = instance
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{prefix}.events.{token}")
+    format!("{prefix}.events.{}", crate::protocol::token_safe(instance))
 }
 
 /// The subject that follows every instance's view.

@@ -276,25 +276,59 @@ deliver = {deliver}
 
     /// Spawns `warmline serve` as `id` and waits for its listening line.
     pub async fn spawn(&self, id: &str) -> Instance {
+        let (child, dir, addr) = self
+            .start(id, "serve", |l| {
+                l.split("listening on http://")
+                    .nth(1)
+                    .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+            })
+            .await;
+        Instance {
+            id: id.to_owned(),
+            addr,
+            child,
+            dir,
+        }
+    }
+
+    /// Spawns `warmline deliver` (a delivery worker alone) as `id` and waits until it consumes.
+    pub async fn spawn_deliver(&self, id: &str) -> Child {
+        let ready = |l: &str| l.starts_with("delivering handoffs from").then_some(());
+        self.start(id, "deliver", ready).await.0
+    }
+
+    /// Runs `warmline {command}` with this fleet's config for `id` (a `deliver` process always
+    /// delivers) until a stdout line gives `ready` an answer; panics with the process's log if none
+    /// comes within 20 s.
+    async fn start<T>(
+        &self,
+        id: &str,
+        command: &str,
+        ready: impl Fn(&str) -> Option<T>,
+    ) -> (Child, PathBuf, T) {
         let dir = tempfile::tempdir().unwrap().keep();
         let cfg = dir.join("warmline.toml");
-        std::fs::write(&cfg, self.config(id, &dir)).unwrap();
+        let mut text = self.config(id, &dir);
+        if command == "deliver" {
+            text = text.replace("deliver = false", "deliver = true");
+        }
+        std::fs::write(&cfg, text).unwrap();
         let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_warmline"))
-            .args(["serve", "--config"])
+            .args([command, "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "warmline=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
-            .expect("spawn warmline serve");
+            .unwrap_or_else(|e| panic!("spawn warmline {command}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
             while let Ok(Some(l)) = lines.next_line().await {
-                if let Some(a) = l.split("listening on http://").nth(1) {
-                    return a.trim().parse::<SocketAddr>().ok();
+                if let Some(v) = ready(&l) {
+                    return Some(v);
                 }
             }
             None
@@ -304,60 +338,16 @@ deliver = {deliver}
         .flatten()
         .unwrap_or_else(|| {
             panic!(
-                "instance {id} did not start; its log: {}",
+                "warmline {command} {id} did not start; its log: {}",
                 std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
             )
         });
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Instance {
-            id: id.to_owned(),
-            addr,
-            child,
-            dir,
-        }
+        (child, dir, found)
     }
 }
 
 impl FleetSpec {
-    /// Spawns `warmline deliver` (a delivery worker alone) as `id` and waits until it consumes.
-    pub async fn spawn_deliver(&self, id: &str) -> Child {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let cfg = dir.join("warmline.toml");
-        let text = self
-            .config(id, &dir)
-            .replace("deliver = false", "deliver = true");
-        std::fs::write(&cfg, text).unwrap();
-        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warmline"))
-            .args(["deliver", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "warmline=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn warmline deliver");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let started = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(l)) = lines.next_line().await {
-                if l.starts_with("delivering handoffs from") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap_or(false);
-        assert!(
-            started,
-            "warmline deliver {id} did not start; its log: {}",
-            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-        );
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        child
-    }
-
     /// Polls the fleet's handoff stream until it holds no message (every handoff acked).
     pub async fn wait_for_empty_handoff_stream(&self, secs: u64) {
         let client = async_nats::connect(self.nats.as_str())

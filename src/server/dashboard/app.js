@@ -489,6 +489,19 @@
   const FLEET_REFRESH_MS = 2000;
   const SINGLE_RECHECK_MS = 15000; // a lone gateway: only check now and then whether that changed
 
+  // One row of `/v1/calls` into the call's state.
+  function applyListed(v) {
+    const c = getCall(v.call_id, v.provider);
+    c.instance = v.instance || null;
+    c.tMs = Math.max(c.tMs, v.t_ms || 0);
+    if (v.scores && typeof v.scores.tone === "number") {
+      c.tone = v.scores.tone;
+      orderDirty = true;
+      pushPoint(c, c.tMs, c.tone);
+    }
+    return c;
+  }
+
   async function refreshFleet() {
     const list = await getJson("/v1/calls");
     fleet = list.some((v) => v.instance);
@@ -496,14 +509,7 @@
     const seen = new Set();
     for (const v of list) {
       seen.add(v.call_id);
-      const c = getCall(v.call_id, v.provider);
-      c.instance = v.instance || null;
-      c.tMs = Math.max(c.tMs, v.t_ms || 0);
-      if (v.scores && typeof v.scores.tone === "number") {
-        c.tone = v.scores.tone;
-        orderDirty = true;
-        pushPoint(c, c.tMs, c.tone);
-      }
+      const c = applyListed(v);
       if (v.handoff && !c.handoff) c.handoff = v.handoff;
     }
     for (const c of calls.values()) if (c.instance && !seen.has(c.id) && !c.ended) removeCall(c);
@@ -515,14 +521,7 @@
     const seen = new Set();
     for (const v of list) {
       seen.add(v.call_id);
-      const c = getCall(v.call_id, v.provider);
-      c.instance = v.instance || null;
-      c.tMs = Math.max(c.tMs, v.t_ms || 0);
-      if (v.scores && typeof v.scores.tone === "number") {
-        c.tone = v.scores.tone;
-        orderDirty = true;
-        pushPoint(c, c.tMs, c.tone);
-      }
+      applyListed(v);
     }
     for (const c of calls.values()) if (!seen.has(c.id) && !c.ended) removeCall(c);
     fleet = list.some((v) => v.instance);
