@@ -43,6 +43,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     usual_format: (Codec::Mulaw, 8000),
     two_tracks: true,
     auth: AuthRule::AudioHook,
+    subprotocols: &[],
     transfer: None,
     detect: |head| {
         head.lines()

@@ -66,6 +66,9 @@ pub struct ProviderSpec {
     pub two_tracks: bool,
     /// How its upgrade is authenticated.
     pub auth: AuthRule,
+    /// WebSocket subprotocols it asks for, one of which the upgrade must select (FreeSWITCH's
+    /// `mod_audio_fork` aborts the connection otherwise); empty for most.
+    pub subprotocols: &'static [&'static str],
     /// The bridge target that moves its calls (`twilio`, …), or `None`: the signed webhook
     /// only, and the operator's flow moves the call.
     pub transfer: Option<&'static str>,

@@ -280,7 +280,8 @@ async fn media(
     };
     let max = st.config().server.max_message_bytes;
     let tracker = st.inner.tracker.clone();
-    ws.max_message_size(max)
+    ws.protocols(provider.spec().subprotocols.iter().copied())
+        .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(call::READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {

@@ -301,3 +301,27 @@ async fn read_text(ws: &mut crate::common::Ws) -> serde_json::Value {
         }
     }
 }
+
+/// FreeSWITCH's `mod_audio_fork` asks for the `audio.drachtio.org` subprotocol and its
+/// libwebsockets drops an upgrade that does not select it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeswitch_upgrade_selects_the_drachtio_subprotocol() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let server = TestServer::start().await;
+    for asked in ["audio.drachtio.org", "audiostream.drachtio.org"] {
+        let mut req = server.url("freeswitch").into_client_request().unwrap();
+        let h = req.headers_mut();
+        h.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        h.insert("sec-websocket-protocol", asked.parse().unwrap());
+        let (_ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade");
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(asked)
+        );
+    }
+    server.stop().await;
+}
