@@ -24,16 +24,25 @@
 //! - Shared leaves: [`event`] (the contract's types), [`config`], [`synth`] (deterministic
 //!   synthetic speech for fixtures, the demo and tests), [`plot`].
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod bridge;
 pub mod cli;
 pub mod cluster;
+#[deny(missing_docs)]
 pub mod codec;
 pub mod config;
+#[deny(missing_docs)]
 pub mod detect;
+#[deny(missing_docs)]
 pub mod dsp;
 pub mod event;
 pub mod pipeline;
 pub mod plot;
+#[deny(missing_docs)]
 pub mod protocol;
 pub mod replay;
 pub mod server;

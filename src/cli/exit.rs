@@ -37,6 +37,12 @@ pub fn classify(err: &anyhow::Error) -> Outcome {
                 _ => {}
             }
         }
+        // serde_json's writer errors hide the io::Error from `source()`.
+        if let Some(j) = cause.downcast_ref::<serde_json::Error>()
+            && j.io_error_kind() == Some(ErrorKind::BrokenPipe)
+        {
+            return Outcome::QuietPipe;
+        }
         input |= cause.is::<crate::config::ConfigError>()
             || cause.is::<crate::bridge::ConfigError>()
             || cause.is::<crate::detect::DetectorConfigError>()
@@ -78,6 +84,10 @@ mod tests {
         let e = Err::<(), _>(std::io::Error::from(ErrorKind::BrokenPipe))
             .context("writing CSV")
             .unwrap_err();
+        assert_eq!(classify(&e), Outcome::QuietPipe);
+        // As `serde_json::to_writer` into a closed stdout reports it (`replay | head`).
+        let json = serde_json::Error::io(std::io::Error::from(ErrorKind::BrokenPipe));
+        let e = anyhow::Error::new(json).context("writing events");
         assert_eq!(classify(&e), Outcome::QuietPipe);
     }
 

@@ -142,16 +142,7 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 fn per_call_path(plot: &Path, call: &str) -> PathBuf {
     let stem = plot.file_stem().and_then(|s| s.to_str()).unwrap_or("plot");
-    let safe: String = call
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let safe = crate::protocol::token_safe(call);
     plot.with_file_name(format!("{stem}-{safe}.svg"))
 }
 

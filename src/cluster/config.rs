@@ -41,6 +41,9 @@ pub struct ClusterConfig {
     pub max_deliveries: usize,
     /// On SIGTERM, how long open calls get to end before they are closed with 1001.
     pub drain_timeout_ms: u64,
+    /// How often this instance publishes its calls' scores on `{prefix}.events.{instance}` for
+    /// the other instances' `/v1/calls` and dashboards.
+    pub view_interval_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -61,6 +64,7 @@ impl Default for ClusterConfig {
             deliver: true,
             max_deliveries: 256,
             drain_timeout_ms: 300_000,
+            view_interval_ms: 1000,
         }
     }
 }
@@ -138,6 +142,12 @@ impl ClusterConfig {
             if v < 1000 {
                 return Err((key, format!("{v} ms is too short (at least 1000)")));
             }
+        }
+        if self.view_interval_ms < 100 {
+            return Err((
+                "cluster.view_interval_ms",
+                format!("{} ms is too short (at least 100)", self.view_interval_ms),
+            ));
         }
         if self.publish_buffer == 0 {
             return Err(("cluster.publish_buffer", "must be at least 1".into()));

@@ -7,7 +7,8 @@
 //! - [`handoffs`]: decided handoffs into a durable stream before they are announced.
 //! - [`delivery`]: the shared durable consumer that delivers them (any instance or
 //!   `warmline deliver`).
-//! - [`fleet`]: every instance's view of the fleet's calls.
+//! - [`fleet`]: every instance's view of who holds which call.
+//! - [`events`]: the other instances' calls, scores and handoffs (`{prefix}.events.*`).
 //! - [`drain`]: SIGTERM without dropping calls.
 //!
 //! The gateway reaches its calls through [`Host`], which must not keep the gateway alive.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod delivery;
 pub mod drain;
+pub mod events;
 pub mod fleet;
 pub mod handoffs;
 pub mod metrics;
@@ -72,6 +74,19 @@ pub trait Host: Send + Sync + 'static {
     fn open_calls(&self) -> usize;
     /// Announces an event on this instance (event stream, logs, metrics).
     fn emit(&self, event: Event);
+    /// What the other instances are shown of the calls held here.
+    fn call_summaries(&self) -> Vec<events::CallSummary>;
+}
+
+/// A call held by another instance, as this one sees it.
+#[derive(Debug, Clone)]
+pub struct RemoteCall {
+    /// The call.
+    pub call_id: String,
+    /// Who holds it (the KV bucket).
+    pub owner: Owner,
+    /// Its latest scores and handoff, once its holder has published them.
+    pub summary: Option<events::CallSummary>,
 }
 
 /// Where a transcript line for a call held elsewhere went.
@@ -105,6 +120,7 @@ struct Inner {
     conn: connection::Connection,
     ownership: ownership::Ownership,
     fleet: fleet::Fleet,
+    view: events::RemoteView,
     transcripts: transcripts::Transcripts,
     publisher: handoffs::Publisher,
     drain: drain::Drain,
@@ -152,6 +168,22 @@ impl Cluster {
             &tracker,
             stop.clone(),
         );
+        let view = events::RemoteView::default();
+        let sub = conn
+            .client
+            .subscribe(events::wildcard(&cfg.subject_prefix))
+            .await
+            .map_err(|e| ClusterError::Connect {
+                url: cfg.nats_url.clone(),
+                reason: format!("subscribing to the fleet view: {e}"),
+            })?;
+        tracker.spawn(follow_view(
+            sub,
+            view.clone(),
+            instance.clone(),
+            view_ttl(cfg),
+            stop.clone(),
+        ));
         let worker = if cfg.deliver {
             let h = Arc::clone(&host);
             let emit: delivery::Emit = Arc::new(move |e| h.emit(e));
@@ -173,6 +205,7 @@ impl Cluster {
             conn,
             ownership,
             fleet,
+            view,
             publisher,
             drain: drain::Drain::default(),
             host,
@@ -181,7 +214,8 @@ impl Cluster {
             tracker: tracker.clone(),
             worker: Mutex::new(worker),
         });
-        tracker.spawn(refresh(Arc::downgrade(&inner), stop));
+        tracker.spawn(refresh(Arc::downgrade(&inner), stop.clone()));
+        tracker.spawn(publish_view(Arc::downgrade(&inner), stop));
         tracing::info!(instance = %inner.instance, nats = %cfg.nats_url, "joined the fleet");
         Ok(Self { inner })
     }
@@ -281,10 +315,20 @@ impl Cluster {
         }
     }
 
-    /// Calls held by the other instances.
-    pub fn remote_calls(&self) -> Vec<(String, Owner)> {
+    /// Calls held by the other instances, with their scores once published.
+    pub fn remote_calls(&self) -> Vec<RemoteCall> {
         let ttl = Duration::from_millis(self.inner.cfg.call_ttl_ms);
-        self.inner.fleet.others(&self.inner.instance, ttl)
+        let view_ttl = view_ttl(&self.inner.cfg);
+        self.inner
+            .fleet
+            .others(&self.inner.instance, ttl)
+            .into_iter()
+            .map(|(call_id, owner)| RemoteCall {
+                summary: self.inner.view.get(&call_id, &owner.instance, view_ttl),
+                call_id,
+                owner,
+            })
+            .collect()
     }
 
     /// Stops admitting calls and waits (up to `drain_timeout_ms`) for the open ones to end.
@@ -331,6 +375,71 @@ pub fn worker_settings(
         bridge: bridge.clone(),
         emit,
         metrics: metrics.clone(),
+    }
+}
+
+/// A published summary is shown for three publishing periods (at least 3 s): one lost message
+/// does not blank a call, and a dead instance's scores vanish soon after.
+fn view_ttl(cfg: &ClusterConfig) -> Duration {
+    Duration::from_millis((cfg.view_interval_ms * 3).max(3000))
+}
+
+/// Publishes this instance's calls every `view_interval_ms` (nothing while NATS is away: the
+/// next period after reconnecting brings the view up to date).
+async fn publish_view(inner: Weak<Inner>, stop: CancellationToken) {
+    let Some((period, subject, ttl)) = inner.upgrade().map(|i| {
+        (
+            Duration::from_millis(i.cfg.view_interval_ms),
+            events::subject(&i.cfg.subject_prefix, &i.instance),
+            view_ttl(&i.cfg),
+        )
+    }) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        inner.view.expire(ttl);
+        if !inner.conn.is_connected() {
+            continue;
+        }
+        for msg in events::messages(&inner.instance, inner.host.call_summaries()) {
+            let Ok(bytes) = serde_json::to_vec(&msg) else {
+                continue;
+            };
+            if let Err(e) = inner
+                .conn
+                .client
+                .publish(subject.clone(), bytes.into())
+                .await
+            {
+                tracing::debug!("fleet view not published: {e}");
+                break;
+            }
+        }
+    }
+}
+
+/// Follows the other instances' views until `stop` (the client re-subscribes after outages).
+async fn follow_view(
+    mut sub: async_nats::Subscriber,
+    view: events::RemoteView,
+    me: String,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        let msg = tokio::select! {
+            () = stop.cancelled() => return,
+            m = sub.next() => m,
+        };
+        let Some(msg) = msg else { return };
+        view.apply(&me, &msg.payload, ttl);
     }
 }
 

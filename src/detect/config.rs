@@ -1,6 +1,9 @@
 //! The detector's settings (`[detector]` and its sub-tables in the config file): per-signal
 //! weights, thresholds and timings, with defaults for every key and a `validate` that names the
 //! offending key. The defaults are listed in the [`super`] module docs.
+//!
+//! Size: one file because it is the whole `[detector]` section (types, defaults, validation),
+//! read alongside `warmline.example.toml`; it is declarations, not logic.
 
 use super::loops;
 use super::policy::GateParams;

@@ -6,6 +6,8 @@
 //!
 //! Pure and allocation-free on the per-frame path (evidence objects are built only when a
 //! signal crosses or a handoff is decided). Tests drive it directly with `(t_ms, score)`.
+//!
+//! Size: ~550 lines of code; the rest is its tests.
 
 use crate::detect::tone::ToneEvidence;
 use crate::dsp::Frame;
@@ -13,143 +15,10 @@ use crate::event::{Event, EventKind, Evidence, Signal, SignalCrossing};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
+pub use super::gate::{Edge, Gate, GateParams};
+
 /// Float comparisons of summed weights (0.35 + 0.25 vs 0.6) tolerate this much.
-const EPS: f64 = 1e-9;
-
-/// How one signal turns values into "active".
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GateParams {
-    /// Value at which the signal starts to count.
-    pub threshold: f64,
-    /// Value below which an active signal stops counting (≤ threshold: hysteresis).
-    pub release: f64,
-    /// How long the value must stay at or above `release` (having reached `threshold`) before
-    /// the signal counts, ms.
-    pub min_duration_ms: u64,
-    /// An active signal without new values stops counting this long after its last value at or
-    /// above threshold, ms (0 = only a value below `release` ends it).
-    pub hold_ms: u64,
-    /// Contribution to the score while active.
-    pub weight: f64,
-}
-
-/// What happened to a gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Edge {
-    /// Nothing changed.
-    None,
-    /// Became active.
-    Rose,
-    /// Stopped being active.
-    Fell,
-}
-
-/// One signal's state.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Gate {
-    params: GateParams,
-    pending_since: Option<u64>,
-    active: bool,
-    since_ms: u64,
-    last_above_ms: u64,
-    value: f64,
-    peak: f64,
-}
-
-impl Gate {
-    /// A gate with `params`.
-    pub fn new(params: GateParams) -> Self {
-        Self {
-            params,
-            pending_since: None,
-            active: false,
-            since_ms: 0,
-            last_above_ms: 0,
-            value: 0.0,
-            peak: 0.0,
-        }
-    }
-
-    /// Feeds a value at `t_ms`.
-    pub fn level(&mut self, t_ms: u64, value: f64) -> Edge {
-        self.value = value;
-        let p = self.params;
-        if value >= p.threshold - EPS {
-            let since = *self.pending_since.get_or_insert(t_ms);
-            self.last_above_ms = t_ms;
-            if self.active {
-                self.peak = self.peak.max(value);
-            } else if t_ms.saturating_sub(since) >= p.min_duration_ms {
-                self.active = true;
-                self.since_ms = since;
-                self.peak = value;
-                return Edge::Rose;
-            }
-        } else if value < p.release - EPS {
-            self.pending_since = None;
-            if self.active {
-                self.active = false;
-                return Edge::Fell;
-            }
-        } else if self.active {
-            self.peak = self.peak.max(value);
-        }
-        Edge::None
-    }
-
-    /// Makes the signal active now with `value` (an escalation met its own rule).
-    pub fn force(&mut self, t_ms: u64, value: f64) {
-        self.value = value;
-        self.active = true;
-        self.pending_since = Some(t_ms);
-        self.since_ms = t_ms;
-        self.last_above_ms = t_ms;
-        self.peak = self.peak.max(value);
-    }
-
-    /// Time passes without a new value: ends an active signal whose hold ran out.
-    pub fn tick(&mut self, t_ms: u64) -> Edge {
-        if self.active
-            && self.params.hold_ms > 0
-            && t_ms >= self.last_above_ms.saturating_add(self.params.hold_ms)
-        {
-            self.active = false;
-            self.pending_since = None;
-            return Edge::Fell;
-        }
-        Edge::None
-    }
-
-    /// Whether the signal counts now.
-    pub fn is_active(&self) -> bool {
-        self.active
-    }
-
-    /// Latest value.
-    pub fn value(&self) -> f64 {
-        self.value
-    }
-
-    /// Highest value since it became active.
-    pub fn peak(&self) -> f64 {
-        self.peak
-    }
-
-    /// When the value first reached the threshold in the current episode.
-    pub fn since_ms(&self) -> u64 {
-        self.since_ms
-    }
-
-    /// Start of the pending or active episode.
-    pub fn pending_since(&self) -> Option<u64> {
-        self.pending_since
-    }
-
-    /// The settings.
-    pub fn params(&self) -> GateParams {
-        self.params
-    }
-}
+pub(crate) const EPS: f64 = 1e-9;
 
 /// Policy-wide settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -334,7 +203,7 @@ impl Policy {
         self.gates
             .iter()
             .filter(|g| g.is_active())
-            .map(|g| g.params.weight)
+            .map(|g| g.params().weight)
             .sum::<f64>()
             .clamp(0.0, 1.0)
     }
@@ -343,7 +212,7 @@ impl Policy {
     pub fn fill_scores(&self, scores: &mut BTreeMap<Signal, f64>) {
         for s in Signal::ALL {
             let g = &self.gates[idx(s)];
-            let v = if g.params.hold_ms > 0 && !g.is_active() && is_occurrence(s) {
+            let v = if g.params().hold_ms > 0 && !g.is_active() && is_occurrence(s) {
                 0.0
             } else {
                 g.value()
@@ -471,7 +340,7 @@ impl Policy {
                 kind: EventKind::Signal(SignalCrossing {
                     signal: s,
                     value: round4(value),
-                    threshold: self.gates[i].params.threshold,
+                    threshold: self.gates[i].params().threshold,
                     evidence,
                 }),
             });
@@ -485,7 +354,9 @@ impl Policy {
         let edge = self.gates[i].level(t_ms, value);
         if edge == Edge::Rose {
             self.rose(s, t_ms, evidence, out);
-        } else if was_active && self.gates[i].is_active() && value >= self.gates[i].params.threshold
+        } else if was_active
+            && self.gates[i].is_active()
+            && value >= self.gates[i].params().threshold
         {
             // Keep the newest words, but the episode's start.
             let from_ms = self.evidence[i]
@@ -546,7 +417,7 @@ impl Policy {
             kind: EventKind::Signal(SignalCrossing {
                 signal: s,
                 value: round4(g.value()),
-                threshold: g.params.threshold,
+                threshold: g.params().threshold,
                 evidence: evidence.clone(),
             }),
         });
@@ -594,7 +465,7 @@ impl Policy {
             if s == Signal::Tone {
                 evidence.values.insert("current".into(), round2(g.value()));
             }
-            let threshold = g.params.threshold;
+            let threshold = g.params().threshold;
             let ratio = if threshold > 0.0 {
                 g.peak() / threshold
             } else {
@@ -603,7 +474,7 @@ impl Policy {
             // The escalating signal leads; the rest strongest first.
             let lead = if Some(s) == escalated_by { 1e6 } else { 0.0 };
             reasons.push((
-                lead + g.params.weight * 1000.0 + ratio.min(999.0),
+                lead + g.params().weight * 1000.0 + ratio.min(999.0),
                 SignalCrossing {
                     signal: s,
                     value: round4(g.peak()),
@@ -617,7 +488,7 @@ impl Policy {
         let score = match escalated_by {
             Some(Signal::HumanRequest) => self
                 .score()
-                .max(self.gates[idx(Signal::HumanRequest)].params.weight),
+                .max(self.gates[idx(Signal::HumanRequest)].params().weight),
             Some(_) => 1.0,
             None => self.score(),
         };

@@ -2,6 +2,8 @@
 //! safety, strong negative sentiment, caller loops, human requests): each with phrasings the
 //! way people talk on the phone, and look-alikes that must not hand off. Calm voice, caller
 //! lines four seconds apart, default configuration.
+//!
+//! Size: a table of phrasings (at least 15 positive and 15 negative per trigger), test-only.
 
 use super::*;
 

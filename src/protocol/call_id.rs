@@ -132,6 +132,20 @@ impl CallId {
     }
 }
 
+/// `s` with every character outside `[A-Za-z0-9_-]` replaced by `_`: an id made safe as one file
+/// name part or one NATS subject token (ids may hold `.`, `/`, `*`, `>`).
+pub fn token_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl fmt::Display for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -4,9 +4,11 @@
 
 pub mod auth;
 mod call;
+mod cluster_host;
 mod conn;
 mod dashboard;
 mod events;
+mod gateway;
 pub mod metrics;
 mod playbook;
 mod providers_http;
@@ -18,12 +20,12 @@ use crate::config::Config;
 use crate::detect::TranscriptLine;
 use crate::event::{Event, EventKind, Signal};
 use crate::pipeline::PipelineSettings;
+pub use gateway::{Gateway, serve};
 use metrics::Metrics;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
-use tokio::net::TcpListener;
+use std::time::SystemTime;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -516,181 +518,4 @@ pub enum ServerError {
     /// `[cluster]` is set and NATS JetStream cannot be joined.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
-}
-
-/// The cluster's view of the gateway; weak, so the cluster never keeps the gateway alive.
-struct ClusterHost(std::sync::Weak<Inner>);
-
-impl crate::cluster::Host for ClusterHost {
-    fn transcript_sender(&self, call_id: &str) -> Option<mpsc::Sender<TranscriptLine>> {
-        AppState {
-            inner: self.0.upgrade()?,
-        }
-        .transcript_sender(call_id)
-        .map(|(tx, _)| tx)
-    }
-
-    fn local_calls(&self) -> Vec<(String, String, String)> {
-        let Some(inner) = self.0.upgrade() else {
-            return Vec::new();
-        };
-        let Ok(m) = inner.calls.lock() else {
-            return Vec::new();
-        };
-        m.iter()
-            .map(|(id, e)| {
-                let at = humantime::format_rfc3339_millis(e.view.started_at).to_string();
-                (id.clone(), e.view.provider.name().to_owned(), at)
-            })
-            .collect()
-    }
-
-    fn open_calls(&self) -> usize {
-        self.0.upgrade().map_or(0, |i| {
-            usize::try_from(i.metrics.active_calls.get()).unwrap_or(0)
-        })
-    }
-
-    fn emit(&self, event: Event) {
-        if let Some(inner) = self.0.upgrade() {
-            AppState { inner }.publish(&mut vec![event]);
-        }
-    }
-}
-
-/// Serves on `listener` until `shutdown` is cancelled, then stops accepting, lets open calls
-/// finish their bookkeeping (bounded by `shutdown_grace_ms`) and returns.
-pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerError> {
-    let app = routes::router(state.clone());
-    let token = state.shutdown_token();
-    let metrics_task = match &state.config().server.metrics_listen {
-        Some(addr) => {
-            let l = TcpListener::bind(addr).await?;
-            tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
-            let app = routes::metrics_router(state.clone());
-            let t = token.clone();
-            Some(tokio::spawn(async move {
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async move { t.cancelled().await })
-                    .await
-            }))
-        }
-        None => None,
-    };
-    let limits = conn::Limits {
-        max_connections: state.max_connections(),
-        header_read_timeout: Duration::from_millis(state.config().server.header_read_timeout_ms),
-        shutdown_grace: Duration::from_millis(state.config().server.shutdown_grace_ms),
-    };
-    if limits.max_connections < state.config().server.max_calls {
-        tracing::warn!(
-            max_connections = limits.max_connections,
-            max_calls = state.config().server.max_calls,
-            "max_connections is below max_calls: at most max_connections calls can be open"
-        );
-    }
-    conn::serve(listener, app, limits, state.metrics(), token.clone()).await;
-    // Upgraded WebSockets are not tracked by hyper: wait for the call tasks ourselves.
-    state.inner.tracker.close();
-    let grace = Duration::from_millis(state.config().server.shutdown_grace_ms);
-    if tokio::time::timeout(grace, state.inner.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace of {grace:?} ran out with calls still open");
-    }
-    if let Some(t) = metrics_task {
-        t.abort();
-    }
-    Ok(())
-}
-
-/// A gateway: its state plus the bridge task delivering handoffs.
-#[derive(Debug)]
-pub struct Gateway {
-    state: AppState,
-    bridge_task: crate::bridge::BridgeTask,
-    warm_task: Option<crate::bridge::WarmTask>,
-    forward_task: tokio::task::JoinHandle<()>,
-}
-
-impl Gateway {
-    /// Starts the bridge (resuming any pending outbox) and builds the state.
-    pub async fn start(mut cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
-        let public_url = cfg.server.public_url.clone();
-        let in_fleet = cfg.cluster.is_some();
-        if let Some(t) = cfg.bridge.twilio.as_mut() {
-            let resolved = t
-                .resolve_mode(public_url.as_deref(), in_fleet)
-                .map_err(crate::bridge::BridgeError::Config)?;
-            if let Some(warning) = resolved {
-                tracing::warn!("{warning}");
-            }
-            if t.is_warm() && t.callback_base.is_none() {
-                return Err(ServerError::Bridge(crate::bridge::BridgeError::Config(
-                    crate::bridge::ConfigError::Invalid {
-                        key: "bridge.twilio.callback_base",
-                        reason: "a warm transfer needs Twilio to reach this gateway: set it or \
-                                 server.public_url (or mode = \"blind\")"
-                            .into(),
-                    },
-                )));
-            }
-        }
-        let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
-        let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx.clone()).await?;
-        let client = reqwest::Client::builder()
-            .timeout(cfg.bridge.request_timeout())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(crate::bridge::BridgeError::Client)?;
-        let (warm, warm_task) = WarmTransfers::start(&cfg.bridge, client, events_tx).await?;
-        let cluster_cfg = cfg.cluster.clone();
-        let bridge_cfg = cfg.bridge.clone();
-        let state = AppState::with_warm(cfg, settings, bridge, warm);
-        if let Some(cc) = &cluster_cfg {
-            let host = Arc::new(ClusterHost(Arc::downgrade(&state.inner)));
-            let fallback = state.inner.bridge.clone();
-            let metrics = state.inner.metrics.cluster.clone();
-            let c =
-                crate::cluster::Cluster::start(cc, &bridge_cfg, fallback, host, metrics).await?;
-            let _ = state.inner.cluster.set(c);
-        }
-        let st = state.clone();
-        // Delivery outcomes join the same event stream as the calls' own events.
-        let forward_task = tokio::spawn(async move {
-            let mut one = Vec::with_capacity(1);
-            while let Some(e) = events_rx.recv().await {
-                one.push(e);
-                st.publish(&mut one);
-            }
-        });
-        Ok(Self {
-            state,
-            bridge_task,
-            warm_task,
-            forward_task,
-        })
-    }
-
-    /// The shared state (shutdown token, metrics, call registry).
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// Serves until the shutdown token is cancelled, then lets calls finish, then gives the
-    /// bridge the same grace to deliver; whatever is still pending stays in the outbox.
-    pub async fn serve(self, listener: TcpListener) -> Result<(), ServerError> {
-        serve(listener, self.state.clone()).await?;
-        let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
-        if let Some(c) = self.state.cluster() {
-            c.shutdown(grace).await;
-        }
-        self.bridge_task.shutdown(grace).await;
-        if let Some(w) = self.warm_task {
-            w.shutdown().await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.forward_task).await;
-        Ok(())
-    }
 }

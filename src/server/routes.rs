@@ -448,20 +448,26 @@ async fn forward_transcript(
     }
 }
 
-/// Marks local calls with this instance and appends the other instances' calls.
+/// Marks local calls with this instance and appends the other instances' calls, with the
+/// scores and handoff their holders last published.
 fn with_fleet(st: &AppState, mut calls: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
     let Some(c) = st.cluster() else { return calls };
     for v in &mut calls {
         v["instance"] = json!(c.instance());
     }
-    for (id, o) in c.remote_calls() {
+    for r in c.remote_calls() {
+        let (t_ms, scores, handoff) = match r.summary {
+            Some(s) => (json!(s.t_ms), json!(s.scores), json!(s.handoff)),
+            None => (serde_json::Value::Null, json!({}), serde_json::Value::Null),
+        };
         calls.push(json!({
-            "call_id": id,
-            "provider": o.provider,
-            "started_at": o.started_at,
-            "scores": {},
-            "handoff": null,
-            "instance": o.instance,
+            "call_id": r.call_id,
+            "provider": r.owner.provider,
+            "started_at": r.owner.started_at,
+            "t_ms": t_ms,
+            "scores": scores,
+            "handoff": handoff,
+            "instance": r.owner.instance,
         }));
     }
     calls

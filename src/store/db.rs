@@ -1,4 +1,7 @@
 //! The SQLite schema, its migrations, and every query the gateway and `export-labels` use.
+//!
+//! Size: ~590 lines of code (the schema, its migrations and every query in one place, so the SQL
+//! can be reviewed together); the rest is its tests.
 
 use super::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};

@@ -216,6 +216,8 @@ pub struct FleetSpec {
     pub webhook: SocketAddr,
     pub ack_wait_ms: u64,
     pub publish_fallback_ms: u64,
+    /// Whether each `serve` runs a delivery worker (off: only `warmline deliver` delivers).
+    pub deliver: bool,
 }
 
 impl FleetSpec {
@@ -227,6 +229,7 @@ impl FleetSpec {
             // Generous: a loaded test machine must not miss a progress report and redeliver.
             ack_wait_ms: 5000,
             publish_fallback_ms: 10_000,
+            deliver: true,
         }
     }
 
@@ -258,6 +261,8 @@ call_ttl_ms = 6000
 ack_wait_ms = {ack}
 publish_fallback_ms = {fallback}
 drain_timeout_ms = 20000
+view_interval_ms = 500
+deliver = {deliver}
 "#,
             outbox = dir.join("outbox").display(),
             webhook = self.webhook,
@@ -265,30 +270,65 @@ drain_timeout_ms = 20000
             p = self.prefix,
             ack = self.ack_wait_ms,
             fallback = self.publish_fallback_ms,
+            deliver = self.deliver,
         )
     }
 
     /// Spawns `warmline serve` as `id` and waits for its listening line.
     pub async fn spawn(&self, id: &str) -> Instance {
+        let (child, dir, addr) = self
+            .start(id, "serve", |l| {
+                l.split("listening on http://")
+                    .nth(1)
+                    .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+            })
+            .await;
+        Instance {
+            id: id.to_owned(),
+            addr,
+            child,
+            dir,
+        }
+    }
+
+    /// Spawns `warmline deliver` (a delivery worker alone) as `id` and waits until it consumes.
+    pub async fn spawn_deliver(&self, id: &str) -> Child {
+        let ready = |l: &str| l.starts_with("delivering handoffs from").then_some(());
+        self.start(id, "deliver", ready).await.0
+    }
+
+    /// Runs `warmline {command}` with this fleet's config for `id` (a `deliver` process always
+    /// delivers) until a stdout line gives `ready` an answer; panics with the process's log if none
+    /// comes within 20 s.
+    async fn start<T>(
+        &self,
+        id: &str,
+        command: &str,
+        ready: impl Fn(&str) -> Option<T>,
+    ) -> (Child, PathBuf, T) {
         let dir = tempfile::tempdir().unwrap().keep();
         let cfg = dir.join("warmline.toml");
-        std::fs::write(&cfg, self.config(id, &dir)).unwrap();
+        let mut text = self.config(id, &dir);
+        if command == "deliver" {
+            text = text.replace("deliver = false", "deliver = true");
+        }
+        std::fs::write(&cfg, text).unwrap();
         let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_warmline"))
-            .args(["serve", "--config"])
+            .args([command, "--config"])
             .arg(&cfg)
             .env("RUST_LOG", "warmline=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
-            .expect("spawn warmline serve");
+            .unwrap_or_else(|e| panic!("spawn warmline {command}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
             while let Ok(Some(l)) = lines.next_line().await {
-                if let Some(a) = l.split("listening on http://").nth(1) {
-                    return a.trim().parse::<SocketAddr>().ok();
+                if let Some(v) = ready(&l) {
+                    return Some(v);
                 }
             }
             None
@@ -298,17 +338,12 @@ drain_timeout_ms = 20000
         .flatten()
         .unwrap_or_else(|| {
             panic!(
-                "instance {id} did not start; its log: {}",
+                "warmline {command} {id} did not start; its log: {}",
                 std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
             )
         });
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Instance {
-            id: id.to_owned(),
-            addr,
-            child,
-            dir,
-        }
+        (child, dir, found)
     }
 }
 

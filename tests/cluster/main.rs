@@ -62,6 +62,23 @@ async fn calls_spread_and_transcripts_reach_the_owner_from_any_instance() {
         }
     }
 
+    // …with the scores and media time their holders publish on `{prefix}.events.*`.
+    eventually(
+        15,
+        "remote calls' media time in every fleet view",
+        || async {
+            for gw in &gws {
+                for c in gw.calls().await {
+                    if c["instance"] != gw.id.as_str() && c["t_ms"].as_u64().unwrap_or(0) == 0 {
+                        return None;
+                    }
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+
     // A second stream for a call held elsewhere is refused as on one instance (the stream is
     // not stopped here: the gateway must close it on its own once `start` names the call).
     let dup = LiveCall::open(&gws[2], &calls[1].0.call_id).await;
@@ -89,6 +106,20 @@ async fn calls_spread_and_transcripts_reach_the_owner_from_any_instance() {
         .find(|c| c["call_id"] == target.as_str())
         .unwrap();
     assert_eq!(held["handoff"]["handoff_id"], key.as_str());
+    // Every other instance shows that handoff on the call, marked with its holder.
+    for (i, gw) in gws.iter().enumerate().filter(|(i, _)| *i != owner) {
+        eventually(
+            10,
+            "the handoff in another instance's fleet view",
+            || async {
+                let listed = gw.calls().await;
+                let c = listed.iter().find(|c| c["call_id"] == target.as_str())?;
+                assert_eq!(c["instance"], gws[owner].id.as_str(), "instance {i}");
+                (c["handoff"]["handoff_id"] == key.as_str()).then_some(())
+            },
+        )
+        .await;
+    }
     // No other call was handed off.
     assert_eq!(rx.snapshot().len(), 1, "{:?}", rx.snapshot());
 
@@ -101,6 +132,52 @@ async fn calls_spread_and_transcripts_reach_the_owner_from_any_instance() {
         gws[1].calls().await.is_empty().then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmline_deliver_alone_delivers_what_the_gateways_decided() {
+    let rx = Receiver::start(true).await;
+    let mut spec = FleetSpec::new(nats_url(), "deliver", rx.addr);
+    spec.deliver = false;
+    let gw = spec.spawn("gw-d").await;
+    let call = LiveCall::open(&gw, "CAdeliver").await;
+    eventually(15, "the call to start", || async {
+        let listed = gw.calls().await;
+        listed
+            .iter()
+            .any(|c| c["call_id"] == "CAdeliver")
+            .then_some(())
+    })
+    .await;
+    let (status, body) = gw.transcript("CAdeliver", HUMAN).await;
+    assert!(status < 300, "{status} {body}");
+    eventually(15, "the handoff to be decided", || async {
+        let listed = gw.calls().await;
+        let c = listed.iter().find(|c| c["call_id"] == "CAdeliver")?;
+        (!c["handoff"].is_null()).then_some(())
+    })
+    .await;
+    // No serve instance delivers: the handoff waits in JetStream.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(rx.snapshot().is_empty(), "{:?}", rx.snapshot());
+
+    let _worker = spec.spawn_deliver("dl-1").await;
+    eventually(20, "warmline deliver to deliver the handoff", || async {
+        rx.snapshot()
+            .values()
+            .any(|s| s.call_id == "CAdeliver" && s.accepted > 0)
+            .then_some(())
+    })
+    .await;
+    spec.wait_for_empty_handoff_stream(15).await;
+    let seen = rx.snapshot();
+    assert_eq!(seen.len(), 1, "one handoff, one Idempotency-Key: {seen:?}");
+    assert_eq!(
+        seen.values().map(|s| s.accepted).sum::<u32>(),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(call.finish().await, Some(1000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,7 +182,7 @@
   function renderRow(c) {
     if (!c.row) buildRow(c);
     const r = c.row;
-    r.provEl.textContent = c.provider;
+    r.provEl.textContent = c.instance ? c.provider + " · " + c.instance : c.provider;
     r.durEl.textContent = fmtDuration(c.tMs);
     r.toneEl.textContent = c.tone.toFixed(2);
     r.tr.dataset.tone = c.tone.toFixed(3);
@@ -483,20 +483,48 @@
     return res.json();
   }
 
+  // In a fleet, calls held by other instances reach this page only through `/v1/calls` (their
+  // holders publish scores once a second), so the fleet's rows are refreshed from it.
+  let fleet = false;
+  const FLEET_REFRESH_MS = 2000;
+  const SINGLE_RECHECK_MS = 15000; // a lone gateway: only check now and then whether that changed
+
+  // One row of `/v1/calls` into the call's state.
+  function applyListed(v) {
+    const c = getCall(v.call_id, v.provider);
+    c.instance = v.instance || null;
+    c.tMs = Math.max(c.tMs, v.t_ms || 0);
+    if (v.scores && typeof v.scores.tone === "number") {
+      c.tone = v.scores.tone;
+      orderDirty = true;
+      pushPoint(c, c.tMs, c.tone);
+    }
+    return c;
+  }
+
+  async function refreshFleet() {
+    const list = await getJson("/v1/calls");
+    fleet = list.some((v) => v.instance);
+    if (!fleet) return;
+    const seen = new Set();
+    for (const v of list) {
+      seen.add(v.call_id);
+      const c = applyListed(v);
+      if (v.handoff && !c.handoff) c.handoff = v.handoff;
+    }
+    for (const c of calls.values()) if (c.instance && !seen.has(c.id) && !c.ended) removeCall(c);
+    schedule();
+  }
+
   async function loadSnapshot() {
     const [list, recent] = await Promise.all([getJson("/v1/calls"), getJson("/v1/handoffs")]);
     const seen = new Set();
     for (const v of list) {
       seen.add(v.call_id);
-      const c = getCall(v.call_id, v.provider);
-      c.tMs = Math.max(c.tMs, v.t_ms || 0);
-      if (v.scores && typeof v.scores.tone === "number") {
-        c.tone = v.scores.tone;
-        orderDirty = true;
-        pushPoint(c, c.tMs, c.tone);
-      }
+      applyListed(v);
     }
     for (const c of calls.values()) if (!seen.has(c.id) && !c.ended) removeCall(c);
+    fleet = list.some((v) => v.instance);
     for (const h of recent) {
       h._fromSnapshot = true;
       addHandoff(h);
@@ -611,6 +639,9 @@
   loadReviews().then((ok) => { if (ok) setInterval(() => loadReviews().catch(showError), REVIEW_REFRESH_MS); });
 
   connect();
+  (function fleetLoop() {
+    setTimeout(() => refreshFleet().catch(showError).finally(fleetLoop), fleet ? FLEET_REFRESH_MS : SINGLE_RECHECK_MS);
+  })();
   // Periodic re-sort even when only a few rows change, so the hottest stay on top.
   setInterval(() => { if (orderDirty) schedule(); }, REORDER_MS);
   schedule();
