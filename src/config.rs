@@ -158,6 +158,8 @@ pub struct AuthConfig {
     pub twilio: Option<TwilioAuth>,
     /// `[auth.token]`
     pub token: Option<TokenAuth>,
+    /// `[auth.audiohook]`: Genesys AudioHook's API key and client secret.
+    pub audiohook: Option<AudioHookAuth>,
     /// Whether the dashboard and `/v1/*` need the token. With `required = true` they always
     /// do (`false` is refused); with `required = false` only when this is `true`.
     pub protect_api: Option<bool>,
@@ -169,6 +171,7 @@ impl Default for AuthConfig {
             required: true,
             twilio: None,
             token: None,
+            audiohook: None,
             protect_api: None,
         }
     }
@@ -190,6 +193,18 @@ pub struct TwilioAuth {
     /// cannot name another call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_token_secret: Option<String>,
+}
+
+/// `[auth.audiohook]`: how Genesys AudioHook upgrades are checked (`/v1/media/genesys`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioHookAuth {
+    /// The integration's API key: `X-API-KEY` must equal it (and be the signature's `keyid`).
+    pub api_key: String,
+    /// The integration's client secret (base64, as Genesys shows it): when set, every upgrade
+    /// must carry a valid HTTP Message Signature made with it, at most 10 s old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }
 
 /// `[auth.token]`
@@ -231,8 +246,10 @@ pub enum ConfigError {
 }
 
 /// Secrets that may come from the environment: (variable, what it sets).
-pub const SECRET_ENV_VARS: [&str; 8] = [
+pub const SECRET_ENV_VARS: [&str; 10] = [
     "WARMLINE_AUTH_TWILIO_AUTH_TOKEN",
+    "WARMLINE_AUTH_AUDIOHOOK_API_KEY",
+    "WARMLINE_AUTH_AUDIOHOOK_CLIENT_SECRET",
     "WARMLINE_AUTH_TWILIO_CALL_TOKEN_SECRET",
     "WARMLINE_AUTH_TOKEN_VALUE",
     "WARMLINE_BRIDGE_WEBHOOK_SECRET",
@@ -287,6 +304,18 @@ impl Config {
         }
         if let Some(v) = env("WARMLINE_AUTH_TOKEN_VALUE") {
             self.auth.token = Some(TokenAuth { value: v });
+        }
+        if let Some(v) = env("WARMLINE_AUTH_AUDIOHOOK_API_KEY") {
+            self.auth
+                .audiohook
+                .get_or_insert_with(AudioHookAuth::default)
+                .api_key = v;
+        }
+        if let Some(v) = env("WARMLINE_AUTH_AUDIOHOOK_CLIENT_SECRET") {
+            self.auth
+                .audiohook
+                .get_or_insert_with(AudioHookAuth::default)
+                .client_secret = Some(v);
         }
         self.bridge.apply_env(env);
         if let Some(c) = &mut self.cluster {
@@ -397,6 +426,23 @@ impl Config {
             && t.value.is_empty()
         {
             return Err(bad("auth.token.value", "is empty".into()));
+        }
+        if let Some(a) = &self.auth.audiohook {
+            if a.api_key.is_empty() {
+                return Err(bad("auth.audiohook.api_key", "is empty".into()));
+            }
+            if let Some(secret) = &a.client_secret {
+                use base64::Engine as _;
+                if base64::engine::general_purpose::STANDARD
+                    .decode(secret)
+                    .map_or(true, |k| k.is_empty())
+                {
+                    return Err(bad(
+                        "auth.audiohook.client_secret",
+                        "must be the base64 client secret Genesys shows".into(),
+                    ));
+                }
+            }
         }
         self.validate_api_access()?;
         if self.dsp.hop_ms != 10 && self.dsp.hop_ms != 20 {

@@ -605,14 +605,36 @@ impl Call {
 
     /// Handles a text frame.
     pub fn on_text(&mut self, text: &str, out: &mut Vec<Event>) -> Result<Step, CallError> {
+        let from = out.len();
         let ev = self.adapter.parse_text(text)?;
-        self.apply(ev, out)
+        let step = self.apply(ev, out);
+        self.note_handoffs(&out[from..]);
+        step
     }
 
     /// Handles a binary frame.
     pub fn on_binary(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<Step, CallError> {
+        let from = out.len();
         let ev = self.adapter.parse_binary(bytes)?;
-        self.apply(ev, out)
+        let step = self.apply(ev, out);
+        self.note_handoffs(&out[from..]);
+        step
+    }
+
+    /// A text frame the provider expects back on the media socket (AudioHook's `opened`,
+    /// `pong`, `closed`, and the `disconnect` that carries a handoff), oldest first. The live
+    /// driver sends them after each message; replay has no one to send them to.
+    pub fn take_reply(&mut self) -> Option<String> {
+        self.adapter.take_reply()
+    }
+
+    /// Tells the adapter of a handoff among `events`, for providers that move calls in-band.
+    fn note_handoffs(&mut self, events: &[Event]) {
+        for e in events {
+            if let EventKind::Handoff(h) = &e.kind {
+                self.adapter.on_handoff(&h.handoff_id, &h.summary.whisper);
+            }
+        }
     }
 
     fn apply(
@@ -680,7 +702,12 @@ impl Call {
         out: &mut Vec<Event>,
     ) -> Result<(), TranscriptQueueFull> {
         match self.pipeline.as_mut() {
-            Some(p) => p.try_push_transcript(line, out),
+            Some(p) => {
+                let from = out.len();
+                let r = p.try_push_transcript(line, out);
+                self.note_handoffs(&out[from..]);
+                r
+            }
             None => {
                 let bytes = self.early_transcript.iter().map(|l| l.text.len()).sum();
                 TranscriptQueueFull::check(

@@ -8,7 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Keys whose values are secrets wherever they appear.
-const SECRET_KEYS: [&str; 5] = ["auth_token", "secret", "api_key", "jwt", "value"];
+const SECRET_KEYS: [&str; 6] = [
+    "auth_token",
+    "secret",
+    "client_secret",
+    "api_key",
+    "jwt",
+    "value",
+];
 
 /// Arguments of `check-config`.
 #[derive(Debug, Args)]

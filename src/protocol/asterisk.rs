@@ -30,6 +30,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     usual_format: (Codec::Mulaw, 8000),
     two_tracks: false,
     auth: AuthRule::Token { headers: &[] },
+    subprotocols: &[],
     transfer: None,
     detect: |head| head.contains("MEDIA_START"),
     adapter: |_| Box::new(AsteriskAdapter::default()),

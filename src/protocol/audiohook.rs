@@ -4,9 +4,9 @@
 //! `disconnect` that hands the call back to the Architect flow) and the PCMU frames (one channel,
 //! or two interleaved: `external` = customer = caller, `internal` = agent).
 //!
-//! Not wired into the server yet: AudioHook needs the gateway to *answer* on the media socket
-//! (`opened`, `pong`, `closed`), which the [`super::Adapter`] trait cannot express, and a header
-//! auth rule (`X-API-KEY` + signature) beside the token rule. See README "Providers".
+//! The provider file is [`super::genesys`]: its adapter queues this session's replies for the
+//! gateway to send ([`super::Adapter::take_reply`]); the server checks the upgrade with
+//! [`verify_signature`] (`[auth.audiohook]`).
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -70,35 +70,8 @@ pub fn verify_signature<'a>(
     }
     let input = header("signature-input").ok_or(SignatureError::Missing("Signature-Input"))?;
     let sig = header("signature").ok_or(SignatureError::Missing("Signature"))?;
-    let (label, params) = input
-        .trim()
-        .split_once('=')
-        .ok_or(SignatureError::Input("no label"))?;
-    let inner = params
-        .strip_prefix('(')
-        .and_then(|p| p.split_once(')'))
-        .ok_or(SignatureError::Input("no component list"))?;
-    let (components, rest) = inner;
-    let mut base = String::new();
-    for c in components.split_whitespace() {
-        let name = c
-            .strip_prefix('"')
-            .and_then(|c| c.strip_suffix('"'))
-            .ok_or(SignatureError::Input("unquoted component"))?;
-        let value = match name {
-            "@request-target" => request_target.to_owned(),
-            "@authority" => header("host")
-                .ok_or(SignatureError::Missing("Host"))?
-                .trim()
-                .to_ascii_lowercase(),
-            n if n.starts_with('@') => return Err(SignatureError::Component(n.to_owned())),
-            n => header(n)
-                .ok_or(SignatureError::Component(n.to_owned()))?
-                .trim()
-                .to_owned(),
-        };
-        base.push_str(&format!("\"{name}\": {value}\n"));
-    }
+    let (label, params, mut base) = signature_base(&header, request_target, input)?;
+    let rest = params.split_once(')').map_or("", |(_, rest)| rest);
     let mut keyid_ok = false;
     let mut alg_ok = false;
     let (mut created, mut expires) = (None, None);
@@ -141,6 +114,83 @@ pub fn verify_signature<'a>(
     mac.update(base.as_bytes());
     mac.verify_slice(&want)
         .map_err(|_| SignatureError::Mismatch)
+}
+
+/// The RFC 9421 signature base of the components `input` (a `Signature-Input` value) lists,
+/// without its final `@signature-params` line: (label, parameters, base).
+fn signature_base<'a, 'h>(
+    header: &impl Fn(&str) -> Option<&'h str>,
+    request_target: &str,
+    input: &'a str,
+) -> Result<(&'a str, &'a str, String), SignatureError> {
+    let (label, params) = input
+        .trim()
+        .split_once('=')
+        .ok_or(SignatureError::Input("no label"))?;
+    let (components, _) = params
+        .strip_prefix('(')
+        .and_then(|p| p.split_once(')'))
+        .ok_or(SignatureError::Input("no component list"))?;
+    let mut base = String::new();
+    for c in components.split_whitespace() {
+        let name = c
+            .strip_prefix('"')
+            .and_then(|c| c.strip_suffix('"'))
+            .ok_or(SignatureError::Input("unquoted component"))?;
+        let value = match name {
+            "@request-target" => request_target.to_owned(),
+            "@authority" => header("host")
+                .ok_or(SignatureError::Missing("Host"))?
+                .trim()
+                .to_ascii_lowercase(),
+            n if n.starts_with('@') => return Err(SignatureError::Component(n.to_owned())),
+            n => header(n)
+                .ok_or(SignatureError::Component(n.to_owned()))?
+                .trim()
+                .to_owned(),
+        };
+        base.push_str(&format!("\"{name}\": {value}\n"));
+    }
+    Ok((label, params, base))
+}
+
+/// Signs an AudioHook upgrade as Genesys does (for tests and load generators): the headers
+/// `Signature-Input` and `Signature` over `@request-target`, `@authority` and the given
+/// `audiohook-*` and `x-api-key` headers (`headers`: lower-case name, value; must include
+/// `host` and `x-api-key`), created at `created_s`, valid 10 s.
+pub fn sign(
+    headers: &[(&str, &str)],
+    request_target: &str,
+    api_key: &str,
+    client_secret_b64: &str,
+    created_s: u64,
+) -> Result<(String, String), SignatureError> {
+    let covered: Vec<String> = ["@request-target", "@authority"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            headers
+                .iter()
+                .filter(|(n, _)| n.starts_with("audiohook-") || *n == "x-api-key")
+                .map(|(n, _)| (*n).to_owned()),
+        )
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    let input = format!(
+        "sig1=({});keyid=\"{api_key}\";nonce=\"{created_s}\";alg=\"hmac-sha256\";created={created_s};expires={}",
+        covered.join(" "),
+        created_s + MAX_SIGNATURE_AGE_S
+    );
+    let lookup = |n: &str| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    let (_, params, mut base) = signature_base(&lookup, request_target, &input)?;
+    base.push_str(&format!("\"@signature-params\": {params}"));
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(client_secret_b64.trim())
+        .map_err(|_| SignatureError::Secret)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| SignatureError::Secret)?;
+    mac.update(base.as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    Ok((input, format!("sig1=:{sig}:")))
 }
 
 /// A control message the session cannot accept.
@@ -209,6 +259,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// The session id Genesys gave in `open` (empty before).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `Some(two_channels)` once open, `None` before `open` and after `close`.
+    pub fn two_channels(&self) -> Option<bool> {
+        self.open
+    }
+
     /// Reads one text frame; returns what it meant and the reply to send, if any.
     pub fn on_text(&mut self, text: &str) -> Result<(Control, Option<String>), SessionError> {
         if text.len() > MAX_TEXT_BYTES {
@@ -374,6 +434,40 @@ mod tests {
         assert_eq!(
             verify_signature(|_| None, TARGET, KEY, SECRET, CREATED),
             Err(SignatureError::Missing("X-API-KEY"))
+        );
+    }
+
+    #[test]
+    fn a_signed_upgrade_verifies_and_the_documented_example_signs_the_same() {
+        let h = [
+            ("host", "audiohook.example.com"),
+            (
+                "audiohook-organization-id",
+                "d7934305-0972-4844-938e-9060eef73d05",
+            ),
+            (
+                "audiohook-session-id",
+                "30b0e395-84d3-4570-ac13-9a62d8f514c0",
+            ),
+            (
+                "audiohook-correlation-id",
+                "e160e428-53e2-487c-977d-96989bf5c99d",
+            ),
+            ("x-api-key", KEY),
+        ];
+        let (input, sig) = sign(&h, TARGET, KEY, SECRET, 1_700_000_000).unwrap();
+        let lookup = |n: &str| match n {
+            "signature-input" => Some(input.as_str()),
+            "signature" => Some(sig.as_str()),
+            n => h.iter().find(|(k, _)| *k == n).map(|(_, v)| *v),
+        };
+        assert_eq!(
+            verify_signature(lookup, TARGET, KEY, SECRET, 1_700_000_002),
+            Ok(())
+        );
+        assert_eq!(
+            verify_signature(lookup, "/elsewhere", KEY, SECRET, 1_700_000_002),
+            Err(SignatureError::Mismatch)
         );
     }
 

@@ -35,6 +35,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     usual_format: (Codec::L16, 8000),
     two_tracks: false,
     auth: AuthRule::Token { headers: &[] },
+    subprotocols: &[],
     transfer: None,
     detect: |head| head.contains("\"stream_sid\""),
     adapter: |_| Box::new(ExotelAdapter),

@@ -9,6 +9,10 @@
 //! may give `sampleRate` (`8000`, `"16k"`; default 8000) and `mixType`/`mix_type`
 //! (`mono`, `mixed`, `stereo`; default mono). Its other string fields become custom parameters.
 //! Handoffs reach FreeSWITCH through the signed webhook (no transfer API is called).
+//!
+//! The module asks for the WebSocket subprotocol `audio.drachtio.org` (its README's
+//! `audiostream.drachtio.org` is stale; both are offered) and libwebsockets drops a connection
+//! whose upgrade does not select it.
 
 use super::{
     Adapter, AuthRule, CallIdRule, Payload, ProtocolError, Provider, ProviderEvent, ProviderSpec,
@@ -39,6 +43,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     usual_format: (Codec::L16, 8000),
     two_tracks: true,
     auth: AuthRule::Token { headers: &[] },
+    subprotocols: &["audio.drachtio.org", "audiostream.drachtio.org"],
     transfer: None,
     detect: |head| {
         head.lines().next().is_some_and(|l| {

@@ -14,6 +14,7 @@ pub mod call_id;
 pub mod exotel;
 mod framing;
 pub mod freeswitch;
+pub mod genesys;
 mod lenient;
 pub mod plivo;
 #[cfg(test)]
@@ -260,6 +261,16 @@ pub trait Adapter: Send {
             provider: self.provider().name(),
         })
     }
+
+    /// A text frame the gateway must send back on the media socket (AudioHook's `opened`,
+    /// `pong`, `closed`, `disconnect`), oldest first. Most providers expect nothing.
+    fn take_reply(&mut self) -> Option<String> {
+        None
+    }
+
+    /// The call was handed off: a provider that moves calls in-band (AudioHook's `disconnect`
+    /// back to the Architect flow) queues the message here.
+    fn on_handoff(&mut self, _handoff_id: &str, _summary: &str) {}
 }
 
 #[cfg(test)]

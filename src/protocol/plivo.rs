@@ -32,6 +32,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     usual_format: (Codec::Mulaw, 8000),
     two_tracks: true,
     auth: AuthRule::Token { headers: &[] },
+    subprotocols: &[],
     transfer: Some("plivo"),
     detect: |head| head.contains("\"streamId\""),
     adapter: |_| Box::new(PlivoAdapter),

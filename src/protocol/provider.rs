@@ -5,7 +5,7 @@
 //! one file plus one variant and one `spec` arm here.
 
 use super::{Adapter, CallIdRule, ProtocolError, RenderSpec, WireMessage};
-use super::{asterisk, exotel, freeswitch, plivo, telnyx, twilio, vonage};
+use super::{asterisk, exotel, freeswitch, genesys, plivo, telnyx, twilio, vonage};
 use crate::codec::Codec;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -30,6 +30,8 @@ pub enum Provider {
     Freeswitch,
     /// Asterisk `chan_websocket`.
     Asterisk,
+    /// Genesys Cloud AudioHook v2.
+    Genesys,
 }
 
 /// How a provider's media upgrade is authenticated. The server asks the adapter which rule
@@ -43,6 +45,9 @@ pub enum AuthRule {
         /// Extra headers that may carry the token (lower case).
         headers: &'static [&'static str],
     },
+    /// Genesys AudioHook: `X-API-KEY` and the HTTP Message Signature when `[auth.audiohook]` is
+    /// set, else the shared token (as Bearer or `X-API-KEY`).
+    AudioHook,
 }
 
 /// Renders a whole call (`caller`, optional `agent` PCM) as a provider sends it.
@@ -61,6 +66,9 @@ pub struct ProviderSpec {
     pub two_tracks: bool,
     /// How its upgrade is authenticated.
     pub auth: AuthRule,
+    /// WebSocket subprotocols it asks for, one of which the upgrade must select (FreeSWITCH's
+    /// `mod_audio_fork` aborts the connection otherwise); empty for most.
+    pub subprotocols: &'static [&'static str],
     /// The bridge target that moves its calls (`twilio`, …), or `None`: the signed webhook
     /// only, and the operator's flow moves the call.
     pub transfer: Option<&'static str>,
@@ -88,7 +96,7 @@ impl fmt::Debug for ProviderSpec {
 
 impl Provider {
     /// Every provider.
-    pub const ALL: [Provider; 7] = [
+    pub const ALL: [Provider; 8] = [
         Provider::Twilio,
         Provider::Telnyx,
         Provider::Plivo,
@@ -96,6 +104,7 @@ impl Provider {
         Provider::Vonage,
         Provider::Freeswitch,
         Provider::Asterisk,
+        Provider::Genesys,
     ];
 
     /// Its adapter file's declaration.
@@ -108,6 +117,7 @@ impl Provider {
             Provider::Vonage => &vonage::SPEC,
             Provider::Freeswitch => &freeswitch::SPEC,
             Provider::Asterisk => &asterisk::SPEC,
+            Provider::Genesys => &genesys::SPEC,
         }
     }
 

@@ -35,6 +35,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     auth: AuthRule::Token {
         headers: &["x-telnyx-streaming-auth-token"],
     },
+    subprotocols: &[],
     transfer: Some("telnyx"),
     detect: |head| head.contains("\"stream_id\""),
     adapter: |_| Box::new(TelnyxAdapter),

@@ -32,6 +32,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     usual_format: (Codec::Mulaw, 8000),
     two_tracks: true,
     auth: AuthRule::TwilioSignature,
+    subprotocols: &[],
     transfer: Some("twilio"),
     detect: |head| head.contains("\"streamSid\""),
     adapter: |_| Box::new(TwilioAdapter),

@@ -37,6 +37,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     usual_format: (Codec::L16, 16000),
     two_tracks: false,
     auth: AuthRule::Token { headers: &[] },
+    subprotocols: &[],
     transfer: Some("vonage"),
     detect: |head| head.contains("\"websocket:connected\""),
     adapter: |connection_id| {

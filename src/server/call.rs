@@ -19,6 +19,9 @@ use prometheus_client::metrics::counter::Counter;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+/// How long one reply to the provider may take to write.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Close code for a stream that sent nothing (or no start) in time.
 pub const CLOSE_TIMEOUT: u16 = 4408;
 /// Close code for a call id that is already streaming on another connection.
@@ -367,6 +370,15 @@ impl CallTask {
                 }
             }
             self.after_step().await;
+            // Replies the provider waits for (AudioHook's `opened`, `pong`, `closed`, and the
+            // `disconnect` of a handoff, sent only once the handoff is durable). A peer that
+            // does not read its socket does not hold the call task for long.
+            while let Some(reply) = self.call.take_reply() {
+                let send = ws.send(Message::Text(reply.into()));
+                if !matches!(tokio::time::timeout(REPLY_TIMEOUT, send).await, Ok(Ok(()))) {
+                    return End::PeerClosed;
+                }
+            }
             if self.call.is_stopped() {
                 return End::Stop;
             }

@@ -162,15 +162,26 @@ fn authenticate(
             AuthOutcome::Invalid("X-Twilio-Signature does not match")
         };
     }
+    if rule == AuthRule::AudioHook
+        && let Some(ah) = &a.audiohook
+    {
+        return audiohook_auth(ah, headers, path_and_query);
+    }
     match &a.token {
         Some(t) => {
             let extra: &[&str] = match rule {
                 AuthRule::Token { headers } => headers,
                 AuthRule::TwilioSignature => &[],
+                AuthRule::AudioHook => &["x-api-key"],
             };
             let has_creds = headers.contains_key(header::AUTHORIZATION)
                 || extra.iter().any(|h| headers.contains_key(*h));
-            if auth::token_matches(&t.value, headers) {
+            let api_key_is_token = rule == AuthRule::AudioHook
+                && headers
+                    .get("x-api-key")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|k| auth::token_eq(&t.value, k.trim()));
+            if auth::token_matches(&t.value, headers) || api_key_is_token {
                 AuthOutcome::Ok
             } else if has_creds {
                 AuthOutcome::Invalid("credentials do not match [auth.token]")
@@ -179,6 +190,39 @@ fn authenticate(
             }
         }
         None => AuthOutcome::Missing("no credentials are configured for this provider"),
+    }
+}
+
+/// A Genesys AudioHook upgrade under `[auth.audiohook]`: the API key, and the signature when a
+/// client secret is configured.
+fn audiohook_auth(
+    ah: &crate::config::AudioHookAuth,
+    headers: &HeaderMap,
+    path_and_query: &str,
+) -> AuthOutcome {
+    use crate::protocol::audiohook::{SignatureError, verify_signature};
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(key) = get("x-api-key") else {
+        return AuthOutcome::Missing("missing X-API-KEY");
+    };
+    let Some(secret) = &ah.client_secret else {
+        return if auth::token_eq(&ah.api_key, key.trim()) {
+            AuthOutcome::Ok
+        } else {
+            AuthOutcome::Invalid("X-API-KEY does not match [auth.audiohook] api_key")
+        };
+    };
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match verify_signature(get, path_and_query, &ah.api_key, secret, now_s) {
+        Ok(()) => AuthOutcome::Ok,
+        Err(SignatureError::Missing(_)) => AuthOutcome::Missing("missing AudioHook signature"),
+        Err(SignatureError::ApiKey) => {
+            AuthOutcome::Invalid("X-API-KEY does not match [auth.audiohook] api_key")
+        }
+        Err(SignatureError::Expired) => AuthOutcome::Invalid("AudioHook signature expired"),
+        Err(_) => AuthOutcome::Invalid("AudioHook signature does not verify"),
     }
 }
 
@@ -236,7 +280,8 @@ async fn media(
     };
     let max = st.config().server.max_message_bytes;
     let tracker = st.inner.tracker.clone();
-    ws.max_message_size(max)
+    ws.protocols(provider.spec().subprotocols.iter().copied())
+        .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(call::READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
