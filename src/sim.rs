@@ -13,6 +13,8 @@ use crate::protocol::{Provider, RenderSpec, WireMessage};
 use crate::synth::Rng;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
+pub use outside::OutsideView;
+use outside::{HandoffWatch, LatencyHist, LocalHist, MediaOrigins};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +27,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 const PLACEHOLDER_CALL_ID: &str = "CAsimplaceholdercallid000000000000";
 /// Stream id shared by every connection, so media messages need no per-connection copy.
 const SHARED_STREAM_ID: &str = "MZsim0000000000000000000000000000";
-/// Lag histogram: bucket `i` holds lags below `LAG_BUCKET0_US << i`.
-const LAG_BUCKETS: usize = 24;
-const LAG_BUCKET0_US: u64 = 50;
+
+mod outside;
 
 /// How fast media is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,6 +84,11 @@ pub struct SimConfig {
     pub sample_rate_hz: u32,
     /// Transcript lines posted to every call at their `t_ms`.
     pub transcript: Vec<TranscriptLine>,
+    /// Every connection sends a WebSocket Ping this often and times its Pong (`None`: never).
+    pub ping_interval: Option<Duration>,
+    /// Subscribe to the gateway's `GET /v1/events` (with `api_token`) and time each handoff
+    /// from the frame that decided it to its arrival there.
+    pub watch_events: bool,
 }
 
 /// Why a run could not start.
@@ -174,6 +180,10 @@ pub struct SteadyState {
     pub cpu_pct: Option<f64>,
     /// Gateway RSS at the window's end.
     pub rss_kib: Option<u64>,
+    /// Client-side ping round trip over the window (see [`OutsideView::ping_rtt`]).
+    pub ping_rtt: Percentiles,
+    /// Generator CPU over the window, percent of one core.
+    pub generator_cpu_pct: Option<f64>,
     /// (RSS at the window's end - RSS before the first connection) / `active_calls`.
     pub rss_per_call_kib: Option<f64>,
 }
@@ -201,6 +211,8 @@ pub struct SimReport {
     pub messages_sent: u64,
     /// How late the generator was against its own schedule (a slow generator, not a slow server).
     pub send_lag: Percentiles,
+    /// What a provider would see of the gateway, measured on the client side.
+    pub outside: OutsideView,
     /// Transcript lines posted and accepted (202).
     pub transcript_accepted: u64,
     /// Wall time of the run.
@@ -216,7 +228,7 @@ pub struct SimReport {
     pub steady: Option<SteadyState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Totals {
     opened: AtomicU64,
     refused: AtomicU64,
@@ -227,8 +239,35 @@ struct Totals {
     peak: AtomicU64,
     messages: AtomicU64,
     transcript_accepted: AtomicU64,
-    lag_max_us: AtomicU64,
-    lag: [AtomicU64; LAG_BUCKETS],
+    send_lag: LatencyHist,
+    ping_rtt: LatencyHist,
+    pings_sent: AtomicU64,
+    pongs: AtomicU64,
+    setup: LatencyHist,
+    /// Ping payloads carry microseconds since this instant.
+    epoch: Instant,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Self {
+            opened: AtomicU64::default(),
+            refused: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            completed: AtomicU64::default(),
+            ended_otherwise: AtomicU64::default(),
+            active: AtomicU64::default(),
+            peak: AtomicU64::default(),
+            messages: AtomicU64::default(),
+            transcript_accepted: AtomicU64::default(),
+            send_lag: LatencyHist::default(),
+            ping_rtt: LatencyHist::default(),
+            pings_sent: AtomicU64::default(),
+            pongs: AtomicU64::default(),
+            setup: LatencyHist::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 /// The shared render: messages before media (per connection when they carry the call id),
@@ -371,6 +410,26 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
         })
     });
 
+    // The event feed first, so no handoff can be published before the watcher listens.
+    let origins = Arc::new(MediaOrigins::default());
+    let watch = Arc::new(HandoffWatch::default());
+    let watcher = if cfg.watch_events {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (w, o) = (watch.clone(), origins.clone());
+        let (http, url, token) = (
+            http.clone(),
+            format!("{}/v1/events", tgt.http_base),
+            cfg.api_token.clone(),
+        );
+        let chunk = rendered.chunk;
+        let task =
+            tokio::spawn(async move { w.watch(http, url, token, &o, chunk, ready_tx).await });
+        let _ = tokio::time::timeout(Duration::from_secs(5), ready_rx).await;
+        Some(task)
+    } else {
+        None
+    };
+
     let t0 = tokio::time::Instant::now();
     let steady_task = steady_window(cfg.ramp, cfg.duration).map(|(from, to)| {
         let http = http.clone();
@@ -398,6 +457,11 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
         };
         let conn = Conn {
             call_id: format!("CA{run_id:016x}{i:016x}"),
+            origins: cfg.watch_events.then(|| origins.clone()),
+            ping_every: cfg
+                .ping_interval
+                .map(|p| (p.as_nanos() / rendered.chunk.as_nanos().max(1)).max(1) as u64),
+            ping_phase: i as u64,
             rendered: rendered.clone(),
             totals: totals.clone(),
             ws_url: ws_url.clone(),
@@ -427,9 +491,11 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
     // The gateway updates its counters when a call's task ends, right after the close frame.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = scrape(&http, &metrics_url).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
 
     let t = &totals;
-    let lag_counts: Vec<u64> = t.lag.iter().map(|a| a.load(Ordering::Relaxed)).collect();
     let mut report = SimReport {
         provider: cfg.provider,
         calls: cfg.calls,
@@ -440,7 +506,16 @@ pub async fn run(cfg: SimConfig) -> Result<SimReport, SimError> {
         ended_otherwise: t.ended_otherwise.load(Ordering::Relaxed),
         peak_concurrent: t.peak.load(Ordering::Relaxed),
         messages_sent: t.messages.load(Ordering::Relaxed),
-        send_lag: lag_percentiles(&lag_counts, t.lag_max_us.load(Ordering::Relaxed)),
+        send_lag: t.send_lag.percentiles(),
+        outside: OutsideView {
+            ping_rtt: t.ping_rtt.percentiles(),
+            pings_sent: t.pings_sent.load(Ordering::Relaxed),
+            pongs_received: t.pongs.load(Ordering::Relaxed),
+            setup: t.setup.percentiles(),
+            handoff_observed: watch.latency.percentiles(),
+            handoffs_observed: watch.seen.load(Ordering::Relaxed),
+            events_watched: watch.watching.load(Ordering::Relaxed),
+        },
         transcript_accepted: t.transcript_accepted.load(Ordering::Relaxed),
         wall_s: wall.as_secs_f64(),
         generator_cpu_pct: match (self_cpu_before, proc_cpu_ticks_self()) {
@@ -489,6 +564,8 @@ struct Snapshot {
     at: Instant,
     active: u64,
     cpu_ticks: Option<u64>,
+    self_cpu_ticks: Option<u64>,
+    ping_rtt: Vec<u64>,
     rss_kib: Option<u64>,
     scrape: Option<Scrape>,
 }
@@ -504,6 +581,8 @@ impl Snapshot {
             at: Instant::now(),
             active: totals.active.load(Ordering::Relaxed),
             cpu_ticks: pid.and_then(proc_cpu_ticks),
+            self_cpu_ticks: proc_cpu_ticks_self(),
+            ping_rtt: totals.ping_rtt.snapshot(),
             rss_kib: pid.and_then(proc_rss_kib),
             scrape: scrape(http, metrics_url).await,
         }
@@ -518,13 +597,8 @@ fn steady_state(
     rss_before_kib: u64,
 ) -> SteadyState {
     let active = a.active.min(b.active);
-    let cpu_pct = match (a.cpu_ticks, b.cpu_ticks) {
-        (Some(x), Some(y)) => Some(cpu_pct(
-            y.saturating_sub(x),
-            b.at.saturating_duration_since(a.at),
-        )),
-        _ => None,
-    };
+    let window = b.at.saturating_duration_since(a.at);
+    let cpu = |x: Option<u64>, y: Option<u64>| Some(cpu_pct(y?.saturating_sub(x?), window));
     SteadyState {
         from_s: from.as_secs_f64(),
         to_s: to.as_secs_f64(),
@@ -533,7 +607,9 @@ fn steady_state(
             (Some(x), Some(y)) => Some(server_delta(x, y)),
             _ => None,
         },
-        cpu_pct,
+        cpu_pct: cpu(a.cpu_ticks, b.cpu_ticks),
+        generator_cpu_pct: cpu(a.self_cpu_ticks, b.self_cpu_ticks),
+        ping_rtt: outside::window_percentiles(&a.ping_rtt, &b.ping_rtt),
         rss_kib: b.rss_kib,
         rss_per_call_kib: b
             .rss_kib
@@ -554,12 +630,21 @@ struct Conn {
     rate: Rate,
     jitter_ms: f64,
     rng: Rng,
+    /// Where to note when this call's media began (when handoffs are watched).
+    origins: Option<Arc<MediaOrigins>>,
+    /// A ping after every this many media frames.
+    ping_every: Option<u64>,
+    /// Spreads the connections' pings over the interval.
+    ping_phase: u64,
 }
 
 enum Outcome {
     Completed,
     Other,
 }
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Conn {
     async fn run(mut self) {
@@ -581,9 +666,10 @@ impl Conn {
         {
             req.headers_mut().insert(name, v);
         }
+        let connecting = Instant::now();
         // A provider streams small messages every 20 ms: with Nagle on, each waits for the ACK
         // of the previous one, which the gateway delays (it rarely writes), adding tens of ms.
-        let mut ws = match tokio_tungstenite::connect_async_with_config(req, None, true).await {
+        let ws = match tokio_tungstenite::connect_async_with_config(req, None, true).await {
             Ok((ws, _)) => ws,
             Err(tungstenite::Error::Http(resp)) if resp.status().as_u16() == 503 => {
                 t.refused.fetch_add(1, Ordering::Relaxed);
@@ -598,7 +684,7 @@ impl Conn {
         t.opened.fetch_add(1, Ordering::Relaxed);
         let now = t.active.fetch_add(1, Ordering::Relaxed) + 1;
         t.peak.fetch_max(now, Ordering::Relaxed);
-        let outcome = self.stream(&mut ws).await;
+        let outcome = self.stream(ws, connecting).await;
         t.active.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Outcome::Completed => t.completed.fetch_add(1, Ordering::Relaxed),
@@ -606,19 +692,47 @@ impl Conn {
         };
     }
 
-    async fn stream(
+    /// Sends the call while reading the gateway's replies (pongs, the close frame) on the same
+    /// connection, then waits for the close.
+    async fn stream(&mut self, ws: WsStream, connecting: Instant) -> Outcome {
+        let (mut tx, mut rx) = ws.split();
+        let totals = self.totals.clone();
+        let reader = read_replies(&mut rx, &totals);
+        tokio::pin!(reader);
+        let sent_all = {
+            let sender = self.send_all(&mut tx, connecting);
+            tokio::pin!(sender);
+            tokio::select! {
+                ok = &mut sender => ok,
+                // The gateway closed (or the socket broke) before the stop was out.
+                _ = &mut reader => return Outcome::Other,
+            }
+        };
+        if !sent_all {
+            return Outcome::Other;
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(10), &mut reader).await;
+        // Flushes tungstenite's reply to the gateway's close frame.
+        let _ = tx.close().await;
+        match closed {
+            Ok(Some(1000)) => Outcome::Completed,
+            _ => Outcome::Other,
+        }
+    }
+
+    /// Every message of the call, paced; pings between media frames. False when a send failed.
+    async fn send_all(
         &mut self,
-        ws: &mut tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    ) -> Outcome {
+        tx: &mut futures_util::stream::SplitSink<WsStream, Message>,
+        connecting: Instant,
+    ) -> bool {
         let rendered = self.rendered.clone();
         let chunk = rendered.chunk;
         let mut tick = tokio::time::interval(chunk);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut sent = 0u64;
-        let mut lag = [0u64; LAG_BUCKETS];
-        let mut lag_max_us = 0u64;
+        let mut media_sent = 0u64;
+        let mut lag = LocalHist::default();
         let mut poster = None;
         let mut ok = true;
         for part in &rendered.messages {
@@ -634,25 +748,45 @@ impl Conn {
                 }
                 Part::Shared(m) => m.clone(),
                 Part::Media(m) => {
+                    let mut due = Instant::now();
                     if self.rate == Rate::Realtime {
-                        let mut due = tick.tick().await;
+                        let mut at = tick.tick().await;
                         if self.jitter_ms > 0.0 {
                             let j = f64::from(self.rng.next_f32()) * self.jitter_ms;
-                            due += Duration::from_secs_f64(j / 1000.0);
-                            tokio::time::sleep_until(due).await;
+                            at += Duration::from_secs_f64(j / 1000.0);
+                            tokio::time::sleep_until(at).await;
                         }
-                        let late_us = due.elapsed().as_micros() as u64;
-                        lag[lag_bucket(late_us)] += 1;
-                        lag_max_us = lag_max_us.max(late_us);
+                        lag.record(at.elapsed());
+                        due = at.into_std();
+                    }
+                    if media_sent == 0 {
+                        self.totals.setup.record(connecting.elapsed());
+                        if let Some(o) = &self.origins {
+                            o.insert(&self.call_id, due);
+                        }
                     }
                     m.clone()
                 }
             };
-            if ws.send(msg).await.is_err() {
+            if tx.send(msg).await.is_err() {
                 ok = false;
                 break;
             }
             sent += 1;
+            if let Part::Media(_) = part {
+                media_sent += 1;
+                if let Some(every) = self.ping_every
+                    && (media_sent + self.ping_phase).is_multiple_of(every)
+                {
+                    let stamp = self.totals.epoch.elapsed().as_micros() as u64;
+                    let ping = Message::Ping(Bytes::copy_from_slice(&stamp.to_be_bytes()));
+                    if tx.send(ping).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                    self.totals.pings_sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             // Transcript lines need the call registered: post them once the start is out.
             if poster.is_none() && matches!(part, Part::PerCall(_)) && !self.transcript.is_empty() {
                 poster = Some(tokio::spawn(post_transcript(
@@ -667,35 +801,36 @@ impl Conn {
         }
         let t = &self.totals;
         t.messages.fetch_add(sent, Ordering::Relaxed);
-        for (a, n) in t.lag.iter().zip(lag) {
-            if n > 0 {
-                a.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-        t.lag_max_us.fetch_max(lag_max_us, Ordering::Relaxed);
+        t.send_lag.merge(&lag);
         if let Some(p) = poster {
             p.abort();
         }
-        if !ok {
-            return Outcome::Other;
-        }
-        let closed = tokio::time::timeout(Duration::from_secs(10), async {
-            while let Some(m) = ws.next().await {
-                match m {
-                    Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),
-                    Ok(_) => {}
-                    Err(_) => return None,
+        ok
+    }
+}
+
+/// Reads what the gateway sends on a media stream until it closes: pongs are timed against
+/// the stamp their ping carried. The close code, if a close frame came.
+async fn read_replies(
+    rx: &mut futures_util::stream::SplitStream<WsStream>,
+    t: &Totals,
+) -> Option<u16> {
+    while let Some(m) = rx.next().await {
+        match m {
+            Ok(Message::Pong(p)) => {
+                let now_us = t.epoch.elapsed().as_micros() as u64;
+                if let Ok(stamp) = <[u8; 8]>::try_from(p.as_ref()) {
+                    let rtt_us = now_us.saturating_sub(u64::from_be_bytes(stamp));
+                    t.ping_rtt.record(Duration::from_micros(rtt_us));
+                    t.pongs.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            None
-        })
-        .await;
-        let _ = ws.close(None).await;
-        match closed {
-            Ok(Some(1000)) => Outcome::Completed,
-            _ => Outcome::Other,
+            Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(_) => return None,
         }
     }
+    None
 }
 
 async fn post_transcript(
@@ -722,29 +857,6 @@ async fn post_transcript(
             totals.transcript_accepted.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn lag_bucket(us: u64) -> usize {
-    let mut i = 0;
-    while i + 1 < LAG_BUCKETS && us >= LAG_BUCKET0_US << i {
-        i += 1;
-    }
-    i
-}
-
-fn lag_percentiles(counts: &[u64], max_us: u64) -> Percentiles {
-    let bounds: Vec<f64> = (0..counts.len())
-        .map(|i| (LAG_BUCKET0_US << i) as f64 / 1000.0)
-        .collect();
-    let mut cumulative = Vec::with_capacity(counts.len());
-    let mut acc = 0;
-    for &c in counts {
-        acc += c;
-        cumulative.push(acc);
-    }
-    let mut p = percentiles_from_buckets(&bounds, &cumulative);
-    p.max_ms = max_us as f64 / 1000.0;
-    p
 }
 
 /// Percentiles from cumulative bucket counts with upper bounds in ms, interpolating linearly
@@ -1015,6 +1127,8 @@ mod tests {
             pcm: vec![100; 800],
             sample_rate_hz: 8000,
             transcript: Vec::new(),
+            ping_interval: None,
+            watch_events: false,
         };
         let r = render(&cfg).unwrap();
         let media = r

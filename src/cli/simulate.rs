@@ -54,6 +54,12 @@ pub struct SimulateArgs {
     /// Gateway process id, to report its CPU and RSS.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Every connection pings the gateway this often (ms) and times the pong; 0: never.
+    #[arg(long, default_value_t = 1000)]
+    ping_ms: u64,
+    /// Do not subscribe to the gateway's `/v1/events` to time handoffs from outside.
+    #[arg(long)]
+    no_events: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -154,6 +160,8 @@ fn config(input: Option<&std::path::Path>, a: &SimulateArgs) -> anyhow::Result<S
         pcm,
         sample_rate_hz,
         transcript,
+        ping_interval: (a.ping_ms > 0).then(|| Duration::from_millis(a.ping_ms)),
+        watch_events: !a.no_events,
     })
 }
 
@@ -178,6 +186,7 @@ fn print_summary(r: &SimReport) {
         r.send_lag.max_ms,
         r.generator_cpu_pct
     );
+    print_outside(&r.outside);
     if r.transcript_accepted > 0 {
         println!("transcript lines accepted: {}", r.transcript_accepted);
     }
@@ -221,8 +230,15 @@ fn print_summary(r: &SimReport) {
                 s.frames_lag_over_20ms
             );
         }
+        print!(
+            " ping RTT p50 {:.2} ms, p99 {:.2} ms;",
+            w.ping_rtt.p50_ms, w.ping_rtt.p99_ms
+        );
         if let Some(c) = w.cpu_pct {
             print!(" server CPU {c:.0}%;");
+        }
+        if let Some(c) = w.generator_cpu_pct {
+            print!(" generator CPU {c:.0}%;");
         }
         if let (Some(r), Some(k)) = (w.rss_kib, w.rss_per_call_kib) {
             print!(" RSS {r} KiB, {k:.0} KiB per call");
@@ -233,6 +249,33 @@ fn print_summary(r: &SimReport) {
         println!(
             "server process: CPU {:.0}%, RSS {} KiB before, {} KiB peak, {:.0} KiB per call",
             p.cpu_pct, p.rss_before_kib, p.rss_peak_kib, p.rss_per_call_kib
+        );
+    }
+}
+
+/// The client-side figures: what a provider would see.
+fn print_outside(o: &crate::sim::OutsideView) {
+    println!(
+        "outside view: ping RTT p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} of {} pongs); set-up p50 {:.1} ms, p99 {:.1} ms",
+        o.ping_rtt.p50_ms,
+        o.ping_rtt.p99_ms,
+        o.ping_rtt.max_ms,
+        o.pongs_received,
+        o.pings_sent,
+        o.setup.p50_ms,
+        o.setup.p99_ms
+    );
+    if o.events_watched {
+        println!(
+            "outside view: {} handoffs seen on /v1/events, deciding frame sent to handoff seen p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            o.handoffs_observed,
+            o.handoff_observed.p50_ms,
+            o.handoff_observed.p99_ms,
+            o.handoff_observed.max_ms
+        );
+    } else {
+        println!(
+            "outside view: /v1/events not watched (--no-events, or the subscription was refused)"
         );
     }
 }

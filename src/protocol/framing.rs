@@ -14,7 +14,7 @@ use std::borrow::Cow;
 /// traffic, so it must not be parsed twice. Other events are parsed again as their own type.
 #[derive(Deserialize)]
 pub(crate) struct Envelope<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt_str")]
     pub event: Option<Cow<'a, str>>,
     // Two fields rather than an alias: an alias makes a message carrying both spellings a
     // duplicate-field error.
@@ -29,14 +29,25 @@ pub(crate) struct Envelope<'a> {
 /// `media{track, chunk, timestamp, payload}`: the same shape at Twilio, Telnyx, Plivo and Exotel.
 #[derive(Deserialize)]
 pub(crate) struct MediaBody<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt_str")]
     pub track: Option<Cow<'a, str>>,
     #[serde(default)]
     pub chunk: LenientU64,
     #[serde(default)]
     pub timestamp: LenientU64,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt_str")]
     pub payload: Option<Cow<'a, str>>,
+}
+
+/// An optional string that borrows from the message when it has no escapes. serde's own
+/// `Option<Cow<str>>` always copies (`borrow` reaches only a `Cow` that is the field itself):
+/// that was three allocations per media message, the payload among them.
+fn borrowed_opt_str<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'b>(#[serde(borrow)] Cow<'b, str>);
+    Ok(Option::<Borrowed<'de>>::deserialize(d)?.map(|b| b.0))
 }
 
 /// Parses the envelope and takes out its event name.

@@ -248,6 +248,31 @@ mod tests {
     }
 
     #[test]
+    fn media_fields_borrow_from_the_message_unless_escaped() {
+        let plain = r#"{"event":"media","media":{"track":"inbound","chunk":"1","payload":"//8="}}"#;
+        let ProviderEvent::Media(m) = TwilioAdapter.parse_text(plain).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(m.payload, Payload::Base64(Cow::Borrowed("//8="))));
+        // JSON may escape '/': the payload is then unescaped into its own string.
+        let escaped =
+            r#"{"event":"media","media":{"track":"inbound","chunk":"1","payload":"\/\/8="}}"#;
+        let ProviderEvent::Media(m) = TwilioAdapter.parse_text(escaped).unwrap() else {
+            panic!()
+        };
+        assert!(
+            matches!(&m.payload, Payload::Base64(Cow::Owned(p)) if p == "//8="),
+            "{:?}",
+            m.payload
+        );
+        let not_a_string = r#"{"event":"media","media":{"track":7,"payload":"//8="}}"#;
+        assert!(matches!(
+            TwilioAdapter.parse_text(not_a_string),
+            Err(ProtocolError::Malformed { .. })
+        ));
+    }
+
+    #[test]
     fn refuses_what_it_cannot_read() {
         assert!(matches!(
             TwilioAdapter.parse_text("{nope"),

@@ -18,3 +18,4 @@ mod replay;
 mod simulate;
 mod tune;
 mod warm;
+mod ws_ping;

@@ -1,7 +1,7 @@
 //! The load generator against a real gateway: every message it sends arrives, every admitted
 //! call ends cleanly, and admission refusals are counted on both sides.
 
-use crate::common::{TWILIO_TOKEN, TestServer, test_config};
+use crate::common::{TOKEN, TWILIO_TOKEN, TestServer, test_config};
 use std::time::Duration;
 use warmline::event::EventKind;
 use warmline::protocol::Provider;
@@ -24,6 +24,9 @@ fn sim(server: &TestServer, calls: usize, duration_ms: u64) -> SimConfig {
         pcm: warmline::synth::example_escalating_call()[..8000].to_vec(),
         sample_rate_hz: 8000,
         transcript: Vec::new(),
+        ping_interval: Some(Duration::from_millis(500)),
+        // Without the API token the feed refuses the subscription: reported as not watched.
+        watch_events: true,
     }
 }
 
@@ -89,6 +92,12 @@ async fn every_stream_is_received_whole_and_ends_cleanly() {
     assert!(ws.frames > 0 && ws.frames < 1125, "{ws:?}");
     assert_eq!(ws.frame_lag.count, ws.frame_latency.count);
     assert!(w.cpu_pct.is_some() && w.rss_kib.is_some(), "{w:?}");
+    // Pings every 500 ms (25 frames): 9 per call, each answered; the window saw some.
+    let o = &report.outside;
+    assert_eq!((o.pings_sent, o.pongs_received), (45, 45), "{o:?}");
+    assert_eq!(o.ping_rtt.count, 45);
+    assert!(w.ping_rtt.count > 0 && w.ping_rtt.count < 45, "{w:?}");
+    assert!(!o.events_watched, "no API token: the feed is not watched");
     // Real-time pacing: 4.5 s of media cannot be sent much faster than 4.5 s.
     assert!(report.wall_s >= 4.4, "wall {}", report.wall_s);
     server.stop().await;
@@ -128,5 +137,48 @@ async fn calls_over_max_calls_are_refused_at_admission() {
         ended.iter().all(|(_, f, r)| *f == 50 && r == "stop"),
         "{ended:?}"
     );
+    server.stop().await;
+}
+
+/// The outside view against a real gateway: every ping answered and timed, every connection's
+/// set-up timed, and every call's handoff (a transcript line asking for a human) seen on
+/// `/v1/events` and timed from the frame that decided it. Sanity bounds only: speed is the
+/// load benchmark's business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outside_view_times_pings_set_up_and_handoffs() {
+    let server = TestServer::start().await;
+    let mut c = sim(&server, 3, 3000);
+    c.api_token = Some(TOKEN.into());
+    c.ping_interval = Some(Duration::from_millis(200));
+    c.transcript = vec![
+        serde_json::from_str(
+            r#"{"t_ms":500,"speaker":"caller","text":"I want to speak to a human agent now","final":true}"#,
+        )
+        .expect("line"),
+    ];
+    let r = warmline::sim::run(c).await.expect("run");
+    assert_eq!(r.completed, 3, "{r:?}");
+    let o = &r.outside;
+    // 150 frames per call, a ping after every 10th.
+    assert_eq!((o.pings_sent, o.pongs_received), (45, 45), "{o:?}");
+    let p = o.ping_rtt;
+    assert_eq!(p.count, 45);
+    assert!(
+        p.p50_ms > 0.0 && p.p50_ms <= p.p99_ms && p.p99_ms <= p.max_ms,
+        "{p:?}"
+    );
+    assert!(
+        p.max_ms < 3000.0,
+        "a pong slower than the whole call: {p:?}"
+    );
+    assert_eq!(o.setup.count, 3, "{o:?}");
+    assert!(o.setup.p50_ms > 0.0 && o.setup.max_ms < 3000.0, "{o:?}");
+    assert!(o.events_watched, "{o:?}");
+    assert_eq!(o.handoffs_observed, 3, "{o:?}");
+    let h = o.handoff_observed;
+    assert_eq!(h.count, 3, "{h:?}");
+    assert!(h.max_ms < 3000.0, "{h:?}");
+    let s = r.server.expect("metrics scraped");
+    assert_eq!(s.handoffs, 3);
     server.stop().await;
 }
