@@ -28,6 +28,7 @@
 #   TRANSCRIPT=1       also POST the demo call's transcript lines to every call (handoffs)
 #   MODEL=file.json    tone model for the gateway (default: the bundled one)
 #   BIN=path           measure this binary instead of building the tree
+#   SIM_ARGS="--no-events"  extra `warmline simulate` options (e.g. without the events feed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60}
@@ -84,7 +85,7 @@ stop_server() {
 run_step() { # name calls max_calls
   start_server "$3"
   taskset -c 1 $NICE "$BIN" simulate --provider twilio --calls "$2" --ramp-s "$RAMP_S" \
-    --duration-s "$DURATION" ${TRANSCRIPT_ARGS[@]+"${TRANSCRIPT_ARGS[@]}"} --twilio-auth-token bench-token --token bench-api-token --server-pid "$SERVER" --json \
+    --duration-s "$DURATION" ${TRANSCRIPT_ARGS[@]+"${TRANSCRIPT_ARGS[@]}"} --twilio-auth-token bench-token --token bench-api-token --server-pid "$SERVER" --json ${SIM_ARGS:-} \
     fixtures/demo/escalating.wav "ws://127.0.0.1:$PORT" > "$OUT/$1.json"
   stop_server
 }
