@@ -221,3 +221,25 @@ pub async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
 pub fn round_trip(codec: warmline::codec::Codec, pcm: &[i16]) -> Vec<i16> {
     pcm.iter().map(|&s| codec.round_trip(s)).collect()
 }
+
+/// Runs `cmd` with its stdout closed before it writes (as `| head` that has already gone) and
+/// asserts that it ends with status 0 and says nothing about the pipe.
+pub fn assert_quiet_when_stdout_closes(mut cmd: std::process::Command) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{cmd:?}: status {:?}: {err}",
+        out.status
+    );
+    assert!(
+        !err.contains("Broken pipe") && !err.contains("panicked"),
+        "{cmd:?}: {err}"
+    );
+}

@@ -174,21 +174,10 @@ fn a_closed_pipe_ends_tune_quietly() {
     let labels = dir.path().join("labels.csv");
     std::fs::write(&labels, corpus(dir.path())).unwrap();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json");
-    let mut child = warmline()
-        .args(["tune", "--quiet", "--labels"])
+    let mut cmd = warmline();
+    cmd.args(["tune", "--quiet", "--labels"])
         .arg(&labels)
         .arg("--model")
-        .arg(&model)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "status {:?}: {err}", out.status);
-    assert!(
-        !err.contains("Broken pipe") && !err.contains("panicked"),
-        "{err}"
-    );
+        .arg(&model);
+    crate::common::assert_quiet_when_stdout_closes(cmd);
 }
