@@ -10,6 +10,7 @@
 
 pub mod asterisk;
 pub mod audiohook;
+pub mod audiosocket;
 pub mod call_id;
 pub mod exotel;
 mod framing;
