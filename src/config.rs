@@ -108,6 +108,10 @@ pub struct ServerConfig {
     pub max_media_lead_s: f64,
     /// Bind `/metrics` on a separate address instead of the main listener.
     pub metrics_listen: Option<String>,
+    /// Listen for Asterisk AudioSocket (plain TCP, e.g. `127.0.0.1:9092`); unset = off.
+    /// AudioSocket has no authentication: an address that is not loopback needs
+    /// `[auth] allow_unauthenticated_audiosocket = true`.
+    pub audiosocket_listen: Option<String>,
     /// Open TCP connections (HTTP and upgraded streams together); further ones are closed as
     /// soon as they are accepted. Default: derived from the open-file limit
     /// ([`derived_max_connections`]), so the gateway never runs out of descriptors.
@@ -145,6 +149,7 @@ impl Default for ServerConfig {
             max_transcript_lead_ms: 60_000,
             max_media_lead_s: 10.0,
             metrics_listen: None,
+            audiosocket_listen: None,
             max_connections: None,
             header_read_timeout_ms: 10_000,
         }
@@ -166,6 +171,10 @@ pub struct AuthConfig {
     /// Whether the dashboard and `/v1/*` need the token. With `required = true` they always
     /// do (`false` is refused); with `required = false` only when this is `true`.
     pub protect_api: Option<bool>,
+    /// Allow `[server] audiosocket_listen` on an address that is not loopback. AudioSocket
+    /// carries no credentials: whoever reaches the port can stream a call, so only a private
+    /// network between Asterisk and warmline (or a firewall) protects it.
+    pub allow_unauthenticated_audiosocket: bool,
 }
 
 impl Default for AuthConfig {
@@ -176,6 +185,7 @@ impl Default for AuthConfig {
             token: None,
             audiohook: None,
             protect_api: None,
+            allow_unauthenticated_audiosocket: false,
         }
     }
 }
@@ -346,6 +356,24 @@ impl Config {
                     format!("{m:?} is not a socket address: {e}"),
                 )
             })?;
+        }
+        if let Some(a) = &s.audiosocket_listen {
+            let addr = a.parse::<SocketAddr>().map_err(|e| {
+                bad(
+                    "server.audiosocket_listen",
+                    format!("{a:?} is not a socket address: {e}"),
+                )
+            })?;
+            if !addr.ip().is_loopback() && !self.auth.allow_unauthenticated_audiosocket {
+                return Err(bad(
+                    "server.audiosocket_listen",
+                    format!(
+                        "{a} is not a loopback address, and AudioSocket has no authentication: \
+                         listen on a private address only, and set \
+                         [auth] allow_unauthenticated_audiosocket = true to confirm"
+                    ),
+                ));
+            }
         }
         if let Some(u) = &s.public_url
             && !(u.starts_with("wss://")
@@ -602,6 +630,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_calls"), "{err}");
+    }
+
+    #[test]
+    fn audiosocket_listens_off_loopback_only_when_confirmed() {
+        let base = "[auth]\nrequired=false\n";
+        let cfg = parse(&format!(
+            "{base}[server]\naudiosocket_listen = \"127.0.0.1:9092\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            cfg.server.audiosocket_listen.as_deref(),
+            Some("127.0.0.1:9092")
+        );
+        assert_eq!(parse(base).unwrap().server.audiosocket_listen, None);
+        for addr in ["10.0.0.5:9092", "0.0.0.0:9092", "[::]:9092"] {
+            let text = format!("[server]\naudiosocket_listen = \"{addr}\"\n");
+            let err = parse(&format!("{base}{text}")).unwrap_err().to_string();
+            assert!(
+                err.contains("server.audiosocket_listen")
+                    && err.contains("allow_unauthenticated_audiosocket"),
+                "{err}"
+            );
+            let confirmed = "[auth]\nrequired=false\nallow_unauthenticated_audiosocket = true\n";
+            assert!(parse(&format!("{confirmed}{text}")).is_ok(), "{addr}");
+        }
+        let err = parse(&format!("{base}[server]\naudiosocket_listen = \"9092\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a socket address"), "{err}");
     }
 
     #[test]

@@ -606,17 +606,24 @@ impl Call {
 
     /// Handles a text frame.
     pub fn on_text(&mut self, text: &str, out: &mut Vec<Event>) -> Result<Step, CallError> {
-        let from = out.len();
         let ev = self.adapter.parse_text(text)?;
-        let step = self.apply(ev, out);
-        self.note_handoffs(&out[from..]);
-        step
+        self.on_event(ev, out)
     }
 
     /// Handles a binary frame.
     pub fn on_binary(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<Step, CallError> {
-        let from = out.len();
         let ev = self.adapter.parse_binary(bytes)?;
+        self.on_event(ev, out)
+    }
+
+    /// Handles an event parsed outside the provider's adapter: AudioSocket's TCP frames
+    /// ([`crate::protocol::audiosocket::FrameStream`]) are not WebSocket messages.
+    pub fn on_event(
+        &mut self,
+        ev: crate::protocol::ProviderEvent<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<Step, CallError> {
+        let from = out.len();
         let step = self.apply(ev, out);
         self.note_handoffs(&out[from..]);
         step

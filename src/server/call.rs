@@ -5,15 +5,17 @@
 //! frame that says why.
 //!
 //! Steps: [`CallTask::admit`], [`CallTask::read_loop`] (with [`CallTask::on_message`] and
-//! [`CallTask::feed_transcript`]), [`CallTask::teardown`].
+//! [`CallTask::feed_transcript`]), [`CallTask::teardown`]. The socket is a [`MediaSocket`]: a
+//! provider's WebSocket here, or an AudioSocket TCP stream (`super::audiosocket`).
 
 use super::{AppState, CallView, metrics};
 use crate::bridge::HandoffRequest;
 use crate::detect::TranscriptLine;
 use crate::event::{Event, EventKind, Track};
+use crate::pipeline::CallError as StepError;
 use crate::pipeline::{Call, CallError, TranscriptLimits};
-use crate::protocol::Provider;
 use crate::protocol::session::Step;
+use crate::protocol::{Provider, ProviderEvent};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use prometheus_client::metrics::counter::Counter;
 use std::time::{Duration, Instant, SystemTime};
@@ -38,7 +40,7 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 pub(super) const READ_BUFFER_BYTES: usize = 4096;
 
 /// Why the loop ended.
-enum End {
+pub(super) enum End {
     Stop,
     PeerClosed,
     Shutdown,
@@ -217,17 +219,86 @@ impl Pace {
     }
 }
 
+/// The socket a call's media arrives on. The call task owns the deadlines, pacing, transcript
+/// feed and the engine; the socket only reads, answers and closes.
+pub(super) trait MediaSocket: Send {
+    /// What one read gives.
+    type Read: Send;
+    /// The next read. Cancel-safe: the read loop drops it when another branch wins.
+    fn recv(&mut self) -> impl Future<Output = Self::Read> + Send;
+    /// Hands a read to the call; `Some` when it ends the stream.
+    fn deliver(&mut self, read: Self::Read, task: &mut CallTask) -> Option<End>;
+    /// A keepalive; `false` when the peer is gone.
+    fn ping(&mut self) -> impl Future<Output = bool> + Send;
+    /// A reply the provider waits for; `false` when it could not be sent in time.
+    fn reply(&mut self, text: String) -> impl Future<Output = bool> + Send;
+    /// Ends the stream, telling the peer why where its protocol can.
+    fn close(self, end: &End, cfg: &crate::config::ServerConfig)
+    -> impl Future<Output = ()> + Send;
+}
+
+impl MediaSocket for WebSocket {
+    type Read = Option<Result<Message, axum::Error>>;
+
+    fn recv(&mut self) -> impl Future<Output = Self::Read> + Send {
+        WebSocket::recv(self)
+    }
+
+    fn deliver(&mut self, read: Self::Read, task: &mut CallTask) -> Option<End> {
+        task.on_message(read)
+    }
+
+    async fn ping(&mut self) -> bool {
+        self.send(Message::Ping(Default::default())).await.is_ok()
+    }
+
+    async fn reply(&mut self, text: String) -> bool {
+        // A peer that does not read its socket does not hold the call task for long.
+        let send = self.send(Message::Text(text.into()));
+        matches!(tokio::time::timeout(REPLY_TIMEOUT, send).await, Ok(Ok(())))
+    }
+
+    async fn close(mut self, end: &End, cfg: &crate::config::ServerConfig) {
+        let Some((code, text)) = end.close_frame(cfg) else {
+            return;
+        };
+        let frame = CloseFrame {
+            code,
+            reason: truncate_reason(text).into(),
+        };
+        let sent = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.send(Message::Close(Some(frame))),
+        )
+        .await;
+        if matches!(sent, Ok(Ok(()))) {
+            // Finish the closing handshake before dropping the socket: closing it with unread
+            // data (the peer's close reply, a late pong) makes the kernel reset the connection,
+            // and the peer can lose our close frame and its code. Seen as ~1 % of load-test
+            // calls ending without their 1000.
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+                while let Some(Ok(m)) = self.recv().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
 /// Why one turn of the read loop woke.
-enum Wake {
+enum Wake<R> {
     End(End),
-    Message(Option<Result<Message, axum::Error>>),
+    Message(R),
     Transcript(TranscriptLine),
     Resumed,
     Continue,
 }
 
 /// One stream's state across its steps.
-struct CallTask {
+pub(super) struct CallTask {
     st: AppState,
     cfg: crate::config::ServerConfig,
     provider: Provider,
@@ -248,8 +319,8 @@ struct CallTask {
 }
 
 /// Runs one stream to its end: admission, the read loop (media and transcript feed), teardown.
-pub(super) async fn run(
-    mut ws: WebSocket,
+pub(super) async fn run<S: MediaSocket>(
+    mut ws: S,
     st: AppState,
     provider: Provider,
     _permit: OwnedSemaphorePermit,
@@ -302,7 +373,7 @@ impl CallTask {
 
     /// The read loop: socket messages, posted transcript lines, pings, deadlines and pacing,
     /// until the stream ends.
-    async fn read_loop(&mut self, ws: &mut WebSocket) -> End {
+    async fn read_loop<S: MediaSocket>(&mut self, ws: &mut S) -> End {
         let token = self.st.shutdown_token();
         // One cancellation future for the whole call: a fresh one per loop turn registers and
         // drops a waiter on every message.
@@ -332,9 +403,10 @@ impl CallTask {
                         Wake::End(End::FirstMessageTimeout)
                     }
                 }
-                _ = ping.tick() => match ws.send(Message::Ping(Default::default())).await {
-                    Ok(()) => Wake::Continue,
-                    Err(_) => Wake::End(End::PeerClosed),
+                _ = ping.tick() => if ws.ping().await {
+                    Wake::Continue
+                } else {
+                    Wake::End(End::PeerClosed)
                 },
                 Some(line) = self.transcript_rx.recv() => Wake::Transcript(line),
                 () = &mut resume, if paused => Wake::Resumed,
@@ -352,7 +424,7 @@ impl CallTask {
                 }
                 Wake::Message(msg) => {
                     let was_started = self.call_id.is_some();
-                    if let Some(end) = self.on_message(msg) {
+                    if let Some(end) = ws.deliver(msg, self) {
                         return end;
                     }
                     if !was_started && let Some(end) = self.claim_in_fleet().await {
@@ -371,11 +443,9 @@ impl CallTask {
             }
             self.after_step().await;
             // Replies the provider waits for (AudioHook's `opened`, `pong`, `closed`, and the
-            // `disconnect` of a handoff, sent only once the handoff is durable). A peer that
-            // does not read its socket does not hold the call task for long.
+            // `disconnect` of a handoff, sent only once the handoff is durable).
             while let Some(reply) = self.call.take_reply() {
-                let send = ws.send(Message::Text(reply.into()));
-                if !matches!(tokio::time::timeout(REPLY_TIMEOUT, send).await, Ok(Ok(()))) {
+                if !ws.reply(reply).await {
                     return End::PeerClosed;
                 }
             }
@@ -424,6 +494,28 @@ impl CallTask {
             Some(Ok(Message::Close(_))) => return Some(End::PeerClosed),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(Step::Nothing),
         };
+        self.after_read(arrived, media_before, res)
+    }
+
+    /// An event the socket parsed itself (AudioSocket's frames), read at `arrived`; `Some` when
+    /// it ends the stream.
+    pub(super) fn on_event(
+        &mut self,
+        ev: Result<ProviderEvent<'_>, StepError>,
+        arrived: Instant,
+    ) -> Option<End> {
+        let media_before = self.call.stats().frames;
+        let res = ev.and_then(|ev| self.call.on_event(ev, &mut self.out));
+        self.after_read(arrived, media_before, res)
+    }
+
+    /// What a read that reached `media_before` frames and gave `res` means for the stream.
+    fn after_read(
+        &mut self,
+        arrived: Instant,
+        media_before: u64,
+        res: Result<Step, StepError>,
+    ) -> Option<End> {
         if self.call.stats().frames > media_before {
             self.deadlines.last_media = Some(arrived);
         }
@@ -534,7 +626,7 @@ impl CallTask {
 
     /// Teardown, whatever the end: `call_ended`, the handoff to the bridge, metrics, the close
     /// frame and its handshake, the registry.
-    async fn teardown(mut self, mut ws: WebSocket, end: End) {
+    async fn teardown<S: MediaSocket>(mut self, ws: S, end: End) {
         let (st, call_id, provider) = (self.st.clone(), self.call_id.clone(), self.provider);
         let metrics = st.metrics();
         let reason = end.reason();
@@ -553,18 +645,6 @@ impl CallTask {
             }
         }
         log_end(&st, &end, call_id.as_deref(), provider);
-        let mut close_sent = false;
-        if let Some((code, text)) = end.close_frame(&self.cfg) {
-            let frame = CloseFrame {
-                code,
-                reason: truncate_reason(text).into(),
-            };
-            close_sent = matches!(
-                tokio::time::timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame))))
-                    .await,
-                Ok(Ok(()))
-            );
-        }
         let stats = self.call.stats();
         for t in Track::ALL {
             let s = self.call.track_stats(t);
@@ -596,20 +676,7 @@ impl CallTask {
             }
         }
         metrics.active_calls.dec();
-        if close_sent {
-            // Finish the closing handshake before dropping the socket: closing it with unread
-            // data (the peer's close reply, a late pong) makes the kernel reset the connection,
-            // and the peer can lose our close frame and its code. Seen as ~1 % of load-test
-            // calls ending without their 1000.
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
-                while let Some(Ok(m)) = ws.recv().await {
-                    if matches!(m, Message::Close(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
+        ws.close(&end, &self.cfg).await;
     }
 }
 

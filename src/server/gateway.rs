@@ -3,11 +3,12 @@
 //! bookkeeping.
 
 use super::cluster_host::ClusterHost;
-use super::{AppState, ServerError, conn, routes};
+use super::{AppState, ServerError, audiosocket, conn, routes};
 use crate::bridge::{Bridge, WarmTransfers};
 use crate::config::Config;
 use crate::event::Event;
 use crate::pipeline::PipelineSettings;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -67,6 +68,8 @@ pub struct Gateway {
     bridge_task: crate::bridge::BridgeTask,
     warm_task: Option<crate::bridge::WarmTask>,
     forward_task: tokio::task::JoinHandle<()>,
+    /// `[server] audiosocket_listen`, bound at start so a taken port fails there.
+    audiosocket: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -100,6 +103,14 @@ impl Gateway {
             .build()
             .map_err(crate::bridge::BridgeError::Client)?;
         let (warm, warm_task) = WarmTransfers::start(&cfg.bridge, client, events_tx).await?;
+        let audiosocket = match &cfg.server.audiosocket_listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await?;
+                tracing::info!("AudioSocket on tcp://{}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
         let cluster_cfg = cfg.cluster.clone();
         let bridge_cfg = cfg.bridge.clone();
         let state = AppState::with_warm(cfg, settings, bridge, warm);
@@ -125,7 +136,14 @@ impl Gateway {
             bridge_task,
             warm_task,
             forward_task,
+            audiosocket,
         })
+    }
+
+    /// The address the AudioSocket listener is bound to, when `[server] audiosocket_listen` is
+    /// set (with port 0, the port the system chose).
+    pub fn audiosocket_addr(&self) -> Option<SocketAddr> {
+        self.audiosocket.as_ref()?.local_addr().ok()
     }
 
     /// The shared state (shutdown token, metrics, call registry).
@@ -136,7 +154,14 @@ impl Gateway {
     /// Serves until the shutdown token is cancelled, then lets calls finish, then gives the
     /// bridge the same grace to deliver; whatever is still pending stays in the outbox.
     pub async fn serve(self, listener: TcpListener) -> Result<(), ServerError> {
+        let audiosocket = self
+            .audiosocket
+            .map(|l| tokio::spawn(audiosocket::serve(l, self.state.clone())));
         serve(listener, self.state.clone()).await?;
+        if let Some(t) = audiosocket {
+            // It stops accepting on the same shutdown token; its calls are in the tracker.
+            let _ = t.await;
+        }
         let grace = Duration::from_millis(self.state.config().server.shutdown_grace_ms);
         if let Some(c) = self.state.cluster() {
             c.shutdown(grace).await;

@@ -2,6 +2,7 @@
 //! call registry behind `GET /v1/calls` and transcript posts, event fan-out, and graceful
 //! shutdown. All audio work happens in the pure pipeline; this module only moves bytes.
 
+mod audiosocket;
 pub mod auth;
 mod call;
 mod cluster_host;

@@ -26,6 +26,8 @@ pub type Tap = Arc<Mutex<HashMap<(String, Track), Vec<i16>>>>;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The AudioSocket listener, when `[server] audiosocket_listen` is set.
+    pub audiosocket: Option<SocketAddr>,
     pub state: AppState,
     pub tap: Tap,
     pub events: Arc<Mutex<Vec<Event>>>,
@@ -86,6 +88,7 @@ impl TestServer {
         };
         let addr = listener.local_addr().expect("addr");
         let gw = Gateway::start(cfg, settings).await.expect("gateway");
+        let audiosocket = gw.audiosocket_addr();
         let state = gw.state().clone();
         let events: Arc<Mutex<Vec<Event>>> = Arc::default();
         let mut rx = state.subscribe();
@@ -100,6 +103,7 @@ impl TestServer {
         });
         Self {
             addr,
+            audiosocket,
             state,
             tap,
             events,
