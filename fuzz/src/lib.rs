@@ -84,6 +84,45 @@ pub fn provider_stream(provider: Provider, data: &[u8]) {
     assert!(audio <= (sent + 1) * SAMPLES_PER_BYTE);
 }
 
+/// Input layout: byte 0 bit 0 set = a valid UUID and first audio frame first; byte 1 is the
+/// size of the pieces the rest is pushed in (TCP may cut anywhere). The AudioSocket decoder and
+/// a session behind it: no panic, at most one sample per two bytes (L16, nothing filled in),
+/// and never more than one capped frame held.
+pub fn audiosocket_stream(data: &[u8]) {
+    use warmline::protocol::audiosocket::{self, FrameStream, HEADER_BYTES};
+    const CAP: usize = 4096;
+    let (prefix, piece, rest) = match data {
+        [flags, piece, rest @ ..] => (flags & 1 == 1, usize::from(*piece).max(1), rest),
+        _ => (false, 1, data),
+    };
+    let mut bytes = Vec::new();
+    if prefix {
+        bytes.extend(audiosocket::frame(audiosocket::KIND_UUID, &[7; 16]));
+        bytes.extend(audiosocket::frame(audiosocket::KIND_AUDIO, &[0; 2]));
+    }
+    bytes.extend_from_slice(rest);
+    let mut stream = FrameStream::new(CAP);
+    let mut session = Session::new();
+    let (mut sent, mut audio) = (0usize, 0usize);
+    for p in bytes.chunks(piece) {
+        sent += p.len();
+        stream.push(p);
+        while let Some(ev) = stream.next_event() {
+            if let Ok(ev) = ev {
+                let _ = session.apply(ev);
+            }
+            audio += session.take_audio(Track::Caller).len();
+        }
+        assert!(audio <= sent / 2, "{audio} samples from {sent} bytes");
+        assert!(stream.partial_bytes() < HEADER_BYTES + CAP);
+        assert!(
+            stream.capacity_bytes() <= 2 * (HEADER_BYTES + CAP + 256) + 1024,
+            "{} bytes held",
+            stream.capacity_bytes()
+        );
+    }
+}
+
 fn settings() -> Arc<PipelineSettings> {
     static S: OnceLock<Arc<PipelineSettings>> = OnceLock::new();
     S.get_or_init(|| Arc::new(PipelineSettings::default()))

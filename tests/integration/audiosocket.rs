@@ -61,6 +61,26 @@ async fn dial(server: &TestServer) -> TcpStream {
     TcpStream::connect(addr).await.expect("connect")
 }
 
+/// Dials and starts call `call`: its UUID and one 20 ms audio frame.
+async fn start_call(server: &TestServer, call: &str) -> TcpStream {
+    let mut tcp = dial(server).await;
+    let uuid = parse_uuid(call).expect("a UUID");
+    let start = [frame(KIND_UUID, &uuid), frame(KIND_AUDIO, &[0; 320])].concat();
+    tcp.write_all(&start).await.expect("write");
+    tcp
+}
+
+/// The `call_ended` among `events`.
+fn call_ended(events: &[warmline::event::Event]) -> warmline::event::CallEnded {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::CallEnded(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("call_ended")
+}
+
 /// Reads until the server closes the connection (EOF or reset), up to 10 s.
 async fn closed_by_server(tcp: &mut TcpStream) -> bool {
     let mut buf = [0u8; 256];
@@ -154,13 +174,7 @@ async fn the_demo_call_over_audiosocket_is_handed_off_through_the_webhook() {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no handoff in {events:#?}"));
-    let ended = events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::CallEnded(c) => Some(c.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let ended = call_ended(&events);
     assert_eq!(ended.reason, "stop", "the hangup frame ends it");
     assert!(ended.handoff);
     // Every sample arrived, in order, at its media time.
@@ -200,13 +214,7 @@ async fn neighbour_survives(bad: Vec<u8>, what: &str) {
 
     good.write_all(&frames[half..].concat()).await.unwrap();
     let events = server.wait_ended(neighbour).await;
-    let ended = events
-        .iter()
-        .find_map(|e| match &e.kind {
-            EventKind::CallEnded(c) => Some(c.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let ended = call_ended(&events);
     assert_eq!(ended.reason, "stop", "{what}");
     assert_eq!(server.audio(neighbour, Track::Caller), pcm, "{what}");
     // Only the neighbour ever started.
@@ -250,19 +258,11 @@ async fn audiosocket_calls_share_max_calls_and_the_first_message_deadline() {
     cfg.server.first_message_timeout_ms = 300;
     let server = TestServer::with_config(cfg).await;
     let first = "a3c1e0f2-5b6d-4e7f-8091-a2b3c4d5e6f7";
-    let mut a = dial(&server).await;
-    a.write_all(
-        &[
-            frame(KIND_UUID, &parse_uuid(first).unwrap()),
-            frame(KIND_AUDIO, &[0; 320]),
-        ]
-        .concat(),
-    )
-    .await
-    .unwrap();
-    // The one slot is taken: the next connection is closed at once.
+    let mut a = start_call(&server, first).await;
+    // The one slot is taken: the next connection is refused and closed.
     let mut b = dial(&server).await;
     assert!(closed_by_server(&mut b).await, "over max_calls");
+    assert_eq!(server.state.metrics().admission_rejections.get(), 1);
     // The first call goes on until it says nothing for too long (idle) or hangs up.
     a.write_all(&frame(audiosocket::KIND_HANGUP, &[]))
         .await
@@ -285,16 +285,7 @@ async fn audiosocket_calls_share_max_calls_and_the_first_message_deadline() {
 async fn shutdown_ends_an_open_audiosocket_call_with_its_call_ended() {
     let server = TestServer::with_config(audiosocket_config()).await;
     let call = "b4d2f1e3-6c7e-4f80-9102-b3c4d5e6f708";
-    let mut tcp = dial(&server).await;
-    tcp.write_all(
-        &[
-            frame(KIND_UUID, &parse_uuid(call).unwrap()),
-            frame(KIND_AUDIO, &[0; 320]),
-        ]
-        .concat(),
-    )
-    .await
-    .unwrap();
+    let mut tcp = start_call(&server, call).await;
     for _ in 0..250 {
         if !server.events_for(call).is_empty() {
             break;
@@ -304,10 +295,6 @@ async fn shutdown_ends_an_open_audiosocket_call_with_its_call_ended() {
     server.state.shutdown_token().cancel();
     assert!(closed_by_server(&mut tcp).await);
     let events = server.wait_ended(call).await;
-    let reason = events.iter().find_map(|e| match &e.kind {
-        EventKind::CallEnded(c) => Some(c.reason.clone()),
-        _ => None,
-    });
-    assert_eq!(reason.as_deref(), Some("shutdown"));
+    assert_eq!(call_ended(&events).reason, "shutdown");
     server.stop().await;
 }
