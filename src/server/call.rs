@@ -12,7 +12,6 @@ use super::{AppState, CallView, metrics};
 use crate::bridge::HandoffRequest;
 use crate::detect::TranscriptLine;
 use crate::event::{Event, EventKind, Track};
-use crate::pipeline::CallError as StepError;
 use crate::pipeline::{Call, CallError, TranscriptLimits};
 use crate::protocol::session::Step;
 use crate::protocol::{Provider, ProviderEvent};
@@ -501,7 +500,7 @@ impl CallTask {
     /// it ends the stream.
     pub(super) fn on_event(
         &mut self,
-        ev: Result<ProviderEvent<'_>, StepError>,
+        ev: Result<ProviderEvent<'_>, CallError>,
         arrived: Instant,
     ) -> Option<End> {
         let media_before = self.call.stats().frames;
@@ -514,7 +513,7 @@ impl CallTask {
         &mut self,
         arrived: Instant,
         media_before: u64,
-        res: Result<Step, StepError>,
+        res: Result<Step, CallError>,
     ) -> Option<End> {
         if self.call.stats().frames > media_before {
             self.deadlines.last_media = Some(arrived);
@@ -624,8 +623,8 @@ impl CallTask {
         }
     }
 
-    /// Teardown, whatever the end: `call_ended`, the handoff to the bridge, metrics, the close
-    /// frame and its handshake, the registry.
+    /// Teardown, whatever the end: `call_ended`, the handoff to the bridge, metrics, the
+    /// registry, then the socket's close (a WebSocket's close frame and its handshake).
     async fn teardown<S: MediaSocket>(mut self, ws: S, end: End) {
         let (st, call_id, provider) = (self.st.clone(), self.call_id.clone(), self.provider);
         let metrics = st.metrics();
