@@ -668,6 +668,11 @@ impl CallTask {
         let (st, call_id, provider) = (self.st.clone(), self.call_id.clone(), self.provider);
         let metrics = st.metrics();
         let reason = end.reason();
+        // Lines the API accepted (202) before the stream ended are the caller's words too: the
+        // socket-first read loop can read a stop that arrived after them before their queue.
+        while let Ok(line) = self.transcript_rx.try_recv() {
+            self.feed_transcript(line);
+        }
         self.call.finish(reason, &mut self.out);
         self.after_step().await;
         if let Some(req) = self.pending_handoff.take() {
