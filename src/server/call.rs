@@ -668,8 +668,8 @@ impl CallTask {
         let (st, call_id, provider) = (self.st.clone(), self.call_id.clone(), self.provider);
         let metrics = st.metrics();
         let reason = end.reason();
-        // Lines the API accepted (202) before the stream ended are the caller's words too: the
-        // socket-first read loop can read a stop that arrived after them before their queue.
+        // Lines accepted (202) before the stream ended still count: the socket-first loop can
+        // meet the stop before a line that was already queued.
         while let Ok(line) = self.transcript_rx.try_recv() {
             self.feed_transcript(line);
         }
