@@ -20,6 +20,7 @@ pub mod target;
 pub mod transfer;
 pub mod warm;
 pub mod warm_run;
+pub mod warm_telnyx;
 pub mod warm_twilio;
 pub mod webhook;
 

@@ -10,7 +10,7 @@
 //! | Twilio `client:` | `<Parameter name="handoff_id">` of the `<Client>` |
 //! | Twilio number | `statusCallback` query `handoff_id=…` when `status_callback` is set; otherwise only the webhook (keyed by the same `call_id`) carries it, because `<Number>` has no custom field |
 //! | Twilio `queue:` | TaskRouter task attributes when `workflow_sid` is set; otherwise the webhook only |
-//! | Telnyx | `client_state` = base64(handoff_id), `command_id` = handoff_id, and SIP header `X-Handoff-Id` for `sip:` targets |
+//! | Telnyx | `client_state` = base64(handoff_id), `command_id` = handoff_id, and SIP header `X-Handoff-Id` for `sip:` targets (warm: see [`super::warm_telnyx`]) |
 //! | Vonage | SIP header `X-Handoff-Id` for `sip:` agents; numbers: webhook only |
 //! | Plivo | `handoff_id=…` query parameter of `aleg_url` |
 //!
@@ -261,13 +261,18 @@ pub fn telnyx_body(cfg: &TelnyxConfig, handoff_id: &str) -> Value {
     body
 }
 
-/// Telnyx transfer of the call `call_control_id`.
+/// Telnyx transfer of the call `call_control_id`: in warm mode the caller's hold (see
+/// [`super::warm_telnyx::hold`]), in blind mode `actions/transfer` to the agent.
 pub fn telnyx_request(
     client: &reqwest::Client,
     cfg: &TelnyxConfig,
     call_control_id: &str,
     handoff_id: &str,
 ) -> Result<reqwest::RequestBuilder, TransferError> {
+    if cfg.is_warm() {
+        let (url, body) = super::warm_telnyx::hold(cfg, call_control_id, handoff_id)?;
+        return Ok(client.post(url).bearer_auth(&cfg.api_key).json(&body));
+    }
     let url = api_url(
         &cfg.api_base,
         &["v2", "calls", call_control_id, "actions", "transfer"],
@@ -484,12 +489,7 @@ mod tests {
 
     #[test]
     fn telnyx_vonage_plivo_bodies() {
-        let t = TelnyxConfig {
-            api_key: "k".into(),
-            api_base: "https://api.telnyx.com".into(),
-            to: "sip:agent@pbx".into(),
-            public_key: None,
-        };
+        let t = TelnyxConfig::new("k", "sip:agent@pbx");
         let b = telnyx_body(&t, "h1");
         assert_eq!(b["to"], "sip:agent@pbx");
         assert_eq!(b["client_state"], "aDE=");

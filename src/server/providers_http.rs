@@ -9,6 +9,8 @@
 
 use super::AppState;
 use crate::bridge::warm::{Input, LegStatus};
+use crate::bridge::warm_run::ReportError;
+use crate::bridge::warm_telnyx::{self, Webhook};
 use crate::detect::TranscriptLine;
 use crate::event::Track;
 use axum::Json;
@@ -376,7 +378,7 @@ pub fn telnyx_transcription(
 }
 
 /// `POST /v1/providers/telnyx/webhook`: Call Control webhooks; `call.transcription` feeds the
-/// call's transcript, the rest is acknowledged (Telnyx's warm transfer is not implemented yet).
+/// call's transcript, the legs of warm transfers go to the warm task, the rest is acknowledged.
 pub(super) async fn telnyx_webhook(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -421,9 +423,23 @@ pub(super) async fn telnyx_webhook(
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_webhook", e.to_string()),
     };
     match telnyx_transcription(&v) {
-        Ok(Some((call, line))) => super::routes::accept_transcript(&st, &call, line).await,
-        Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_transcription", e),
+        Ok(Some((call, line))) => return super::routes::accept_transcript(&st, &call, line).await,
+        Ok(None) => {}
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_transcription", e),
+    }
+    let warm = st.warm();
+    let queued = match warm_telnyx::read_webhook(&v) {
+        Some(Webhook::Inputs { handoff_id, inputs }) => inputs
+            .into_iter()
+            .try_for_each(|i| warm.report(&handoff_id, i)),
+        Some(Webhook::Step(step)) => warm.telnyx_step(step),
+        Some(Webhook::Hangup { call_id }) => warm.report_call(&call_id, Input::CallerLeft),
+        None => Ok(()),
+    };
+    match queued {
+        Ok(()) | Err(ReportError::Disabled) => StatusCode::NO_CONTENT.into_response(),
+        // Telnyx retries a webhook that failed; a 503 says "later".
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
     }
 }
 
