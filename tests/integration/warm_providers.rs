@@ -1,0 +1,501 @@
+//! Warm transfer end to end for the Call Control providers: a real Telnyx call over the
+//! WebSocket asks for a human; the gateway puts the caller on hold and dials the agent against a
+//! fake Telnyx REST API, which records every request and plays Ed25519-signed webhooks back to
+//! `POST /v1/providers/telnyx/webhook` as Telnyx would (answer, whisper ended, hang-up causes).
+//! Each path (answered, no answer → next target, busy → queue, caller hangs up on hold, no
+//! webhook at all → timeout) is checked by its exact requests, events, metrics and outcome.
+
+use crate::common::*;
+use crate::warm::{metric, wait_event};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::Uri;
+use base64::Engine as _;
+use futures_util::SinkExt as _;
+use ring::signature::KeyPair as _;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use warmline::bridge::TelnyxConfig;
+use warmline::bridge::warm::{Outcome, whisper_text};
+use warmline::codec::Codec;
+use warmline::event::EventKind;
+use warmline::protocol::{Provider, RenderSpec};
+use warmline::synth::{Segment, speech};
+
+const AGENT: &str = "+15550001111";
+const SEED: [u8; 32] = [9; 32];
+
+/// What the fake Telnyx does with the next agent leg.
+#[derive(Debug, Clone, Copy)]
+enum Leg {
+    /// `call.answered`, and `call.speak.ended` once the whisper is spoken.
+    Answer,
+    /// `call.hangup` with this `hangup_cause`.
+    HangUp(&'static str),
+    /// Never calls back.
+    Silent,
+}
+
+#[derive(Debug, Clone)]
+struct Req {
+    path: String,
+    body: Value,
+}
+
+#[derive(Clone)]
+struct FakeTelnyx {
+    seen: Arc<Mutex<Vec<Req>>>,
+    script: Arc<Mutex<VecDeque<Leg>>>,
+    /// Where the gateway wants webhooks (the agent leg's `webhook_url`).
+    webhook: Arc<Mutex<Option<String>>>,
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn key_pair() -> ring::signature::Ed25519KeyPair {
+    ring::signature::Ed25519KeyPair::from_seed_unchecked(&SEED).unwrap()
+}
+
+/// POSTs a Telnyx webhook signed as Telnyx signs it.
+async fn webhook(url: &str, event: &str, call: &str, client_state: &Value, cause: &str) -> u16 {
+    let body = json!({"data": {"event_type": event, "id": "ev1", "record_type": "event",
+        "occurred_at": "2026-01-01T00:00:00Z", "payload": {
+            "call_control_id": call, "call_leg_id": "l1", "call_session_id": "s1",
+            "client_state": client_state, "connection_id": "conn-1", "hangup_cause": cause,
+        }}, "meta": {"attempt": 1}})
+    .to_string();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let sig = b64().encode(key_pair().sign(format!("{ts}|{body}").as_bytes()).as_ref());
+    reqwest::Client::new()
+        .post(url)
+        .header("telnyx-signature-ed25519", sig)
+        .header("telnyx-timestamp", ts)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The decoded `client_state` of a request body.
+fn state(body: &Value) -> Value {
+    let raw = b64()
+        .decode(body["client_state"].as_str().unwrap_or(""))
+        .unwrap_or_default();
+    serde_json::from_slice(&raw).unwrap_or(Value::Null)
+}
+
+async fn record(State(f): State<FakeTelnyx>, uri: Uri, body: Bytes) -> axum::Json<Value> {
+    let req = Req {
+        path: uri.path().to_owned(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
+    let n = {
+        let mut seen = f.seen.lock().unwrap();
+        seen.push(req.clone());
+        seen.iter().filter(|r| r.path == "/v2/calls").count()
+    };
+    if req.path == "/v2/calls" {
+        let url = req.body["webhook_url"].as_str().unwrap().to_owned();
+        *f.webhook.lock().unwrap() = Some(url.clone());
+        let leg = f.script.lock().unwrap().pop_front().unwrap_or(Leg::Silent);
+        let id = format!("v3:agent{n}");
+        let (cs, call) = (req.body["client_state"].clone(), id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let (event, cause) = match leg {
+                Leg::Answer => ("call.answered", ""),
+                Leg::HangUp(cause) => ("call.hangup", cause),
+                Leg::Silent => return,
+            };
+            assert_eq!(webhook(&url, event, &call, &cs, cause).await, 204);
+        });
+        return axum::Json(json!({"data": {"call_control_id": id, "call_leg_id": "l",
+            "call_session_id": "s", "is_alive": false, "record_type": "call"}}));
+    }
+    // A whisper (agent leg) or a voicemail prompt ends: Telnyx says so on that call.
+    let speak_ends = req.path.ends_with("/actions/speak")
+        && matches!(
+            state(&req.body)["leg"].as_str(),
+            Some("agent" | "voicemail")
+        );
+    if speak_ends && let Some(url) = f.webhook.lock().unwrap().clone() {
+        let call = req.path.split('/').nth(3).unwrap_or("").to_owned();
+        let cs = req.body["client_state"].clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            assert_eq!(webhook(&url, "call.speak.ended", &call, &cs, "").await, 204);
+        });
+    }
+    axum::Json(json!({"data": {"result": "ok"}}))
+}
+
+impl FakeTelnyx {
+    async fn start(script: &[Leg]) -> (Self, SocketAddr) {
+        let f = Self {
+            seen: Arc::default(),
+            script: Arc::new(Mutex::new(script.iter().copied().collect())),
+            webhook: Arc::default(),
+        };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = Router::new().fallback(record).with_state(f.clone());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (f, addr)
+    }
+
+    /// The requests once `n` arrived and nothing more followed.
+    async fn settle(&self, n: usize) -> Vec<Req> {
+        for _ in 0..200 {
+            if self.seen.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn telnyx_gateway(api: SocketAddr, fallback: &[&str], answer_timeout_s: u64) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = test_config();
+    cfg.bridge.initial_backoff_ms = 20;
+    cfg.bridge.telnyx = Some(TelnyxConfig {
+        api_base: format!("http://{api}"),
+        public_key: Some(b64().encode(key_pair().public_key().as_ref())),
+        caller_id: Some("+15559990000".into()),
+        connection_id: Some("conn-1".into()),
+        callback_base: Some(format!("http://{addr}")),
+        fallback: fallback.iter().map(|s| (*s).to_owned()).collect(),
+        answer_timeout_s,
+        say: "Please hold.".into(),
+        ..TelnyxConfig::new("KEY1", AGENT)
+    });
+    TestServer::with_config_on(cfg, listener).await
+}
+
+/// Opens a call of `provider` with calm speech and asks for a human until the gateway hands
+/// off; returns the handoff id, its whisper and the still-open socket.
+async fn ask_for_a_human(server: &TestServer, provider: Provider, call: &str) -> (String, Ws) {
+    let pcm = speech(&[Segment::calm(3.0, 140.0)], 8000, 7);
+    let msgs = provider.render(&RenderSpec::new(call, Codec::Mulaw, 8000), &pcm, None);
+    let mut ws = connect(server, provider.name()).await;
+    for m in &msgs[..msgs.len() - 1] {
+        ws.send(to_ws(m)).await.unwrap();
+    }
+    let http = reqwest::Client::new();
+    for _ in 0..250 {
+        let _ = http
+            .post(format!("http://{}/v1/calls/{call}/transcript", server.addr))
+            .bearer_auth(TOKEN)
+            .json(&json!({"speaker": "caller", "text": "I want to talk to a human right now", "final": true}))
+            .send()
+            .await
+            .unwrap();
+        if let Some(id) = server.events_for(call).iter().find_map(|e| match &e.kind {
+            EventKind::Handoff(h) => Some(h.handoff_id.clone()),
+            _ => None,
+        }) {
+            return (id, ws);
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    panic!("no handoff for {call}");
+}
+
+fn paths(reqs: &[Req]) -> Vec<&str> {
+    reqs.iter().map(|r| r.path.as_str()).collect()
+}
+
+/// The caller's hold: the `say` line spoken on the caller's call, marked as the caller's.
+fn assert_hold(r: &Req, call: &str, hid: &str) {
+    assert_eq!(r.path, format!("/v2/calls/{call}/actions/speak"));
+    assert_eq!(r.body["payload"], "Please hold.");
+    assert_eq!(state(&r.body), json!({"handoff_id": hid, "leg": "caller"}));
+}
+
+fn assert_dial(r: &Req, to: &str, attempt: u32, call: &str, hid: &str, server: &TestServer) {
+    assert_eq!(r.path, "/v2/calls");
+    let b = &r.body;
+    assert_eq!(b["to"], to);
+    assert_eq!(b["from"], "+15559990000");
+    assert_eq!(b["connection_id"], "conn-1");
+    assert_eq!(b["timeout_secs"], 30);
+    assert_eq!(
+        b["webhook_url"],
+        format!("http://{}/v1/providers/telnyx/webhook", server.addr)
+    );
+    assert_eq!(
+        b["custom_headers"],
+        json!([{"name": "X-Handoff-Id", "value": hid}])
+    );
+    assert_eq!(
+        state(b),
+        json!({"handoff_id": hid, "leg": "agent", "attempt": attempt, "caller": call})
+    );
+}
+
+/// The whisper (the handoff summary's brief) to `leg`, then the bridge of `leg` to the caller.
+fn assert_whisper_then_bridge(server: &TestServer, reqs: &[Req], leg: &str, call: &str) {
+    let summary = server
+        .events_for(call)
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::Handoff(h) => Some(h.summary),
+            _ => None,
+        })
+        .unwrap();
+    let w = &reqs[reqs.len() - 2];
+    assert_eq!(w.path, format!("/v2/calls/{leg}/actions/speak"));
+    assert_eq!(w.body["payload"], whisper_text(&summary), "{w:?}");
+    let b = &reqs[reqs.len() - 1];
+    assert_eq!(b.path, format!("/v2/calls/{call}/actions/bridge"));
+    assert_eq!(b.body, json!({"call_control_id": leg}));
+}
+
+async fn transfers(server: &TestServer, outcome: &str) -> f64 {
+    metric(
+        server,
+        "warmline_transfers_total",
+        &[("provider", "telnyx"), ("outcome", outcome)],
+    )
+    .await
+}
+
+/// The hold and the first dial go out concurrently; the rest of the requests follow in order.
+fn hold_and_first_dial<'a>(reqs: &'a [Req], call: &str) -> (&'a Req, &'a Req) {
+    let hold = reqs
+        .iter()
+        .find(|r| r.path == format!("/v2/calls/{call}/actions/speak"))
+        .unwrap_or_else(|| panic!("no hold: {reqs:#?}"));
+    let dial = reqs
+        .iter()
+        .find(|r| r.path == "/v2/calls")
+        .unwrap_or_else(|| panic!("no dial: {reqs:#?}"));
+    (hold, dial)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_answered_agent_hears_the_brief_then_is_bridged() {
+    let (fake, api) = FakeTelnyx::start(&[Leg::Answer]).await;
+    let server = telnyx_gateway(api, &[], 30).await;
+    let call = "v3:tx-warm-1";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Telnyx, call).await;
+    let e = wait_event(&server, call, "handoff_connected", |e| {
+        matches!(e.kind, EventKind::HandoffConnected(_))
+    })
+    .await;
+    let EventKind::HandoffConnected(c) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            c.handoff_id.as_str(),
+            c.target.as_str(),
+            c.provider.as_str()
+        ),
+        (hid.as_str(), AGENT, "telnyx")
+    );
+    let reqs = fake.settle(4).await;
+    assert_eq!(reqs.len(), 4, "{:#?}", paths(&reqs));
+    let (hold, dial) = hold_and_first_dial(&reqs, call);
+    assert_hold(hold, call, &hid);
+    assert_dial(dial, AGENT, 1, call, &hid, &server);
+    assert_whisper_then_bridge(&server, &reqs, "v3:agent1", call);
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Connected));
+    assert_eq!(transfers(&server, "connected").await, 1.0);
+    assert_eq!(
+        metric(&server, "warmline_time_to_agent_seconds_count", &[]).await,
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_no_answer_falls_back_to_the_next_target() {
+    let (fake, api) = FakeTelnyx::start(&[Leg::HangUp("timeout"), Leg::Answer]).await;
+    let server = telnyx_gateway(api, &["sip:b@pbx.example", "queue:support"], 30).await;
+    let call = "v3:tx-warm-2";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Telnyx, call).await;
+    wait_event(
+        &server,
+        call,
+        "handoff_connected",
+        |e| matches!(&e.kind, EventKind::HandoffConnected(c) if c.target == "sip:b@pbx.example"),
+    )
+    .await;
+    let fb: Vec<_> = server
+        .events_for(call)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::HandoffFallback(f) => Some((f.from, f.to, f.reason, f.provider)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fb,
+        [(
+            AGENT.to_owned(),
+            "sip:b@pbx.example".to_owned(),
+            "no_answer".to_owned(),
+            "telnyx".to_owned()
+        )]
+    );
+    let reqs = fake.settle(5).await;
+    assert_eq!(reqs.len(), 5, "{:#?}", paths(&reqs));
+    let (hold, _) = hold_and_first_dial(&reqs, call);
+    assert_hold(hold, call, &hid);
+    let dials: Vec<&Req> = reqs.iter().filter(|r| r.path == "/v2/calls").collect();
+    assert_dial(dials[0], AGENT, 1, call, &hid, &server);
+    assert_dial(dials[1], "sip:b@pbx.example", 2, call, &hid, &server);
+    assert_whisper_then_bridge(&server, &reqs, "v3:agent2", call);
+    assert_eq!(transfers(&server, "connected").await, 1.0);
+    assert_eq!(
+        metric(
+            &server,
+            "warmline_transfer_fallbacks_total",
+            &[("provider", "telnyx"), ("reason", "no_answer")]
+        )
+        .await,
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_busy_agent_sends_the_caller_to_the_queue() {
+    let (fake, api) = FakeTelnyx::start(&[Leg::HangUp("user_busy")]).await;
+    let server = telnyx_gateway(api, &["queue:support"], 30).await;
+    let call = "v3:tx-warm-3";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Telnyx, call).await;
+    let e = wait_event(&server, call, "handoff_fallback", |e| {
+        matches!(e.kind, EventKind::HandoffFallback(_))
+    })
+    .await;
+    let EventKind::HandoffFallback(f) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.from.as_str(), f.to.as_str(), f.reason.as_str()),
+        (AGENT, "queue", "busy")
+    );
+    let reqs = fake.settle(4).await;
+    assert_eq!(reqs.len(), 4, "{:#?}", paths(&reqs));
+    let (hold, dial) = hold_and_first_dial(&reqs, call);
+    assert_hold(hold, call, &hid);
+    assert_dial(dial, AGENT, 1, call, &hid, &server);
+    assert_eq!(
+        reqs[2].path,
+        format!("/v2/calls/{call}/actions/speak"),
+        "the caller hears why"
+    );
+    assert_eq!(reqs[3].path, format!("/v2/calls/{call}/actions/enqueue"));
+    assert_eq!(reqs[3].body, json!({"queue_name": "support"}));
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
+    assert_eq!(transfers(&server, "fallback").await, 1.0);
+    server.stop().await;
+}
+
+/// The caller's hang-up comes without warmline's `client_state` (another app on the call set
+/// its own): the transfer is found by the caller's call id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_caller_hanging_up_on_hold_is_abandoned_and_the_agent_leg_hung_up() {
+    let (fake, api) = FakeTelnyx::start(&[Leg::Silent]).await;
+    let server = telnyx_gateway(api, &[], 30).await;
+    let call = "v3:tx-warm-4";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Telnyx, call).await;
+    let reqs = fake.settle(2).await;
+    assert_eq!(reqs.len(), 2, "{:#?}", paths(&reqs));
+    let url = format!("http://{}/v1/providers/telnyx/webhook", server.addr);
+    // A webhook not signed by the account's key is refused and changes nothing.
+    let forged = reqwest::Client::new()
+        .post(&url)
+        .header("telnyx-signature-ed25519", b64().encode([0u8; 64]))
+        .header("telnyx-timestamp", "1")
+        .body(
+            r#"{"data":{"event_type":"call.hangup","payload":{"call_control_id":"v3:tx-warm-4"}}}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Pending));
+    let code = webhook(&url, "call.hangup", call, &Value::Null, "normal_clearing").await;
+    assert_eq!(code, 204);
+    let e = wait_event(&server, call, "handoff_abandoned", |e| {
+        matches!(e.kind, EventKind::HandoffAbandoned(_))
+    })
+    .await;
+    let EventKind::HandoffAbandoned(a) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (a.handoff_id.as_str(), a.provider.as_str()),
+        (hid.as_str(), "telnyx")
+    );
+    let reqs = fake.settle(3).await;
+    assert_eq!(reqs.len(), 3, "{:#?}", paths(&reqs));
+    assert_eq!(reqs[2].path, "/v2/calls/v3:agent1/actions/hangup");
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Abandoned));
+    assert_eq!(transfers(&server, "abandoned").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_webhook_that_never_comes_times_out_into_voicemail() {
+    let (fake, api) = FakeTelnyx::start(&[Leg::Silent]).await;
+    let server = telnyx_gateway(api, &["voicemail"], 1).await;
+    let call = "v3:tx-warm-5";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Telnyx, call).await;
+    let e = wait_event(&server, call, "handoff_fallback", |e| {
+        matches!(e.kind, EventKind::HandoffFallback(_))
+    })
+    .await;
+    let EventKind::HandoffFallback(f) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.from.as_str(), f.to.as_str(), f.reason.as_str()),
+        (AGENT, "voicemail", "timeout")
+    );
+    // Hold, dial, the ringing leg hung up, the prompt, and the recording once it ended.
+    let reqs = fake.settle(5).await;
+    assert_eq!(reqs.len(), 5, "{:#?}", paths(&reqs));
+    let (hold, dial) = hold_and_first_dial(&reqs, call);
+    assert_hold(hold, call, &hid);
+    assert_eq!(dial.body["timeout_secs"], 1);
+    // The hang-up and the prompt go out concurrently; the recording waits for the prompt.
+    let rest = paths(&reqs[2..]);
+    assert!(
+        rest.contains(&"/v2/calls/v3:agent1/actions/hangup"),
+        "{rest:?}"
+    );
+    let prompt = reqs
+        .iter()
+        .rposition(|r| r.path == format!("/v2/calls/{call}/actions/speak"))
+        .unwrap();
+    assert!(prompt >= 2, "{rest:?}");
+    assert_eq!(state(&reqs[prompt].body)["leg"], "voicemail");
+    assert_eq!(
+        reqs[4].path,
+        format!("/v2/calls/{call}/actions/record_start")
+    );
+    assert_eq!(reqs[4].body["play_beep"], true);
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
+    assert_eq!(transfers(&server, "fallback").await, 1.0);
+    server.stop().await;
+}
