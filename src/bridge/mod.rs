@@ -19,6 +19,7 @@ pub mod retry;
 pub mod target;
 pub mod transfer;
 pub mod warm;
+pub mod warm_plivo;
 pub mod warm_run;
 pub mod warm_telnyx;
 pub mod warm_twilio;

@@ -12,7 +12,7 @@
 //! | Twilio `queue:` | TaskRouter task attributes when `workflow_sid` is set; otherwise the webhook only |
 //! | Telnyx | `client_state` = base64(handoff_id), `command_id` = handoff_id, and SIP header `X-Handoff-Id` for `sip:` targets (warm: see [`super::warm_telnyx`]) |
 //! | Vonage | SIP header `X-Handoff-Id` for `sip:` agents; numbers: webhook only |
-//! | Plivo | `handoff_id=…` query parameter of `aleg_url` |
+//! | Plivo | `handoff_id=…` query parameter of `aleg_url` (warm: see [`super::warm_plivo`]) |
 //!
 //! Twilio `queue:NAME` uses `<Enqueue>` rather than `<Dial><Queue>`: `<Dial><Queue>` is what an
 //! *agent* uses to take a caller out of a queue; a caller is put into one with `<Enqueue>`.
@@ -342,10 +342,16 @@ pub fn plivo_request(
         &["v1", "Account", &cfg.auth_id, "Call", call_uuid],
         true,
     )?;
+    // Warm: the A leg goes to warmline's own hold XML (see `warm_plivo`).
+    let form = if cfg.is_warm() {
+        super::warm_plivo::hold_form(cfg, handoff_id)?
+    } else {
+        plivo_form(cfg, handoff_id)?
+    };
     Ok(client
         .post(url)
         .basic_auth(&cfg.auth_id, Some(&cfg.auth_token))
-        .form(&plivo_form(cfg, handoff_id)?))
+        .form(&form))
 }
 
 #[cfg(test)]
@@ -511,12 +517,7 @@ mod tests {
             "15551234567"
         );
 
-        let p = PlivoConfig {
-            auth_id: "MA1".into(),
-            auth_token: "t".into(),
-            api_base: "https://api.plivo.com".into(),
-            aleg_url: "https://x.example/agent.xml".into(),
-        };
+        let p = PlivoConfig::new("MA1", "t", "https://x.example/agent.xml");
         let f = plivo_form(&p, "h1").unwrap();
         assert_eq!(f[0], ("legs", "aleg".to_owned()));
         assert_eq!(

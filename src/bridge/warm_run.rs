@@ -13,9 +13,9 @@
 //! first put the bridge's fsynced outbox, its call update and its retry bookkeeping in front of
 //! every agent leg.
 
-use super::config::{BridgeConfig, TelnyxConfig, TwilioConfig};
+use super::config::{BridgeConfig, PlivoConfig, TelnyxConfig, TwilioConfig};
 use super::warm::{Action, Input, Outcome, WarmTransfer, whisper_text};
-use super::{BridgeError, HandoffRequest, warm_telnyx, warm_twilio};
+use super::{BridgeError, HandoffRequest, warm_plivo, warm_telnyx, warm_twilio};
 use crate::event::{Event, EventKind};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -78,6 +78,8 @@ pub enum Executor {
     Twilio(TwilioConfig),
     /// Call Control: hold playback, `POST /v2/calls`, speak, bridge.
     Telnyx(TelnyxConfig),
+    /// Conference XML served by warmline, `POST Call/`, answer and hang-up URLs.
+    Plivo(PlivoConfig),
 }
 
 impl Executor {
@@ -93,6 +95,7 @@ impl Executor {
                 warm_twilio::execute(client, c, &t.call_id, &t.handoff_id, action).await
             }
             Executor::Telnyx(c) => warm_telnyx::execute(client, c, t, action).await,
+            Executor::Plivo(c) => warm_plivo::execute(client, c, t, action).await,
         }
     }
 
@@ -104,6 +107,9 @@ impl Executor {
         }
         if let Some(t) = cfg.telnyx.clone().filter(TelnyxConfig::is_warm) {
             m.insert("telnyx", Arc::new(Executor::Telnyx(t)));
+        }
+        if let Some(t) = cfg.plivo.clone().filter(PlivoConfig::is_warm) {
+            m.insert("plivo", Arc::new(Executor::Plivo(t)));
         }
         m
     }
@@ -368,6 +374,10 @@ fn warm_route(cfg: &BridgeConfig, provider: &str) -> Option<(String, Vec<String>
             .telnyx
             .as_ref()
             .map(|c| (c.to.clone(), c.fallback.clone(), c.answer_timeout_s)),
+        "plivo" => cfg.plivo.as_ref().map(|c| {
+            let agent = c.agent.clone().unwrap_or_default();
+            (agent, c.fallback.clone(), c.answer_timeout_s)
+        }),
         _ => None,
     }
 }

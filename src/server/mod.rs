@@ -12,6 +12,7 @@ mod gateway;
 pub mod metrics;
 mod playbook;
 mod providers_http;
+mod providers_plivo;
 mod routes;
 mod ws_fault;
 

@@ -568,10 +568,8 @@ async fn vonage_and_plivo_transfers_hit_their_apis() {
             say: String::new(),
         }),
         plivo: Some(PlivoConfig {
-            auth_id: "MA1".into(),
-            auth_token: "ptok".into(),
             api_base: format!("http://{addr}"),
-            aleg_url: "https://xml.example/agent".into(),
+            ..PlivoConfig::new("MA1", "ptok", "https://xml.example/agent")
         }),
         ..base_cfg(dir.path())
     };
@@ -958,10 +956,8 @@ async fn hostile_call_ids_never_change_the_provider_api_path() {
             say: String::new(),
         }),
         plivo: Some(PlivoConfig {
-            auth_id: "MA1".into(),
-            auth_token: "ptok".into(),
             api_base: format!("http://{addr}"),
-            aleg_url: "https://xml.example/agent".into(),
+            ..PlivoConfig::new("MA1", "ptok", "https://xml.example/agent")
         }),
         ..base_cfg(dir.path())
     };

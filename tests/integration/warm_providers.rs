@@ -19,8 +19,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use warmline::bridge::TelnyxConfig;
 use warmline::bridge::warm::{Outcome, whisper_text};
+use warmline::bridge::{PlivoConfig, TelnyxConfig};
 use warmline::codec::Codec;
 use warmline::event::EventKind;
 use warmline::protocol::{Provider, RenderSpec};
@@ -497,5 +497,469 @@ async fn telnyx_webhook_that_never_comes_times_out_into_voicemail() {
     assert_eq!(reqs[4].body["play_beep"], true);
     assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
     assert_eq!(transfers(&server, "fallback").await, 1.0);
+    server.stop().await;
+}
+
+// ---- Plivo ----------------------------------------------------------------------------------
+
+const PLIVO_TOKEN: &str = "plivo-token";
+
+/// What the fake Plivo does with the next agent leg.
+#[derive(Debug, Clone, Copy)]
+enum PLeg {
+    /// Fetches the answer URL (the agent picked up).
+    Answer,
+    /// Reports the hang-up with this `CallStatus` and `HangupCause`.
+    HangUp(&'static str, &'static str),
+    /// Never calls back.
+    Silent,
+}
+
+#[derive(Debug, Clone)]
+struct PReq {
+    method: String,
+    path: String,
+    /// Form fields, or the JSON body's fields as strings.
+    fields: Vec<(String, String)>,
+}
+
+impl PReq {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone)]
+struct FakePlivo {
+    seen: Arc<Mutex<Vec<PReq>>>,
+    script: Arc<Mutex<VecDeque<PLeg>>>,
+    /// XML documents fetched from the gateway, by the URL's `leg`.
+    xml: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+fn form_of(text: &str) -> Vec<(String, String)> {
+    let mut u = reqwest::Url::parse("http://x/").unwrap();
+    u.set_query(Some(text));
+    u.query_pairs().into_owned().collect()
+}
+
+impl FakePlivo {
+    async fn start(script: &[PLeg]) -> (Self, SocketAddr) {
+        let f = Self {
+            seen: Arc::default(),
+            script: Arc::new(Mutex::new(script.iter().copied().collect())),
+            xml: Arc::default(),
+        };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = Router::new().fallback(plivo_record).with_state(f.clone());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (f, addr)
+    }
+
+    /// Fetches warmline's XML as Plivo does (POST with call fields) and keeps it.
+    async fn fetch_xml(&self, url: &str, call_uuid: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(url)
+            .form(&[("CallUUID", call_uuid), ("CallStatus", "in-progress")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let text = r.text().await.unwrap();
+        let leg = form_of(url.split_once('?').unwrap().1)
+            .into_iter()
+            .find(|(k, _)| k == "leg")
+            .map(|(_, v)| v)
+            .unwrap();
+        self.xml.lock().unwrap().push((leg, text.clone()));
+        text
+    }
+
+    async fn settle(&self, n: usize, xml: usize) -> (Vec<PReq>, Vec<(String, String)>) {
+        for _ in 0..200 {
+            if self.seen.lock().unwrap().len() >= n && self.xml.lock().unwrap().len() >= xml {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (
+            self.seen.lock().unwrap().clone(),
+            self.xml.lock().unwrap().clone(),
+        )
+    }
+}
+
+async fn plivo_record(
+    State(f): State<FakePlivo>,
+    method: axum::http::Method,
+    uri: Uri,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let text = std::str::from_utf8(&body).unwrap_or("");
+    let fields = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => m
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect(),
+        _ => form_of(text),
+    };
+    let req = PReq {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        fields,
+    };
+    let n = {
+        let mut seen = f.seen.lock().unwrap();
+        seen.push(req.clone());
+        seen.iter()
+            .filter(|r| r.path == "/v1/Account/MA1/Call/")
+            .count()
+    };
+    if req.method == "DELETE" {
+        return axum::http::StatusCode::NO_CONTENT.into_response();
+    }
+    if req.path == "/v1/Account/MA1/Call/" {
+        let uuid = format!("req-agent{n}");
+        let leg = f.script.lock().unwrap().pop_front().unwrap_or(PLeg::Silent);
+        let (answer, hangup) = (
+            req.get("answer_url").unwrap().to_owned(),
+            req.get("hangup_url").unwrap().to_owned(),
+        );
+        let (fake, id) = (f.clone(), uuid.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            match leg {
+                PLeg::Answer => {
+                    fake.fetch_xml(&answer, &id).await;
+                }
+                PLeg::HangUp(status, cause) => {
+                    let code = reqwest::Client::new()
+                        .post(&hangup)
+                        .form(&[
+                            ("CallStatus", status),
+                            ("HangupCause", cause),
+                            ("RequestUUID", &id),
+                        ])
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    assert_eq!(code, 204);
+                }
+                PLeg::Silent => {}
+            }
+        });
+        return (
+            axum::http::StatusCode::CREATED,
+            axum::Json(json!({"api_id": "a1", "message": "call fired", "request_uuid": uuid})),
+        )
+            .into_response();
+    }
+    // A transfer of the caller's A leg: Plivo fetches the new XML for it.
+    if let Some(aleg) = req.get("aleg_url").map(str::to_owned) {
+        let call = req.path.split('/').nth(5).unwrap_or("").to_owned();
+        let fake = f.clone();
+        tokio::spawn(async move {
+            fake.fetch_xml(&aleg, &call).await;
+        });
+    }
+    (
+        axum::http::StatusCode::ACCEPTED,
+        axum::Json(json!({"api_id": "a2", "message": "call transferred"})),
+    )
+        .into_response()
+}
+
+async fn plivo_gateway(api: SocketAddr, fallback: &[&str], answer_timeout_s: u64) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = test_config();
+    cfg.bridge.initial_backoff_ms = 20;
+    cfg.bridge.plivo = Some(PlivoConfig {
+        api_base: format!("http://{api}"),
+        agent: Some(AGENT.into()),
+        caller_id: Some("+15559990000".into()),
+        callback_base: Some(format!("http://{addr}")),
+        fallback: fallback.iter().map(|s| (*s).to_owned()).collect(),
+        answer_timeout_s,
+        say: "Please hold.".into(),
+        ..PlivoConfig::new("MA1", PLIVO_TOKEN, "")
+    });
+    TestServer::with_config_on(cfg, listener).await
+}
+
+fn plivo_transfers(reqs: &[PReq], call: &str) -> Vec<PReq> {
+    reqs.iter()
+        .filter(|r| r.path == format!("/v1/Account/MA1/Call/{call}/"))
+        .cloned()
+        .collect()
+}
+
+fn plivo_dials(reqs: &[PReq]) -> Vec<PReq> {
+    reqs.iter()
+        .filter(|r| r.path == "/v1/Account/MA1/Call/")
+        .cloned()
+        .collect()
+}
+
+fn assert_plivo_dial(r: &PReq, to: &str, attempt: u32, hid: &str, server: &TestServer) {
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.get("to"), Some(to));
+    assert_eq!(r.get("from"), Some("+15559990000"));
+    assert_eq!(r.get("answer_method"), Some("POST"));
+    assert_eq!(
+        r.get("sip_headers"),
+        Some(format!("HandoffId={hid}").as_str())
+    );
+    let base = format!("http://{}/v1/providers/plivo/", server.addr);
+    let answer = r.get("answer_url").unwrap();
+    assert!(
+        answer.starts_with(&format!(
+            "{base}xml?handoff_id={hid}&leg=agent&attempt={attempt}&whisper="
+        )),
+        "{answer}"
+    );
+    let hangup = r.get("hangup_url").unwrap();
+    assert!(
+        hangup.starts_with(&format!(
+            "{base}status?handoff_id={hid}&leg=agent&attempt={attempt}&token="
+        )),
+        "{hangup}"
+    );
+}
+
+/// The caller's hold XML: the `say` line, then the conference that waits for the agent;
+/// returns its callback URL.
+fn assert_plivo_hold(xml: &[(String, String)], hid: &str) -> String {
+    let (_, x) = xml
+        .iter()
+        .find(|(leg, _)| leg == "caller")
+        .unwrap_or_else(|| panic!("no hold XML: {xml:#?}"));
+    let d = roxmltree::Document::parse(x).unwrap();
+    let names: Vec<&str> = d
+        .root_element()
+        .children()
+        .map(|n| n.tag_name().name())
+        .collect();
+    assert_eq!(names, ["Speak", "Conference"], "{x}");
+    let c = d
+        .descendants()
+        .find(|n| n.has_tag_name("Conference"))
+        .unwrap();
+    assert_eq!(c.text(), Some(format!("warmline-{hid}").as_str()));
+    assert_eq!(c.attribute("startConferenceOnEnter"), Some("false"));
+    c.attribute("callbackUrl").unwrap().to_owned()
+}
+
+async fn plivo_transfer_count(server: &TestServer, outcome: &str) -> f64 {
+    metric(
+        server,
+        "warmline_transfers_total",
+        &[("provider", "plivo"), ("outcome", outcome)],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_answered_agent_hears_the_brief_then_joins_the_conference() {
+    let (fake, api) = FakePlivo::start(&[PLeg::Answer]).await;
+    let server = plivo_gateway(api, &[], 30).await;
+    let call = "pl-warm-1";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Plivo, call).await;
+    let e = wait_event(&server, call, "handoff_connected", |e| {
+        matches!(e.kind, EventKind::HandoffConnected(_))
+    })
+    .await;
+    let EventKind::HandoffConnected(c) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            c.handoff_id.as_str(),
+            c.target.as_str(),
+            c.provider.as_str()
+        ),
+        (hid.as_str(), AGENT, "plivo")
+    );
+    let (reqs, xml) = fake.settle(2, 2).await;
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    let hold = plivo_transfers(&reqs, call);
+    assert_eq!(hold.len(), 1, "{reqs:#?}");
+    assert_eq!(hold[0].get("legs"), Some("aleg"));
+    assert_plivo_dial(&plivo_dials(&reqs)[0], AGENT, 1, &hid, &server);
+    assert_plivo_hold(&xml, &hid);
+    let (_, agent) = xml.iter().find(|(leg, _)| leg == "agent").unwrap();
+    let summary = server
+        .events_for(call)
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::Handoff(h) => Some(h.summary),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        agent,
+        &warmline::bridge::warm_plivo::agent_xml(&hid, &whisper_text(&summary))
+    );
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Connected));
+    assert_eq!(plivo_transfer_count(&server, "connected").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_no_answer_falls_back_to_the_next_target() {
+    let (fake, api) =
+        FakePlivo::start(&[PLeg::HangUp("no-answer", "NO_ANSWER"), PLeg::Answer]).await;
+    let server = plivo_gateway(api, &["sip:b@pbx.example"], 30).await;
+    let call = "pl-warm-2";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Plivo, call).await;
+    wait_event(
+        &server,
+        call,
+        "handoff_connected",
+        |e| matches!(&e.kind, EventKind::HandoffConnected(c) if c.target == "sip:b@pbx.example"),
+    )
+    .await;
+    let fb: Vec<_> = server
+        .events_for(call)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::HandoffFallback(f) => Some((f.from, f.to, f.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fb,
+        [(
+            AGENT.to_owned(),
+            "sip:b@pbx.example".to_owned(),
+            "no_answer".to_owned()
+        )]
+    );
+    let (reqs, _) = fake.settle(3, 2).await;
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    let dials = plivo_dials(&reqs);
+    assert_plivo_dial(&dials[0], AGENT, 1, &hid, &server);
+    assert_plivo_dial(&dials[1], "sip:b@pbx.example", 2, &hid, &server);
+    assert_eq!(plivo_transfer_count(&server, "connected").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_busy_agent_sends_the_caller_to_the_queue_conference() {
+    let (fake, api) = FakePlivo::start(&[PLeg::HangUp("busy", "USER_BUSY")]).await;
+    let server = plivo_gateway(api, &["queue:support"], 30).await;
+    let call = "pl-warm-3";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Plivo, call).await;
+    let e = wait_event(&server, call, "handoff_fallback", |e| {
+        matches!(e.kind, EventKind::HandoffFallback(_))
+    })
+    .await;
+    let EventKind::HandoffFallback(f) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.from.as_str(), f.to.as_str(), f.reason.as_str()),
+        (AGENT, "queue", "busy")
+    );
+    let (reqs, xml) = fake.settle(3, 2).await;
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    let transfers = plivo_transfers(&reqs, call);
+    assert_eq!(transfers.len(), 2, "hold, then the queue: {reqs:#?}");
+    assert!(
+        transfers[1]
+            .get("aleg_url")
+            .unwrap()
+            .contains("leg=terminal&terminal=queue%3Asupport")
+    );
+    let (_, q) = xml.iter().find(|(leg, _)| leg == "terminal").unwrap();
+    assert!(q.contains(">support</Conference>"), "{q}");
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
+    assert_eq!(plivo_transfer_count(&server, "fallback").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_caller_leaving_the_hold_is_abandoned_and_the_ringing_leg_cancelled() {
+    let (fake, api) = FakePlivo::start(&[PLeg::Silent]).await;
+    let server = plivo_gateway(api, &[], 30).await;
+    let call = "pl-warm-4";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Plivo, call).await;
+    let (_, xml) = fake.settle(2, 1).await;
+    let cb = assert_plivo_hold(&xml, &hid);
+    // A callback whose token was altered is refused and changes nothing.
+    let forged = reqwest::Client::new()
+        .post(cb.replace("leg=caller", "leg=agent&attempt=1"))
+        .form(&[("CallStatus", "busy")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Pending));
+    let code = reqwest::Client::new()
+        .post(&cb)
+        .form(&[("ConferenceAction", "exit"), ("CallUUID", call)])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(code, 204);
+    let e = wait_event(&server, call, "handoff_abandoned", |e| {
+        matches!(e.kind, EventKind::HandoffAbandoned(_))
+    })
+    .await;
+    let EventKind::HandoffAbandoned(a) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (a.handoff_id.as_str(), a.provider.as_str()),
+        (hid.as_str(), "plivo")
+    );
+    let (reqs, _) = fake.settle(3, 1).await;
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    assert_eq!(
+        (reqs[2].method.as_str(), reqs[2].path.as_str()),
+        ("DELETE", "/v1/Account/MA1/Request/req-agent1/")
+    );
+    assert_eq!(plivo_transfer_count(&server, "abandoned").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_callback_that_never_comes_times_out_into_voicemail() {
+    let (fake, api) = FakePlivo::start(&[PLeg::Silent]).await;
+    let server = plivo_gateway(api, &["voicemail"], 1).await;
+    let call = "pl-warm-5";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Plivo, call).await;
+    let e = wait_event(&server, call, "handoff_fallback", |e| {
+        matches!(e.kind, EventKind::HandoffFallback(_))
+    })
+    .await;
+    let EventKind::HandoffFallback(f) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.from.as_str(), f.to.as_str(), f.reason.as_str()),
+        (AGENT, "voicemail", "timeout")
+    );
+    let (reqs, xml) = fake.settle(4, 2).await;
+    assert_eq!(reqs.len(), 4, "{reqs:#?}");
+    assert_eq!(plivo_dials(&reqs)[0].get("ring_timeout"), Some("1"));
+    assert!(
+        reqs.iter()
+            .any(|r| r.method == "DELETE" && r.path == "/v1/Account/MA1/Request/req-agent1/"),
+        "{reqs:#?}"
+    );
+    assert_eq!(plivo_transfers(&reqs, call).len(), 2, "{reqs:#?}");
+    let (_, v) = xml.iter().find(|(leg, _)| leg == "terminal").unwrap();
+    assert!(v.contains("<Record maxLength=\"120\""), "{v}");
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
+    assert_eq!(plivo_transfer_count(&server, "fallback").await, 1.0);
     server.stop().await;
 }
