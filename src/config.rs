@@ -115,6 +115,10 @@ pub struct ServerConfig {
     /// Time a connection gets to send a complete request head (also between keep-alive
     /// requests); slower ones are closed.
     pub header_read_timeout_ms: u64,
+    /// Runtime worker threads. Default: the CPUs this process may run on (its affinity mask,
+    /// so `taskset -c 0` gives one). Calls are independent tasks, so capacity scales with
+    /// workers until the shared metrics and the bridge queue contend (see BENCHMARKS.md).
+    pub worker_threads: Option<usize>,
 }
 
 /// File descriptors kept free of connections: the listeners, the outbox, webhook clients, logs.
@@ -147,6 +151,7 @@ impl Default for ServerConfig {
             metrics_listen: None,
             max_connections: None,
             header_read_timeout_ms: 10_000,
+            worker_threads: None,
         }
     }
 }
@@ -403,6 +408,14 @@ impl Config {
                 "must be at least 16384 (one line of the largest size)".into(),
             ));
         }
+        if let Some(n) = s.worker_threads
+            && !(1..=1024).contains(&n)
+        {
+            return Err(bad(
+                "server.worker_threads",
+                format!("{n} must be between 1 and 1024"),
+            ));
+        }
         if !(s.max_media_lead_s.is_finite() && s.max_media_lead_s >= 0.0) {
             return Err(bad(
                 "server.max_media_lead_s",
@@ -578,6 +591,16 @@ mod tests {
         assert!(cfg.auth_warning().unwrap().contains("OFF"));
         assert_eq!(cfg.server.max_calls, 2000);
         assert_eq!(cfg.server.max_message_bytes, 65536);
+    }
+
+    #[test]
+    fn worker_threads_are_bounded() {
+        let cfg = parse("[auth]\nrequired=false\n[server]\nworker_threads = 2\n").unwrap();
+        assert_eq!(cfg.server.worker_threads, Some(2));
+        let err = parse("[auth]\nrequired=false\n[server]\nworker_threads = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.worker_threads"), "{err}");
     }
 
     #[test]

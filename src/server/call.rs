@@ -19,6 +19,9 @@ use prometheus_client::metrics::counter::Counter;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+/// Turns of the read loop between looks at the transcript queue when the socket never runs dry.
+const FAIR_EVERY: u32 = 8;
+
 /// How long one reply to the provider may take to write.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -317,28 +320,29 @@ impl CallTask {
         let mut ping = tokio::time::interval(Duration::from_millis(self.cfg.ping_interval_ms));
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.reset();
+        let mut turn: u32 = 0;
         loop {
             let paused = self.paused_until.is_some();
-            let wake = tokio::select! {
-                () = &mut cancelled => Wake::End(End::Shutdown),
-                () = &mut deadline => {
-                    let due = self.deadlines.due(self.paused_until);
-                    if due > Instant::now() {
-                        deadline.as_mut().reset(due.into());
-                        Wake::Continue
-                    } else if self.deadlines.last_media.is_some() {
-                        Wake::End(End::IdleTimeout)
-                    } else {
-                        Wake::End(End::FirstMessageTimeout)
-                    }
-                }
-                _ = ping.tick() => match ws.send(Message::Ping(Default::default())).await {
-                    Ok(()) => Wake::Continue,
-                    Err(_) => Wake::End(End::PeerClosed),
+            turn = turn.wrapping_add(1);
+            // The socket goes first: at real-time pace nearly every wake-up is one media
+            // message, and a ready socket then polls nothing else (no timer, no shutdown waiter,
+            // no queue, no random branch order). The others are polled whenever the socket has
+            // nothing to give, which is every wake-up but a flood's; for a peer that never lets
+            // the socket run dry, `fair_turn` checks them without a poll every few messages.
+            let wake = match self.fair_turn(turn, &token, deadline.as_mut()) {
+                Some(w) => w,
+                None => tokio::select! {
+                    biased;
+                    msg = ws.recv(), if !paused => Wake::Message(msg),
+                    () = &mut cancelled => Wake::End(End::Shutdown),
+                    () = &mut deadline => self.on_deadline(deadline.as_mut()),
+                    _ = ping.tick() => match ws.send(Message::Ping(Default::default())).await {
+                        Ok(()) => Wake::Continue,
+                        Err(_) => Wake::End(End::PeerClosed),
+                    },
+                    Some(line) = self.transcript_rx.recv() => Wake::Transcript(line),
+                    () = &mut resume, if paused => Wake::Resumed,
                 },
-                Some(line) = self.transcript_rx.recv() => Wake::Transcript(line),
-                () = &mut resume, if paused => Wake::Resumed,
-                msg = ws.recv(), if !paused => Wake::Message(msg),
             };
             match wake {
                 Wake::End(end) => return end,
@@ -382,6 +386,41 @@ impl CallTask {
             if self.call.is_stopped() {
                 return End::Stop;
             }
+        }
+    }
+
+    /// What the socket-first `select!` of [`Self::read_loop`] would not see while the socket
+    /// always has a message: shutdown and the deadline at every turn (an atomic load and a clock
+    /// read), a queued transcript line every [`FAIR_EVERY`] turns.
+    fn fair_turn(
+        &mut self,
+        turn: u32,
+        token: &tokio_util::sync::CancellationToken,
+        deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Option<Wake> {
+        if token.is_cancelled() {
+            return Some(Wake::End(End::Shutdown));
+        }
+        if deadline.deadline() <= tokio::time::Instant::now() {
+            return Some(self.on_deadline(deadline));
+        }
+        if turn.is_multiple_of(FAIR_EVERY) {
+            return self.transcript_rx.try_recv().ok().map(Wake::Transcript);
+        }
+        None
+    }
+
+    /// The deadline passed: re-armed from the last media (the timer is not reset per message),
+    /// or the stream timed out.
+    fn on_deadline(&self, deadline: std::pin::Pin<&mut tokio::time::Sleep>) -> Wake {
+        let due = self.deadlines.due(self.paused_until);
+        if due > Instant::now() {
+            deadline.reset(due.into());
+            Wake::Continue
+        } else if self.deadlines.last_media.is_some() {
+            Wake::End(End::IdleTimeout)
+        } else {
+            Wake::End(End::FirstMessageTimeout)
         }
     }
 

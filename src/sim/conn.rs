@@ -25,6 +25,9 @@ pub(super) struct Conn {
     pub(super) ping_phase: u64,
 }
 
+/// Read buffer of a simulated stream: the gateway sends it only pongs and a close frame.
+const SIM_READ_BUFFER_BYTES: usize = 4096;
+
 enum Outcome {
     Completed,
     Other,
@@ -56,7 +59,12 @@ impl Conn {
         let connecting = Instant::now();
         // A provider streams small messages every 20 ms: with Nagle on, each waits for the ACK
         // of the previous one, which the gateway delays (it rarely writes), adding tens of ms.
-        let ws = match tokio_tungstenite::connect_async_with_config(req, None, true).await {
+        // tungstenite zero-fills its read buffer's spare capacity before every read: at its
+        // 128 KiB default that memset was half of the generator's CPU once it read every
+        // socket for pongs (the gateway's side was fixed the same way, `READ_BUFFER_BYTES`).
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(SIM_READ_BUFFER_BYTES);
+        let ws = match tokio_tungstenite::connect_async_with_config(req, Some(config), true).await {
             Ok((ws, _)) => ws,
             Err(tungstenite::Error::Http(resp)) if resp.status().as_u16() == 503 => {
                 t.refused.fetch_add(1, Ordering::Relaxed);

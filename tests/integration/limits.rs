@@ -127,6 +127,60 @@ async fn non_media_keepalives_do_not_reset_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_non_media_messages_still_meets_the_idle_timeout() {
+    // The read loop polls the socket first: a peer that never lets it run dry must still be
+    // timed out (the deadline is checked at every turn, not only when the socket is empty).
+    let mut cfg = test_config();
+    cfg.server.idle_timeout_ms = 300;
+    let server = TestServer::with_config(cfg).await;
+    let msgs = twilio_call("CAflood", 0.2);
+    let ws = connect(&server, "twilio").await;
+    let (mut tx, mut rx) = ws.split();
+    for m in &msgs[..3] {
+        tx.send(to_ws(m)).await.unwrap();
+    }
+    let mark = r#"{"event":"mark","sequenceNumber":"9","streamSid":"MZ1","mark":{"name":"flood"}}"#;
+    // As fast as the socket takes them, 500 per write, until the gateway closes.
+    let flood = tokio::spawn(async move {
+        'flood: for _ in 0..100_000 {
+            for _ in 0..500 {
+                if tx.feed(Message::text(mark)).await.is_err() {
+                    break 'flood;
+                }
+            }
+            if tx.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let flooding = Instant::now();
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(m) = rx.next().await {
+            if let Ok(Message::Close(Some(f))) = m {
+                return Some((f.code, f.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed within 10 s")
+    .expect("a close frame");
+    assert_eq!(close.0, CloseCode::from(4408));
+    assert!(close.1.contains("no media for 300 ms"), "{}", close.1);
+    // Ten times the timeout: a functional bound (the deadline fired while the flood went on),
+    // not a speed figure. Before the per-turn check it came only when the socket happened to
+    // run dry (seconds later, or never under a faster sender).
+    let waited = flooding.elapsed();
+    eprintln!("closed after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "closed only after {waited:?}"
+    );
+    flood.abort();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_running_ahead_of_wall_clock_time_is_paced() {
     // 1.5 s of audio sent at once with a 0.5 s lead: the gateway reads the last second no faster
     // than real time. A lower bound on elapsed time only: a slow machine cannot fail it.
