@@ -312,6 +312,19 @@ const TELNYX_KEYS: WarmKeys = WarmKeys {
     blind: "actions/transfer, nothing tracked",
 };
 
+const VONAGE_KEYS: WarmKeys = WarmKeys {
+    provider: "Vonage",
+    section: "bridge.vonage",
+    mode: "bridge.vonage.mode",
+    answer_timeout_s: "bridge.vonage.answer_timeout_s",
+    caller_id: "bridge.vonage.caller_id",
+    fallback: "bridge.vonage.fallback",
+    callback_base: "bridge.vonage.callback_base",
+    hold_url: "bridge.vonage.hold_url",
+    callback_hint: "bridge.vonage.callback_base (or server.public_url)",
+    blind: "talk + connect, nothing tracked",
+};
+
 const PLIVO_KEYS: WarmKeys = WarmKeys {
     provider: "Plivo",
     section: "bridge.plivo",
@@ -555,7 +568,8 @@ impl TelnyxConfig {
     }
 }
 
-/// `[bridge.vonage]`: `PUT /v1/calls/{uuid}` with an NCCO that connects to the agent.
+/// `[bridge.vonage]`: warm (caller into a named conversation on hold, agent called with a
+/// whisper into it) or blind (`PUT /v1/calls/{uuid}` with an NCCO that connects the agent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VonageConfig {
@@ -567,9 +581,98 @@ pub struct VonageConfig {
     pub api_base: String,
     /// `+E164` number or `sip:` URI the caller is connected to.
     pub agent: String,
-    /// Said to the caller before connecting; empty for none.
+    /// Said to the caller before connecting (blind) or before the hold (warm); empty for none.
     #[serde(default = "default_say")]
     pub say: String,
+    /// `auto` (default: warm when it can work, else blind with a warning), `warm` or `blind`.
+    #[serde(default)]
+    pub mode: TransferMode,
+    /// Warm: seconds the agent leg may ring (`ringing_timer`) before the next target is tried.
+    #[serde(default = "default_answer_timeout_s")]
+    pub answer_timeout_s: u64,
+    /// Warm: tried in order after `agent` does not answer, as `[bridge.twilio] fallback`.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Warm: the `from` number of the agent leg (a number of the application).
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Warm: public origin of this gateway, the agent leg's `event_url`; defaults to
+    /// `server.public_url` with `wss`→`https`.
+    #[serde(default)]
+    pub callback_base: Option<String>,
+    /// Warm: the conversation's `musicOnHoldUrl` (an audio file); silence when unset.
+    #[serde(default)]
+    pub hold_url: Option<String>,
+    /// Warm: the account's signature secret, which checks the signed JWT Vonage puts in the
+    /// `Authorization` of its webhooks to `POST /v1/providers/vonage/event`.
+    #[serde(default)]
+    pub signature_secret: Option<String>,
+}
+
+impl VonageConfig {
+    /// A blind config with this JWT and agent and every other key at its default.
+    pub fn new(jwt: &str, agent: &str) -> Self {
+        Self {
+            jwt: jwt.into(),
+            api_base: default_vonage_base(),
+            agent: agent.into(),
+            say: default_say(),
+            mode: TransferMode::Auto,
+            answer_timeout_s: default_answer_timeout_s(),
+            fallback: Vec::new(),
+            caller_id: None,
+            callback_base: None,
+            hold_url: None,
+            signature_secret: None,
+        }
+    }
+
+    /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
+    pub fn is_warm(&self) -> bool {
+        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+    }
+
+    /// `warm`, or `auto` with the keys only a warm transfer uses.
+    fn wants_warm(&self) -> bool {
+        match self.mode {
+            TransferMode::Warm => true,
+            TransferMode::Auto => self.missing_for_warm().is_empty(),
+            TransferMode::Blind => false,
+        }
+    }
+
+    fn missing_for_warm(&self) -> Vec<&'static str> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|c| !c.trim().is_empty());
+        [
+            ("bridge.vonage.caller_id", set(&self.caller_id)),
+            (
+                "bridge.vonage.signature_secret",
+                set(&self.signature_secret),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, ok)| (!ok).then_some(k))
+        .collect()
+    }
+
+    /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
+    /// `caller_id`, `signature_secret` and a callback origin are there.
+    pub fn resolve_mode(
+        &mut self,
+        public_url: Option<&str>,
+        in_fleet: bool,
+    ) -> Result<Option<String>, ConfigError> {
+        let (wants, missing) = (self.wants_warm(), self.missing_for_warm());
+        resolve_warm(
+            &VONAGE_KEYS,
+            &mut self.mode,
+            &mut self.callback_base,
+            wants,
+            missing,
+            public_url,
+            in_fleet,
+        )
+    }
 }
 
 /// `[bridge.plivo]`: warm (caller into a conference warmline's XML holds them in, agent dialled
@@ -835,6 +938,20 @@ impl BridgeConfig {
             check_non_empty("bridge.vonage.jwt", &v.jwt)?;
             check_http_url("bridge.vonage.api_base", &v.api_base)?;
             check_non_empty("bridge.vonage.agent", &v.agent)?;
+            if v.wants_warm() {
+                validate_warm(
+                    &VONAGE_KEYS,
+                    v.answer_timeout_s,
+                    v.caller_id.as_deref(),
+                    v.callback_base.as_deref(),
+                    v.hold_url.as_deref(),
+                    &v.fallback,
+                )?;
+                check_non_empty(
+                    "bridge.vonage.signature_secret",
+                    v.signature_secret.as_deref().unwrap_or(""),
+                )?;
+            }
         }
         if let Some(p) = &self.plivo {
             check_non_empty("bridge.plivo.auth_id", &p.auth_id)?;
@@ -876,6 +993,12 @@ impl BridgeConfig {
             warnings.extend(t.resolve_mode(public_url, in_fleet)?);
             if t.is_warm() && t.callback_base.is_none() {
                 return Err(no_callback(TELNYX_KEYS.callback_base));
+            }
+        }
+        if let Some(t) = self.vonage.as_mut() {
+            warnings.extend(t.resolve_mode(public_url, in_fleet)?);
+            if t.is_warm() && t.callback_base.is_none() {
+                return Err(no_callback(VONAGE_KEYS.callback_base));
             }
         }
         if let Some(t) = self.plivo.as_mut() {

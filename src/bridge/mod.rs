@@ -23,6 +23,7 @@ pub mod warm_plivo;
 pub mod warm_run;
 pub mod warm_telnyx;
 pub mod warm_twilio;
+pub mod warm_vonage;
 pub mod webhook;
 
 pub use config::{

@@ -11,7 +11,7 @@
 //! | Twilio number | `statusCallback` query `handoff_id=…` when `status_callback` is set; otherwise only the webhook (keyed by the same `call_id`) carries it, because `<Number>` has no custom field |
 //! | Twilio `queue:` | TaskRouter task attributes when `workflow_sid` is set; otherwise the webhook only |
 //! | Telnyx | `client_state` = base64(handoff_id), `command_id` = handoff_id, and SIP header `X-Handoff-Id` for `sip:` targets (warm: see [`super::warm_telnyx`]) |
-//! | Vonage | SIP header `X-Handoff-Id` for `sip:` agents; numbers: webhook only |
+//! | Vonage | SIP header `X-Handoff-Id` for `sip:` agents; numbers: webhook only (warm: the conversation name and `event_url`, see [`super::warm_vonage`]) |
 //! | Plivo | `handoff_id=…` query parameter of `aleg_url` (warm: see [`super::warm_plivo`]) |
 //!
 //! Twilio `queue:NAME` uses `<Enqueue>` rather than `<Dial><Queue>`: `<Dial><Queue>` is what an
@@ -284,24 +284,30 @@ pub fn telnyx_request(
         .json(&telnyx_body(cfg, handoff_id)))
 }
 
-/// Vonage call modify body: transfer to an NCCO that talks one line and connects the agent.
+/// Vonage call modify body: transfer to an NCCO that talks one line and connects the agent; in
+/// warm mode, to the hold in the handoff's conversation (see [`super::warm_vonage::hold_body`]).
 pub fn vonage_body(cfg: &VonageConfig, handoff_id: &str) -> Value {
-    let agent = cfg.agent.trim();
-    let endpoint = if agent
-        .get(..4)
-        .is_some_and(|p| p.eq_ignore_ascii_case("sip:"))
-    {
-        json!({"type": "sip", "uri": agent, "headers": {"X-Handoff-Id": handoff_id}})
-    } else {
-        // Vonage wants E.164 digits without the plus.
-        json!({"type": "phone", "number": agent.trim_start_matches('+')})
-    };
+    if cfg.is_warm() {
+        return super::warm_vonage::hold_body(cfg, handoff_id);
+    }
+    let endpoint = vonage_endpoint(&cfg.agent, handoff_id);
     let mut ncco = Vec::new();
     if !cfg.say.trim().is_empty() {
         ncco.push(json!({"action": "talk", "text": cfg.say}));
     }
     ncco.push(json!({"action": "connect", "endpoint": [endpoint]}));
     json!({"action": "transfer", "destination": {"type": "ncco", "ncco": ncco}})
+}
+
+/// The Vonage endpoint of a number or `sip:` target (the SIP one carries `X-Handoff-Id`).
+pub fn vonage_endpoint(target: &str, handoff_id: &str) -> Value {
+    let t = target.trim();
+    if t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sip:")) {
+        json!({"type": "sip", "uri": t, "headers": {"X-Handoff-Id": handoff_id}})
+    } else {
+        // Vonage wants E.164 digits without the plus.
+        json!({"type": "phone", "number": t.trim_start_matches('+')})
+    }
 }
 
 /// Vonage `PUT /v1/calls/{uuid}`.
@@ -503,10 +509,8 @@ mod tests {
         assert_eq!(b["custom_headers"][0]["value"], "h1");
 
         let v = VonageConfig {
-            jwt: "j".into(),
-            api_base: "https://api.nexmo.com".into(),
-            agent: "+15551234567".into(),
             say: "hold".into(),
+            ..VonageConfig::new("j", "+15551234567")
         };
         let b = vonage_body(&v, "h1");
         assert_eq!(b["action"], "transfer");

@@ -13,9 +13,9 @@
 //! first put the bridge's fsynced outbox, its call update and its retry bookkeeping in front of
 //! every agent leg.
 
-use super::config::{BridgeConfig, PlivoConfig, TelnyxConfig, TwilioConfig};
+use super::config::{BridgeConfig, PlivoConfig, TelnyxConfig, TwilioConfig, VonageConfig};
 use super::warm::{Action, Input, Outcome, WarmTransfer, whisper_text};
-use super::{BridgeError, HandoffRequest, warm_plivo, warm_telnyx, warm_twilio};
+use super::{BridgeError, HandoffRequest, warm_plivo, warm_telnyx, warm_twilio, warm_vonage};
 use crate::event::{Event, EventKind};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -80,6 +80,8 @@ pub enum Executor {
     Telnyx(TelnyxConfig),
     /// Conference XML served by warmline, `POST Call/`, answer and hang-up URLs.
     Plivo(PlivoConfig),
+    /// NCCO `conversation`, `POST /v1/calls` with a whisper, signed event webhooks.
+    Vonage(VonageConfig),
 }
 
 impl Executor {
@@ -96,6 +98,7 @@ impl Executor {
             }
             Executor::Telnyx(c) => warm_telnyx::execute(client, c, t, action).await,
             Executor::Plivo(c) => warm_plivo::execute(client, c, t, action).await,
+            Executor::Vonage(c) => warm_vonage::execute(client, c, t, action).await,
         }
     }
 
@@ -110,6 +113,9 @@ impl Executor {
         }
         if let Some(t) = cfg.plivo.clone().filter(PlivoConfig::is_warm) {
             m.insert("plivo", Arc::new(Executor::Plivo(t)));
+        }
+        if let Some(t) = cfg.vonage.clone().filter(VonageConfig::is_warm) {
+            m.insert("vonage", Arc::new(Executor::Vonage(t)));
         }
         m
     }
@@ -374,6 +380,10 @@ fn warm_route(cfg: &BridgeConfig, provider: &str) -> Option<(String, Vec<String>
             .telnyx
             .as_ref()
             .map(|c| (c.to.clone(), c.fallback.clone(), c.answer_timeout_s)),
+        "vonage" => cfg
+            .vonage
+            .as_ref()
+            .map(|c| (c.agent.clone(), c.fallback.clone(), c.answer_timeout_s)),
         "plivo" => cfg.plivo.as_ref().map(|c| {
             let agent = c.agent.clone().unwrap_or_default();
             (agent, c.fallback.clone(), c.answer_timeout_s)

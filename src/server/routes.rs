@@ -56,6 +56,10 @@ pub(super) fn router(state: AppState) -> Router {
         .route(
             "/v1/providers/plivo/status",
             post(providers_plivo::plivo_status),
+        )
+        .route(
+            "/v1/providers/vonage/event",
+            post(providers_http::vonage_event),
         );
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));

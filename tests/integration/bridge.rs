@@ -562,10 +562,9 @@ async fn vonage_and_plivo_transfers_hit_their_apis() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = BridgeConfig {
         vonage: Some(VonageConfig {
-            jwt: "JWT1".into(),
             api_base: format!("http://{addr}"),
-            agent: "+15550001111".into(),
             say: String::new(),
+            ..VonageConfig::new("JWT1", "+15550001111")
         }),
         plivo: Some(PlivoConfig {
             api_base: format!("http://{addr}"),
@@ -950,10 +949,9 @@ async fn hostile_call_ids_never_change_the_provider_api_path() {
             ..TelnyxConfig::new("KEY", "+15550002222")
         }),
         vonage: Some(VonageConfig {
-            jwt: "JWT1".into(),
             api_base: format!("http://{addr}"),
-            agent: "+15550001111".into(),
             say: String::new(),
+            ..VonageConfig::new("JWT1", "+15550001111")
         }),
         plivo: Some(PlivoConfig {
             api_base: format!("http://{addr}"),

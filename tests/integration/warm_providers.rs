@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use warmline::bridge::warm::{Outcome, whisper_text};
-use warmline::bridge::{PlivoConfig, TelnyxConfig};
+use warmline::bridge::{PlivoConfig, TelnyxConfig, VonageConfig};
 use warmline::codec::Codec;
 use warmline::event::EventKind;
 use warmline::protocol::{Provider, RenderSpec};
@@ -961,5 +961,364 @@ async fn plivo_callback_that_never_comes_times_out_into_voicemail() {
     assert!(v.contains("<Record maxLength=\"120\""), "{v}");
     assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
     assert_eq!(plivo_transfer_count(&server, "fallback").await, 1.0);
+    server.stop().await;
+}
+
+// ---- Vonage ---------------------------------------------------------------------------------
+
+const VONAGE_SECRET: &str = "vonage-signature-secret";
+
+/// A webhook `Authorization` as Vonage signs it: HS256 JWT with the body's hash.
+fn vonage_auth(body: &str) -> String {
+    use hmac::Mac as _;
+    use sha2::Digest as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"iat": now, "jti": "j1", "iss": "Vonage",
+        "payload_hash": hex::encode(sha2::Sha256::digest(body.as_bytes())),
+        "api_key": "k1", "application_id": "app1"});
+    let h = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let p = b64.encode(claims.to_string());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(VONAGE_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{h}.{p}").as_bytes());
+    format!("Bearer {h}.{p}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+async fn vonage_event(url: &str, uuid: &str, status: &str) -> u16 {
+    let body = json!({"uuid": uuid, "conversation_uuid": "CON-1", "status": status,
+        "direction": "outbound", "timestamp": "2026-01-01T00:00:00.000Z"})
+    .to_string();
+    reqwest::Client::new()
+        .post(url)
+        .header("authorization", vonage_auth(&body))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[derive(Clone)]
+struct FakeVonage {
+    seen: Arc<Mutex<Vec<(String, String, Value)>>>,
+    /// Per agent leg: the statuses to report, in order (empty: never calls back).
+    script: Arc<Mutex<VecDeque<&'static [&'static str]>>>,
+}
+
+async fn vonage_record(
+    State(f): State<FakeVonage>,
+    method: axum::http::Method,
+    uri: Uri,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let n = {
+        let mut seen = f.seen.lock().unwrap();
+        seen.push((method.to_string(), uri.path().to_owned(), v.clone()));
+        seen.iter()
+            .filter(|(m, p, _)| m == "POST" && p == "/v1/calls")
+            .count()
+    };
+    if method == axum::http::Method::POST && uri.path() == "/v1/calls" {
+        let uuid = format!("agent-uuid-{n}");
+        let statuses = f.script.lock().unwrap().pop_front().unwrap_or(&[]);
+        let (url, id) = (v["event_url"][0].as_str().unwrap().to_owned(), uuid.clone());
+        tokio::spawn(async move {
+            for st in statuses {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                assert_eq!(vonage_event(&url, &id, st).await, 204);
+            }
+        });
+        return (
+            axum::http::StatusCode::CREATED,
+            axum::Json(
+                json!({"uuid": uuid, "status": "started", "direction": "outbound",
+                "conversation_uuid": "CON-2"}),
+            ),
+        )
+            .into_response();
+    }
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
+impl FakeVonage {
+    async fn start(script: &[&'static [&'static str]]) -> (Self, SocketAddr) {
+        let f = Self {
+            seen: Arc::default(),
+            script: Arc::new(Mutex::new(script.iter().copied().collect())),
+        };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = Router::new().fallback(vonage_record).with_state(f.clone());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (f, addr)
+    }
+
+    async fn settle(&self, n: usize) -> Vec<(String, String, Value)> {
+        for _ in 0..200 {
+            if self.seen.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn vonage_gateway(api: SocketAddr, fallback: &[&str], answer_timeout_s: u64) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = test_config();
+    cfg.bridge.initial_backoff_ms = 20;
+    cfg.bridge.vonage = Some(VonageConfig {
+        api_base: format!("http://{api}"),
+        caller_id: Some("+15559990000".into()),
+        callback_base: Some(format!("http://{addr}")),
+        signature_secret: Some(VONAGE_SECRET.into()),
+        fallback: fallback.iter().map(|s| (*s).to_owned()).collect(),
+        answer_timeout_s,
+        say: "Please hold.".into(),
+        ..VonageConfig::new("JWT1", AGENT)
+    });
+    TestServer::with_config_on(cfg, listener).await
+}
+
+type VReq = (String, String, Value);
+
+/// The caller's hold: a transfer to the `say` line and the conversation that waits for the agent.
+fn assert_vonage_hold(reqs: &[VReq], call: &str, hid: &str) {
+    let (_, _, b) = reqs
+        .iter()
+        .find(|(m, p, _)| m == "PUT" && p == &format!("/v1/calls/{call}"))
+        .unwrap_or_else(|| panic!("no hold: {reqs:#?}"));
+    assert_eq!(b["action"], "transfer");
+    let ncco = &b["destination"]["ncco"];
+    assert_eq!(ncco[0], json!({"action": "talk", "text": "Please hold."}));
+    assert_eq!(ncco[1]["action"], "conversation");
+    assert_eq!(ncco[1]["name"], format!("warmline-{hid}"));
+    assert_eq!(ncco[1]["startOnEnter"], false);
+}
+
+fn vonage_dials(reqs: &[VReq]) -> Vec<&Value> {
+    reqs.iter()
+        .filter(|(m, p, _)| m == "POST" && p == "/v1/calls")
+        .map(|(_, _, b)| b)
+        .collect()
+}
+
+fn assert_vonage_dial(b: &Value, to: &Value, attempt: u32, hid: &str, server: &TestServer) {
+    assert_eq!(b["to"], json!([to]));
+    assert_eq!(b["from"], json!({"type": "phone", "number": "15559990000"}));
+    assert_eq!(b["ncco"][0]["action"], "talk", "whisper first: {b}");
+    assert_eq!(b["ncco"][1]["name"], format!("warmline-{hid}"));
+    assert_eq!(b["ncco"][1]["startOnEnter"], true);
+    assert_eq!(
+        b["event_url"],
+        json!([format!(
+            "http://{}/v1/providers/vonage/event?handoff_id={hid}&attempt={attempt}",
+            server.addr
+        )])
+    );
+}
+
+async fn vonage_transfer_count(server: &TestServer, outcome: &str) -> f64 {
+    metric(
+        server,
+        "warmline_transfers_total",
+        &[("provider", "vonage"), ("outcome", outcome)],
+    )
+    .await
+}
+
+fn agent_phone() -> Value {
+    json!({"type": "phone", "number": AGENT.trim_start_matches('+')})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vonage_answered_agent_hears_the_brief_then_joins_the_conversation() {
+    let (fake, api) = FakeVonage::start(&[&["started", "ringing", "answered"]]).await;
+    let server = vonage_gateway(api, &[], 30).await;
+    let call = "vg-warm-1";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Vonage, call).await;
+    let e = wait_event(&server, call, "handoff_connected", |e| {
+        matches!(e.kind, EventKind::HandoffConnected(_))
+    })
+    .await;
+    let EventKind::HandoffConnected(c) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            c.handoff_id.as_str(),
+            c.target.as_str(),
+            c.provider.as_str()
+        ),
+        (hid.as_str(), AGENT, "vonage")
+    );
+    let reqs = fake.settle(2).await;
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    assert_vonage_hold(&reqs, call, &hid);
+    assert_vonage_dial(vonage_dials(&reqs)[0], &agent_phone(), 1, &hid, &server);
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Connected));
+    assert_eq!(vonage_transfer_count(&server, "connected").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vonage_no_answer_falls_back_to_the_next_target() {
+    let (fake, api) = FakeVonage::start(&[&["ringing", "timeout"], &["answered"]]).await;
+    let server = vonage_gateway(api, &["sip:b@pbx.example"], 30).await;
+    let call = "vg-warm-2";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Vonage, call).await;
+    wait_event(
+        &server,
+        call,
+        "handoff_connected",
+        |e| matches!(&e.kind, EventKind::HandoffConnected(c) if c.target == "sip:b@pbx.example"),
+    )
+    .await;
+    let fb: Vec<_> = server
+        .events_for(call)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::HandoffFallback(f) => Some((f.from, f.to, f.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fb,
+        [(
+            AGENT.to_owned(),
+            "sip:b@pbx.example".to_owned(),
+            "no_answer".to_owned()
+        )]
+    );
+    let reqs = fake.settle(3).await;
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    let dials = vonage_dials(&reqs);
+    assert_vonage_dial(dials[0], &agent_phone(), 1, &hid, &server);
+    let sip = json!({"type": "sip", "uri": "sip:b@pbx.example", "headers": {"X-Handoff-Id": hid}});
+    assert_vonage_dial(dials[1], &sip, 2, &hid, &server);
+    assert_eq!(vonage_transfer_count(&server, "connected").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vonage_busy_agent_sends_the_caller_to_the_queue_conversation() {
+    let (fake, api) = FakeVonage::start(&[&["busy"]]).await;
+    let server = vonage_gateway(api, &["queue:support"], 30).await;
+    let call = "vg-warm-3";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Vonage, call).await;
+    let e = wait_event(&server, call, "handoff_fallback", |e| {
+        matches!(e.kind, EventKind::HandoffFallback(_))
+    })
+    .await;
+    let EventKind::HandoffFallback(f) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.from.as_str(), f.to.as_str(), f.reason.as_str()),
+        (AGENT, "queue", "busy")
+    );
+    let reqs = fake.settle(3).await;
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    assert_vonage_hold(&reqs, call, &hid);
+    let (m, p, b) = &reqs[2];
+    assert_eq!(
+        (m.as_str(), p.as_str()),
+        ("PUT", format!("/v1/calls/{call}").as_str())
+    );
+    assert_eq!(b["destination"]["ncco"][1]["name"], "support");
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
+    assert_eq!(vonage_transfer_count(&server, "fallback").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vonage_caller_hanging_up_on_hold_is_abandoned_and_the_agent_leg_hung_up() {
+    let (fake, api) = FakeVonage::start(&[&[]]).await;
+    let server = vonage_gateway(api, &[], 30).await;
+    let call = "vg-warm-4";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Vonage, call).await;
+    let reqs = fake.settle(2).await;
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    let url = format!("http://{}/v1/providers/vonage/event", server.addr);
+    // An event without Vonage's signature is refused and changes nothing.
+    let forged = reqwest::Client::new()
+        .post(&url)
+        .header("authorization", "Bearer a.b.c")
+        .body(json!({"uuid": call, "status": "completed"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Pending));
+    assert_eq!(vonage_event(&url, call, "completed").await, 204);
+    let e = wait_event(&server, call, "handoff_abandoned", |e| {
+        matches!(e.kind, EventKind::HandoffAbandoned(_))
+    })
+    .await;
+    let EventKind::HandoffAbandoned(a) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (a.handoff_id.as_str(), a.provider.as_str()),
+        (hid.as_str(), "vonage")
+    );
+    let reqs = fake.settle(3).await;
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+    assert_eq!(
+        (reqs[2].0.as_str(), reqs[2].1.as_str(), &reqs[2].2),
+        (
+            "PUT",
+            "/v1/calls/agent-uuid-1",
+            &json!({"action": "hangup"})
+        )
+    );
+    assert_eq!(vonage_transfer_count(&server, "abandoned").await, 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vonage_event_that_never_comes_times_out_into_voicemail() {
+    let (fake, api) = FakeVonage::start(&[&[]]).await;
+    let server = vonage_gateway(api, &["voicemail"], 1).await;
+    let call = "vg-warm-5";
+    let (hid, _ws) = ask_for_a_human(&server, Provider::Vonage, call).await;
+    let e = wait_event(&server, call, "handoff_fallback", |e| {
+        matches!(e.kind, EventKind::HandoffFallback(_))
+    })
+    .await;
+    let EventKind::HandoffFallback(f) = e.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.from.as_str(), f.to.as_str(), f.reason.as_str()),
+        (AGENT, "voicemail", "timeout")
+    );
+    let reqs = fake.settle(4).await;
+    assert_eq!(reqs.len(), 4, "{reqs:#?}");
+    assert_eq!(vonage_dials(&reqs)[0]["ringing_timer"], 1);
+    assert!(
+        reqs.iter().any(|(m, p, b)| m == "PUT"
+            && p == "/v1/calls/agent-uuid-1"
+            && b == &json!({"action": "hangup"})),
+        "{reqs:#?}"
+    );
+    let routed: Vec<_> = reqs
+        .iter()
+        .filter(|(m, p, _)| m == "PUT" && p == &format!("/v1/calls/{call}"))
+        .collect();
+    assert_eq!(routed.len(), 2, "hold, then voicemail: {reqs:#?}");
+    assert_eq!(routed[1].2["destination"]["ncco"][1]["action"], "record");
+    assert_eq!(server.state.warm().outcome(&hid), Some(Outcome::Fallback));
+    assert_eq!(vonage_transfer_count(&server, "fallback").await, 1.0);
     server.stop().await;
 }
