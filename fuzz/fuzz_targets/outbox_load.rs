@@ -1,4 +1,5 @@
-//! Loading an outbox whose pending file holds arbitrary bytes: an error or an entry, no panic.
+//! Loading an outbox whose pending file and batch log hold arbitrary bytes: an error, an entry
+//! or a replayed change, no panic.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

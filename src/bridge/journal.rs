@@ -1,13 +1,14 @@
 //! Group commit for the outbox: one writer thread takes every change that is waiting (new
-//! handoffs, delivery state, removals), makes them durable together — one fsync per file and
-//! one per directory per batch — and then acknowledges each submitter. Under a burst the batch
-//! grows, so the cost per handoff falls instead of the queue growing; a lone handoff is durable
-//! after one file and one directory fsync.
+//! handoffs, delivery state, removals), makes them durable together — one append and one
+//! `fdatasync` of the batch log ([`super::wal`]), then the per-handoff files written without
+//! fsync — and then acknowledges each submitter. Under a burst the batch grows, so the cost per
+//! handoff falls instead of the queue growing; a lone handoff is durable after one sync.
 //!
 //! The writer is a plain thread: fsync blocks, and a thread of its own keeps it off the async
 //! workers without a `spawn_blocking` per write.
 
 use super::outbox::{Op, Outbox, OutboxError};
+use super::wal::BatchLog;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
@@ -109,14 +110,16 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
-    /// Starts the writer thread over `outbox` with room for `capacity` waiting changes.
+    /// Starts the writer thread over `outbox` (whose batch log [`super::wal::recover`] has
+    /// replayed) with room for `capacity` waiting changes.
     pub fn start(outbox: Outbox, capacity: usize) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let health = Arc::new(WriteHealth::default());
         let h = Arc::clone(&health);
+        let log = BatchLog::open(&outbox).map_err(std::io::Error::other)?;
         std::thread::Builder::new()
             .name("warmline-outbox".into())
-            .spawn(move || run(&outbox, rx, &h))?;
+            .spawn(move || run(&outbox, log, rx, &h))?;
         Ok(Self { tx, health })
     }
 
@@ -157,7 +160,7 @@ impl Journal {
     }
 }
 
-fn run(outbox: &Outbox, mut rx: mpsc::Receiver<Job>, health: &WriteHealth) {
+fn run(outbox: &Outbox, mut log: BatchLog, mut rx: mpsc::Receiver<Job>, health: &WriteHealth) {
     let mut jobs: Vec<Job> = Vec::new();
     let mut ops: Vec<Op> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
@@ -173,14 +176,33 @@ fn run(outbox: &Outbox, mut rx: mpsc::Receiver<Job>, health: &WriteHealth) {
             jobs.iter_mut()
                 .map(|j| std::mem::replace(&mut j.op, Op::Remove(String::new()))),
         );
-        let results = outbox.apply_batch(&ops);
+        let results = commit_batch(outbox, &mut log, &ops);
         health.record(&results);
         for (job, r) in jobs.drain(..).zip(results) {
             // A submitter that gave up waiting is fine: the change is durable either way.
             let _ = job.ack.send(r);
         }
         ops.clear();
+        if log.checkpoint_due()
+            && let Err(e) = log.checkpoint(outbox)
+        {
+            tracing::warn!(error = %e, "outbox checkpoint failed; the batch log keeps the changes");
+        }
     }
+    // Stopping: leave the files durable and the log empty when the disk allows.
+    if let Err(e) = log.checkpoint(outbox) {
+        tracing::warn!(error = %e, "outbox checkpoint at stop failed; the next start replays the log");
+    }
+}
+
+/// One batch: durable once the log holds it, then visible as files. A change counts as done
+/// only when both worked, so a directory that cannot be written is reported (and the bridge
+/// holds the handoff) even though the log would replay it.
+fn commit_batch(outbox: &Outbox, log: &mut BatchLog, ops: &[Op]) -> Vec<Result<(), OutboxError>> {
+    if let Err(e) = log.append(ops) {
+        return ops.iter().map(|_| Err(e.duplicate())).collect();
+    }
+    outbox.apply_batch_unsynced(ops)
 }
 
 #[cfg(test)]

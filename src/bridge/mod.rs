@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod retry;
 pub mod target;
 pub mod transfer;
+pub mod wal;
 pub mod warm;
 pub mod warm_plivo;
 pub mod warm_run;
@@ -204,6 +205,10 @@ impl Bridge {
         let dir = cfg.outbox_dir.clone();
         let (outbox, loaded) = tokio::task::spawn_blocking(move || -> Result<_, OutboxError> {
             let outbox = Outbox::open(dir)?;
+            let replayed = wal::recover(&outbox)?;
+            if replayed > 0 {
+                tracing::info!(changes = replayed, "outbox batch log replayed");
+            }
             let loaded = outbox.load_pending()?;
             Ok((outbox, loaded))
         })

@@ -176,8 +176,10 @@ impl OutboxEntry {
     }
 }
 
-/// One change to the outbox, applied by [`Outbox::apply_batch`].
-#[derive(Debug, Clone)]
+/// One change to the outbox, applied by [`Outbox::apply_batch`] (and recorded in the batch
+/// log as one JSON line, see [`super::wal`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", content = "arg", rename_all = "snake_case")]
 pub enum Op {
     /// Write (create or replace) the pending file.
     Write(OutboxEntry),
@@ -348,7 +350,14 @@ impl Outbox {
     /// temp file, all temp files are fsynced, renamed into place, and each touched directory is
     /// fsynced once. One result per op; an op is durable exactly when its result is `Ok`.
     pub fn apply_batch(&self, ops: &[Op]) -> Vec<Result<(), OutboxError>> {
-        self.apply_batch_with(ops, &|f: &mut File, bytes: &[u8]| f.write_all(bytes))
+        self.apply_batch_with(ops, &|f: &mut File, bytes: &[u8]| f.write_all(bytes), true)
+    }
+
+    /// [`Self::apply_batch`] without any fsync: the files are visible at once, and durable only
+    /// through the batch log that already holds these ops (until its next checkpoint applies
+    /// them again with [`Self::apply_batch`]).
+    pub fn apply_batch_unsynced(&self, ops: &[Op]) -> Vec<Result<(), OutboxError>> {
+        self.apply_batch_with(ops, &|f: &mut File, bytes: &[u8]| f.write_all(bytes), false)
     }
 
     /// [`Self::apply_batch`] with the byte writer injected, so tests can make writes fail
@@ -357,6 +366,7 @@ impl Outbox {
         &self,
         ops: &[Op],
         write: &dyn Fn(&mut File, &[u8]) -> std::io::Result<()>,
+        sync: bool,
     ) -> Vec<Result<(), OutboxError>> {
         struct Staged {
             tmp: PathBuf,
@@ -399,7 +409,12 @@ impl Outbox {
             .enumerate()
             .filter_map(|(i, s)| Some((i, s.as_mut()?.file.take()?)))
             .collect();
-        for (i, e) in sync_all_concurrently(files) {
+        let failed = if sync {
+            sync_all_concurrently(files)
+        } else {
+            Vec::new()
+        };
+        for (i, e) in failed {
             if let Some(st) = staged[i].take() {
                 let _ = fs::remove_file(&st.tmp);
                 results[i] = Err(io("fsync", &st.tmp)(e));
@@ -439,7 +454,7 @@ impl Outbox {
         if failed_dir_touched {
             dirs.push(self.dir.join("failed"));
         }
-        for d in dirs {
+        for d in dirs.into_iter().filter(|_| sync) {
             if let Err(e) = sync_dir(&d) {
                 for r in results.iter_mut().filter(|r| r.is_ok()) {
                     *r = Err(e.duplicate());
@@ -641,7 +656,6 @@ fn stage(
     Ok((tmp, f))
 }
 
-/// Makes renames and removals in `dir` durable.
 /// Most threads one batch fsyncs its files with.
 const FSYNC_THREADS: usize = 32;
 
@@ -686,6 +700,7 @@ fn sync_all_concurrently(files: Vec<(usize, File)>) -> Vec<(usize, std::io::Erro
     })
 }
 
+/// Makes renames and removals in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -693,12 +708,12 @@ fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::{Event, EventKind, Handoff, Summary};
     use crate::protocol::Provider;
 
-    fn entry(id: &str) -> OutboxEntry {
+    pub(crate) fn entry(id: &str) -> OutboxEntry {
         let request = HandoffRequest {
             event: Event {
                 call_id: "CA1".into(),
@@ -895,6 +910,7 @@ mod tests {
         let r = ob.apply_batch_with(
             &[Op::Write(entry("h-1")), Op::Remove("h-0".into())],
             &enospc,
+            true,
         );
         let err = r[0].as_ref().unwrap_err().to_string();
         assert!(err.contains("write"), "{err}");

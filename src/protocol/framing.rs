@@ -171,6 +171,64 @@ pub(crate) fn parse_as<'a, T: Deserialize<'a>>(
     serde_json::from_str(text).map_err(|e| malformed(provider, &e))
 }
 
+#[derive(Deserialize)]
+struct DtmfMsg {
+    dtmf: DtmfBody,
+}
+
+#[derive(Deserialize)]
+struct DtmfBody {
+    #[serde(default)]
+    digit: super::lenient::LenientString,
+}
+
+#[derive(Deserialize)]
+struct MarkMsg {
+    mark: MarkBody,
+}
+
+#[derive(Deserialize)]
+struct MarkBody {
+    #[serde(default)]
+    name: super::lenient::LenientString,
+}
+
+/// `{"event":"dtmf","dtmf":{"digit":"5"}}`, as the JSON providers send a key press.
+pub(crate) fn dtmf_event(
+    provider: Provider,
+    text: &str,
+) -> Result<ProviderEvent<'_>, ProtocolError> {
+    let m: DtmfMsg = parse_as(provider, text)?;
+    let digit = m
+        .dtmf
+        .digit
+        .0
+        .ok_or_else(|| missing(provider, "dtmf without digit"))?;
+    Ok(ProviderEvent::Dtmf { digit })
+}
+
+/// `{"event":"mark","mark":{"name":"…"}}`: a marker we sent, played back.
+pub(crate) fn mark_event(
+    provider: Provider,
+    text: &str,
+) -> Result<ProviderEvent<'_>, ProtocolError> {
+    let m: MarkMsg = parse_as(provider, text)?;
+    let name = m
+        .mark
+        .name
+        .0
+        .ok_or_else(|| missing(provider, "mark without name"))?;
+    Ok(ProviderEvent::Mark { name })
+}
+
+/// A message that parsed but lacks what it must carry.
+pub(crate) fn missing(provider: Provider, detail: &str) -> ProtocolError {
+    ProtocolError::Malformed {
+        provider: provider.name(),
+        detail: detail.to_owned(),
+    }
+}
+
 pub(crate) fn malformed(provider: Provider, e: &serde_json::Error) -> ProtocolError {
     ProtocolError::Malformed {
         provider: provider.name(),

@@ -13,6 +13,7 @@ use super::{
 };
 use super::{AuthRule, ProviderSpec};
 use super::{CallIdRule, call_id as valid_call_id};
+use super::{dtmf_event, missing};
 use crate::codec::Codec;
 use serde::Deserialize;
 use serde_json::json;
@@ -87,23 +88,6 @@ struct MediaFormat {
     channels: LenientU64,
 }
 
-#[derive(Deserialize)]
-struct DtmfMsg {
-    dtmf: DtmfBody,
-}
-
-#[derive(Deserialize)]
-struct DtmfBody {
-    digit: LenientString,
-}
-
-fn malformed(detail: &str) -> ProtocolError {
-    ProtocolError::Malformed {
-        provider: P.name(),
-        detail: detail.to_owned(),
-    }
-}
-
 impl Adapter for PlivoAdapter {
     fn provider(&self) -> Provider {
         P
@@ -131,7 +115,7 @@ impl Adapter for PlivoAdapter {
                     .start
                     .call_id
                     .0
-                    .ok_or_else(|| malformed("start without callId"))?;
+                    .ok_or_else(|| missing(P, "start without callId"))?;
                 Ok(ProviderEvent::Start(StreamStart {
                     call_id: valid_call_id(P, &CALL_ID, &call_id)?,
                     stream_id: m.start.stream_id.0,
@@ -145,15 +129,7 @@ impl Adapter for PlivoAdapter {
                     to: None,
                 }))
             }
-            "dtmf" => {
-                let m: DtmfMsg = parse_as(P, text)?;
-                let digit = m
-                    .dtmf
-                    .digit
-                    .0
-                    .ok_or_else(|| malformed("dtmf without digit"))?;
-                Ok(ProviderEvent::Dtmf { digit })
-            }
+            "dtmf" => dtmf_event(P, text),
             // Acks for what we sent, and Plivo's complaints about it; the stream goes on.
             "playedStream" | "played" => Ok(ProviderEvent::Ignored {
                 kind: "playedStream",

@@ -11,6 +11,7 @@ use super::{
 };
 use super::{AuthRule, ProviderSpec};
 use super::{CallIdRule, call_id as valid_call_id};
+use super::{dtmf_event, mark_event, missing};
 use crate::codec::Codec;
 use serde::Deserialize;
 use serde_json::json;
@@ -93,33 +94,6 @@ struct MediaFormat {
     channels: LenientU64,
 }
 
-#[derive(Deserialize)]
-struct DtmfMsg {
-    dtmf: DtmfBody,
-}
-
-#[derive(Deserialize)]
-struct DtmfBody {
-    digit: LenientString,
-}
-
-#[derive(Deserialize)]
-struct MarkMsg {
-    mark: MarkBody,
-}
-
-#[derive(Deserialize)]
-struct MarkBody {
-    name: LenientString,
-}
-
-fn malformed(detail: &str) -> ProtocolError {
-    ProtocolError::Malformed {
-        provider: P.name(),
-        detail: detail.to_owned(),
-    }
-}
-
 impl Adapter for TelnyxAdapter {
     fn provider(&self) -> Provider {
         P
@@ -151,7 +125,7 @@ impl Adapter for TelnyxAdapter {
                     .0
                     .or(m.start.call_session_id.0)
                     .or_else(|| m.stream_id.0.clone())
-                    .ok_or_else(|| malformed("start without call_control_id"))?;
+                    .ok_or_else(|| missing(P, "start without call_control_id"))?;
                 Ok(ProviderEvent::Start(StreamStart {
                     call_id: valid_call_id(P, &CALL_ID, &call_id)?,
                     stream_id: m.stream_id.0,
@@ -165,24 +139,8 @@ impl Adapter for TelnyxAdapter {
                     to: m.start.to.0,
                 }))
             }
-            "dtmf" => {
-                let m: DtmfMsg = parse_as(P, text)?;
-                let digit = m
-                    .dtmf
-                    .digit
-                    .0
-                    .ok_or_else(|| malformed("dtmf without digit"))?;
-                Ok(ProviderEvent::Dtmf { digit })
-            }
-            "mark" => {
-                let m: MarkMsg = parse_as(P, text)?;
-                let name = m
-                    .mark
-                    .name
-                    .0
-                    .ok_or_else(|| malformed("mark without name"))?;
-                Ok(ProviderEvent::Mark { name })
-            }
+            "dtmf" => dtmf_event(P, text),
+            "mark" => mark_event(P, text),
             // A complaint about something we sent; the stream goes on.
             "error" => Ok(ProviderEvent::Ignored { kind: "error" }),
             "stop" => Ok(ProviderEvent::Stop),

@@ -9,6 +9,7 @@ use super::{
     for_each_chunk, media_event, parse_as, parse_envelope, tracks_from_names, unknown_event,
 };
 use super::{AuthRule, ProviderSpec};
+use super::{dtmf_event, mark_event};
 use crate::codec::Codec;
 use serde::Deserialize;
 use serde_json::json;
@@ -81,23 +82,6 @@ struct MediaFormat {
     channels: LenientU64,
 }
 
-#[derive(Deserialize)]
-struct DtmfMsg {
-    dtmf: DtmfBody,
-}
-#[derive(Deserialize)]
-struct DtmfBody {
-    digit: String,
-}
-#[derive(Deserialize)]
-struct MarkMsg {
-    mark: MarkBody,
-}
-#[derive(Deserialize)]
-struct MarkBody {
-    name: String,
-}
-
 impl Adapter for TwilioAdapter {
     fn provider(&self) -> Provider {
         P
@@ -125,16 +109,8 @@ impl Adapter for TwilioAdapter {
                     to: None,
                 }))
             }
-            "dtmf" => {
-                let m: DtmfMsg = parse_as(P, text)?;
-                Ok(ProviderEvent::Dtmf {
-                    digit: m.dtmf.digit,
-                })
-            }
-            "mark" => {
-                let m: MarkMsg = parse_as(P, text)?;
-                Ok(ProviderEvent::Mark { name: m.mark.name })
-            }
+            "dtmf" => dtmf_event(P, text),
+            "mark" => mark_event(P, text),
             "stop" => Ok(ProviderEvent::Stop),
             other => Err(unknown_event(P, other)),
         }

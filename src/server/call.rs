@@ -577,6 +577,11 @@ impl CallTask {
         let (st, call_id, provider) = (self.st.clone(), self.call_id.clone(), self.provider);
         let metrics = st.metrics();
         let reason = end.reason();
+        // Lines accepted (202) before the stream ended still count: the socket-first loop can
+        // meet the stop before a line that was already queued.
+        while let Ok(line) = self.transcript_rx.try_recv() {
+            self.feed_transcript(line);
+        }
         self.call.finish(reason, &mut self.out);
         self.after_step().await;
         if let Some(req) = self.pending_handoff.take() {

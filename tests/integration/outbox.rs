@@ -159,7 +159,8 @@ async fn every_announced_handoff_survives_kill_9() {
         announced.len()
     );
 
-    // And a restart resumes them all (the lock died with the process).
+    // And a restart resumes them all (the lock died with the process; the batch log is
+    // replayed first, see `wal::tests`).
     let mut again = serve(&config);
     let _ = again.child.kill();
     let _ = again.child.wait();
