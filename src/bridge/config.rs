@@ -245,55 +245,189 @@ impl TwilioConfig {
         public_url: Option<&str>,
         in_fleet: bool,
     ) -> Result<Option<String>, ConfigError> {
-        if in_fleet && self.wants_warm() {
-            if self.mode == TransferMode::Warm {
-                return Err(invalid(
-                    "bridge.twilio.mode",
-                    "warm transfers are not shared across a [cluster] fleet yet; \
-                     set mode = \"blind\"",
-                ));
-            }
-            self.mode = TransferMode::Blind;
-            return Ok(Some(
-                "[bridge.twilio] mode is not set and [cluster] is: Twilio handoffs are blind \
-                 transfers (warm transfers are not shared across a fleet yet)"
-                    .into(),
-            ));
-        }
-        Ok(self.resolve_single(public_url))
-    }
-
-    fn resolve_single(&mut self, public_url: Option<&str>) -> Option<String> {
-        if self.mode != TransferMode::Blind && self.callback_base.is_none() {
-            self.callback_base = public_url.map(http_origin);
-        }
-        if self.mode != TransferMode::Auto {
-            return None;
-        }
-        if self.agent.trim().starts_with("queue:") {
+        if self.mode == TransferMode::Auto && self.agent.trim().starts_with("queue:") {
             // Enqueued directly either way.
             self.mode = TransferMode::Blind;
-            return None;
+            return Ok(None);
         }
-        let mut missing = Vec::new();
-        if !self.wants_warm() {
-            missing.push("bridge.twilio.caller_id");
-        }
-        if self.callback_base.is_none() {
-            missing.push("bridge.twilio.callback_base (or server.public_url)");
-        }
-        if missing.is_empty() {
-            self.mode = TransferMode::Warm;
-            return None;
-        }
-        self.mode = TransferMode::Blind;
-        Some(format!(
-            "[bridge.twilio] mode is not set and {} is missing: Twilio handoffs are blind \
-             transfers (<Say> + <Dial>, nothing tracked); set them for warm transfers, or \
-             mode = \"blind\" to silence this",
-            missing.join(" and ")
-        ))
+        let missing = if self.wants_warm() {
+            vec![]
+        } else {
+            vec!["bridge.twilio.caller_id"]
+        };
+        let wants = self.wants_warm();
+        resolve_warm(
+            &TWILIO_KEYS,
+            &mut self.mode,
+            &mut self.callback_base,
+            wants,
+            missing,
+            public_url,
+            in_fleet,
+        )
     }
+}
+
+/// The warm-transfer keys a provider section shares, by their full names.
+struct WarmKeys {
+    /// `Twilio`.
+    provider: &'static str,
+    /// `bridge.twilio`.
+    section: &'static str,
+    mode: &'static str,
+    answer_timeout_s: &'static str,
+    caller_id: &'static str,
+    fallback: &'static str,
+    callback_base: &'static str,
+    hold_url: &'static str,
+    /// The missing callback origin, as the start-up warning names it.
+    callback_hint: &'static str,
+    /// What a blind transfer of this provider is, for the start-up warning.
+    blind: &'static str,
+}
+
+const TWILIO_KEYS: WarmKeys = WarmKeys {
+    provider: "Twilio",
+    section: "bridge.twilio",
+    mode: "bridge.twilio.mode",
+    answer_timeout_s: "bridge.twilio.answer_timeout_s",
+    caller_id: "bridge.twilio.caller_id",
+    fallback: "bridge.twilio.fallback",
+    callback_base: "bridge.twilio.callback_base",
+    hold_url: "bridge.twilio.hold_url",
+    callback_hint: "bridge.twilio.callback_base (or server.public_url)",
+    blind: "<Say> + <Dial>, nothing tracked",
+};
+
+const TELNYX_KEYS: WarmKeys = WarmKeys {
+    provider: "Telnyx",
+    section: "bridge.telnyx",
+    mode: "bridge.telnyx.mode",
+    answer_timeout_s: "bridge.telnyx.answer_timeout_s",
+    caller_id: "bridge.telnyx.caller_id",
+    fallback: "bridge.telnyx.fallback",
+    callback_base: "bridge.telnyx.callback_base",
+    hold_url: "bridge.telnyx.hold_url",
+    callback_hint: "bridge.telnyx.callback_base (or server.public_url)",
+    blind: "actions/transfer, nothing tracked",
+};
+
+const VONAGE_KEYS: WarmKeys = WarmKeys {
+    provider: "Vonage",
+    section: "bridge.vonage",
+    mode: "bridge.vonage.mode",
+    answer_timeout_s: "bridge.vonage.answer_timeout_s",
+    caller_id: "bridge.vonage.caller_id",
+    fallback: "bridge.vonage.fallback",
+    callback_base: "bridge.vonage.callback_base",
+    hold_url: "bridge.vonage.hold_url",
+    callback_hint: "bridge.vonage.callback_base (or server.public_url)",
+    blind: "talk + connect, nothing tracked",
+};
+
+const PLIVO_KEYS: WarmKeys = WarmKeys {
+    provider: "Plivo",
+    section: "bridge.plivo",
+    mode: "bridge.plivo.mode",
+    answer_timeout_s: "bridge.plivo.answer_timeout_s",
+    caller_id: "bridge.plivo.caller_id",
+    fallback: "bridge.plivo.fallback",
+    callback_base: "bridge.plivo.callback_base",
+    hold_url: "bridge.plivo.hold_url",
+    callback_hint: "bridge.plivo.callback_base (or server.public_url)",
+    blind: "the A leg to aleg_url, nothing tracked",
+};
+
+/// Settles a provider section's `mode` at start-up (see [`TwilioConfig::resolve_mode`]):
+/// `callback_base` defaults to `public_url`'s origin; `auto` becomes `warm` when nothing in
+/// `missing` (the keys auto mode lacks) and a callback origin are there, else `blind` with the
+/// returned warning. `wants` is whether the section asks for warm at all.
+fn resolve_warm(
+    keys: &WarmKeys,
+    mode: &mut TransferMode,
+    callback_base: &mut Option<String>,
+    wants: bool,
+    mut missing: Vec<&'static str>,
+    public_url: Option<&str>,
+    in_fleet: bool,
+) -> Result<Option<String>, ConfigError> {
+    if in_fleet && wants {
+        if *mode == TransferMode::Warm {
+            return Err(invalid(
+                keys.mode,
+                "warm transfers are not shared across a [cluster] fleet yet; set mode = \"blind\"",
+            ));
+        }
+        *mode = TransferMode::Blind;
+        return Ok(Some(format!(
+            "[{}] mode is not set and [cluster] is: {} handoffs are blind transfers (warm \
+             transfers are not shared across a fleet yet)",
+            keys.section, keys.provider
+        )));
+    }
+    if *mode != TransferMode::Blind && callback_base.is_none() {
+        *callback_base = public_url.map(http_origin);
+    }
+    if *mode != TransferMode::Auto {
+        return Ok(None);
+    }
+    if callback_base.is_none() {
+        missing.push(keys.callback_hint);
+    }
+    if missing.is_empty() {
+        *mode = TransferMode::Warm;
+        return Ok(None);
+    }
+    *mode = TransferMode::Blind;
+    Ok(Some(format!(
+        "[{}] mode is not set and {} is missing: {} handoffs are blind transfers ({}); set \
+         them for warm transfers, or mode = \"blind\" to silence this",
+        keys.section,
+        missing.join(" and "),
+        keys.provider,
+        keys.blind
+    )))
+}
+
+/// Checks the warm keys of a section that asks for warm transfers.
+fn validate_warm(
+    keys: &WarmKeys,
+    answer_timeout_s: u64,
+    caller_id: Option<&str>,
+    callback_base: Option<&str>,
+    hold_url: Option<&str>,
+    fallback: &[String],
+) -> Result<(), ConfigError> {
+    if !(1..=600).contains(&answer_timeout_s) {
+        return Err(invalid(
+            keys.answer_timeout_s,
+            format!("{answer_timeout_s} is outside 1..=600"),
+        ));
+    }
+    check_non_empty(keys.caller_id, caller_id.unwrap_or("")).map_err(|_| {
+        invalid(
+            keys.caller_id,
+            "required with mode = \"warm\" (the agent leg's From); or set mode = \"blind\"",
+        )
+    })?;
+    if let Some(cb) = callback_base {
+        check_http_url(keys.callback_base, cb)?;
+    }
+    if let Some(h) = hold_url {
+        check_http_url(keys.hold_url, h)?;
+    }
+    for f in fallback {
+        check_non_empty(keys.fallback, f)?;
+        if let Some(url) = f.strip_prefix("bot:")
+            && !(url.starts_with("wss://") || url.starts_with("ws://"))
+        {
+            return Err(invalid(
+                keys.fallback,
+                format!("`{f}`: a bot fallback is bot:wss://…"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `https://host[/prefix]` from a `server.public_url` (`wss`→`https`, `ws`→`http`).
@@ -308,7 +442,8 @@ pub fn http_origin(public_url: &str) -> String {
     }
 }
 
-/// `[bridge.telnyx]`: Call Control `actions/transfer`.
+/// `[bridge.telnyx]`: Call Control, warm (caller on hold, agent dialled, briefed and bridged)
+/// or blind (`actions/transfer`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelnyxConfig {
@@ -318,15 +453,123 @@ pub struct TelnyxConfig {
     /// REST base; tests point it at a local server.
     #[serde(default = "default_telnyx_base")]
     pub api_base: String,
-    /// `+E164` number or `sip:` URI to transfer to.
+    /// `+E164` number or `sip:` URI of the human.
     pub to: String,
     /// Base64 Ed25519 public key of the account (portal → Keys & Credentials → Public Key);
     /// checks `telnyx-signature-ed25519` on `POST /v1/providers/telnyx/webhook`.
     #[serde(default)]
     pub public_key: Option<String>,
+    /// `auto` (default: warm when it can work, else blind with a warning), `warm` or `blind`.
+    #[serde(default)]
+    pub mode: TransferMode,
+    /// Warm: spoken to the caller as they go on hold (when `hold_url` is not set); empty for none.
+    #[serde(default = "default_say")]
+    pub say: String,
+    /// Warm: Telnyx `voice` of the spoken lines (hold line, whisper, fallback lines).
+    #[serde(default = "default_telnyx_voice")]
+    pub voice: String,
+    /// Warm: Telnyx `language` of the spoken lines.
+    #[serde(default = "default_telnyx_language")]
+    pub language: String,
+    /// Warm: seconds the agent leg may ring (`timeout_secs`) before the next target is tried.
+    #[serde(default = "default_answer_timeout_s")]
+    pub answer_timeout_s: u64,
+    /// Warm: tried in order after `to` does not answer, as `[bridge.twilio] fallback`
+    /// (`client:` targets are Twilio's and not dialled here).
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Warm: the `from` of the agent leg (a number of the account).
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Warm: the Call Control application (`connection_id`) that places the agent leg.
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    /// Warm: public origin of this gateway, the agent leg's `webhook_url`; defaults to
+    /// `server.public_url` with `wss`→`https`.
+    #[serde(default)]
+    pub callback_base: Option<String>,
+    /// Warm: audio looped to the caller on hold (`actions/playback_start`); the `say` line is
+    /// spoken instead when unset.
+    #[serde(default)]
+    pub hold_url: Option<String>,
 }
 
-/// `[bridge.vonage]`: `PUT /v1/calls/{uuid}` with an NCCO that connects to the agent.
+fn default_telnyx_voice() -> String {
+    "female".into()
+}
+fn default_telnyx_language() -> String {
+    "en-US".into()
+}
+
+impl TelnyxConfig {
+    /// A config with this key and agent and every other key at its default.
+    pub fn new(api_key: &str, to: &str) -> Self {
+        Self {
+            api_key: api_key.into(),
+            api_base: default_telnyx_base(),
+            to: to.into(),
+            public_key: None,
+            mode: TransferMode::Auto,
+            say: default_say(),
+            voice: default_telnyx_voice(),
+            language: default_telnyx_language(),
+            answer_timeout_s: default_answer_timeout_s(),
+            fallback: Vec::new(),
+            caller_id: None,
+            connection_id: None,
+            callback_base: None,
+            hold_url: None,
+        }
+    }
+
+    /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
+    pub fn is_warm(&self) -> bool {
+        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+    }
+
+    /// `warm`, or `auto` with the keys only a warm transfer uses (`caller_id`, `connection_id`).
+    fn wants_warm(&self) -> bool {
+        match self.mode {
+            TransferMode::Warm => true,
+            TransferMode::Auto => self.missing_for_warm().is_empty(),
+            TransferMode::Blind => false,
+        }
+    }
+
+    fn missing_for_warm(&self) -> Vec<&'static str> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|c| !c.trim().is_empty());
+        [
+            ("bridge.telnyx.caller_id", set(&self.caller_id)),
+            ("bridge.telnyx.connection_id", set(&self.connection_id)),
+            ("bridge.telnyx.public_key", set(&self.public_key)),
+        ]
+        .into_iter()
+        .filter_map(|(k, ok)| (!ok).then_some(k))
+        .collect()
+    }
+
+    /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
+    /// `caller_id`, `connection_id`, `public_key` and a callback origin are there.
+    pub fn resolve_mode(
+        &mut self,
+        public_url: Option<&str>,
+        in_fleet: bool,
+    ) -> Result<Option<String>, ConfigError> {
+        let (wants, missing) = (self.wants_warm(), self.missing_for_warm());
+        resolve_warm(
+            &TELNYX_KEYS,
+            &mut self.mode,
+            &mut self.callback_base,
+            wants,
+            missing,
+            public_url,
+            in_fleet,
+        )
+    }
+}
+
+/// `[bridge.vonage]`: warm (caller into a named conversation on hold, agent called with a
+/// whisper into it) or blind (`PUT /v1/calls/{uuid}` with an NCCO that connects the agent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VonageConfig {
@@ -338,25 +581,214 @@ pub struct VonageConfig {
     pub api_base: String,
     /// `+E164` number or `sip:` URI the caller is connected to.
     pub agent: String,
-    /// Said to the caller before connecting; empty for none.
+    /// Said to the caller before connecting (blind) or before the hold (warm); empty for none.
     #[serde(default = "default_say")]
     pub say: String,
+    /// `auto` (default: warm when it can work, else blind with a warning), `warm` or `blind`.
+    #[serde(default)]
+    pub mode: TransferMode,
+    /// Warm: seconds the agent leg may ring (`ringing_timer`) before the next target is tried.
+    #[serde(default = "default_answer_timeout_s")]
+    pub answer_timeout_s: u64,
+    /// Warm: tried in order after `agent` does not answer, as `[bridge.twilio] fallback`.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Warm: the `from` number of the agent leg (a number of the application).
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Warm: public origin of this gateway, the agent leg's `event_url`; defaults to
+    /// `server.public_url` with `wss`→`https`.
+    #[serde(default)]
+    pub callback_base: Option<String>,
+    /// Warm: the conversation's `musicOnHoldUrl` (an audio file); silence when unset.
+    #[serde(default)]
+    pub hold_url: Option<String>,
+    /// Warm: the account's signature secret, which checks the signed JWT Vonage puts in the
+    /// `Authorization` of its webhooks to `POST /v1/providers/vonage/event`.
+    #[serde(default)]
+    pub signature_secret: Option<String>,
 }
 
-/// `[bridge.plivo]`: transfer the A leg to an XML URL.
+impl VonageConfig {
+    /// A blind config with this JWT and agent and every other key at its default.
+    pub fn new(jwt: &str, agent: &str) -> Self {
+        Self {
+            jwt: jwt.into(),
+            api_base: default_vonage_base(),
+            agent: agent.into(),
+            say: default_say(),
+            mode: TransferMode::Auto,
+            answer_timeout_s: default_answer_timeout_s(),
+            fallback: Vec::new(),
+            caller_id: None,
+            callback_base: None,
+            hold_url: None,
+            signature_secret: None,
+        }
+    }
+
+    /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
+    pub fn is_warm(&self) -> bool {
+        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+    }
+
+    /// `warm`, or `auto` with the keys only a warm transfer uses.
+    fn wants_warm(&self) -> bool {
+        match self.mode {
+            TransferMode::Warm => true,
+            TransferMode::Auto => self.missing_for_warm().is_empty(),
+            TransferMode::Blind => false,
+        }
+    }
+
+    fn missing_for_warm(&self) -> Vec<&'static str> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|c| !c.trim().is_empty());
+        [
+            ("bridge.vonage.caller_id", set(&self.caller_id)),
+            (
+                "bridge.vonage.signature_secret",
+                set(&self.signature_secret),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, ok)| (!ok).then_some(k))
+        .collect()
+    }
+
+    /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
+    /// `caller_id`, `signature_secret` and a callback origin are there.
+    pub fn resolve_mode(
+        &mut self,
+        public_url: Option<&str>,
+        in_fleet: bool,
+    ) -> Result<Option<String>, ConfigError> {
+        let (wants, missing) = (self.wants_warm(), self.missing_for_warm());
+        resolve_warm(
+            &VONAGE_KEYS,
+            &mut self.mode,
+            &mut self.callback_base,
+            wants,
+            missing,
+            public_url,
+            in_fleet,
+        )
+    }
+}
+
+/// `[bridge.plivo]`: warm (caller into a conference warmline's XML holds them in, agent dialled
+/// with a whisper) or blind (the A leg transferred to your XML URL).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlivoConfig {
     /// Basic-auth user and account path segment.
     pub auth_id: String,
-    /// Basic-auth password.
+    /// Basic-auth password; also keys the tokens of the callback URLs warmline gives Plivo.
     #[serde(default)]
     pub auth_token: String,
     /// REST base; tests point it at a local server.
     #[serde(default = "default_plivo_base")]
     pub api_base: String,
-    /// Plivo XML that dials the agent; `handoff_id=…` is appended to its query.
+    /// Blind: Plivo XML that dials the agent; `handoff_id=…` is appended to its query.
+    #[serde(default)]
     pub aleg_url: String,
+    /// `auto` (default: warm when it can work, else blind with a warning), `warm` or `blind`.
+    #[serde(default)]
+    pub mode: TransferMode,
+    /// Warm: `+E164` number or `sip:` URI of the human.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Warm: `<Speak>` to the caller before the hold; empty for none.
+    #[serde(default = "default_say")]
+    pub say: String,
+    /// Warm: seconds the agent leg may ring (`ring_timeout`) before the next target is tried.
+    #[serde(default = "default_answer_timeout_s")]
+    pub answer_timeout_s: u64,
+    /// Warm: tried in order after `agent` does not answer, as `[bridge.twilio] fallback`.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Warm: the `from` of the agent leg (a number of the account).
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Warm: public origin of this gateway, where Plivo fetches the hold and agent XML and
+    /// reports the legs; defaults to `server.public_url` with `wss`→`https`.
+    #[serde(default)]
+    pub callback_base: Option<String>,
+    /// Warm: the conference's `waitSound` (a URL returning `<Play>`/`<Speak>` XML); Plivo's
+    /// silence when unset.
+    #[serde(default)]
+    pub hold_url: Option<String>,
+}
+
+impl PlivoConfig {
+    /// A blind config with these credentials and XML URL and every other key at its default.
+    pub fn new(auth_id: &str, auth_token: &str, aleg_url: &str) -> Self {
+        Self {
+            auth_id: auth_id.into(),
+            auth_token: auth_token.into(),
+            api_base: default_plivo_base(),
+            aleg_url: aleg_url.into(),
+            mode: TransferMode::Auto,
+            agent: None,
+            say: default_say(),
+            answer_timeout_s: default_answer_timeout_s(),
+            fallback: Vec::new(),
+            caller_id: None,
+            callback_base: None,
+            hold_url: None,
+        }
+    }
+
+    /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
+    pub fn is_warm(&self) -> bool {
+        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+    }
+
+    /// `warm`, or `auto` with the keys only a warm transfer uses (`agent`, `caller_id`).
+    fn wants_warm(&self) -> bool {
+        match self.mode {
+            TransferMode::Warm => true,
+            TransferMode::Auto => self.missing_for_warm().is_empty(),
+            TransferMode::Blind => false,
+        }
+    }
+
+    fn missing_for_warm(&self) -> Vec<&'static str> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|c| !c.trim().is_empty());
+        [
+            ("bridge.plivo.agent", set(&self.agent)),
+            ("bridge.plivo.caller_id", set(&self.caller_id)),
+        ]
+        .into_iter()
+        .filter_map(|(k, ok)| (!ok).then_some(k))
+        .collect()
+    }
+
+    /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
+    /// `agent`, `caller_id` and a callback origin are there.
+    pub fn resolve_mode(
+        &mut self,
+        public_url: Option<&str>,
+        in_fleet: bool,
+    ) -> Result<Option<String>, ConfigError> {
+        let (wants, missing) = (self.wants_warm(), self.missing_for_warm());
+        resolve_warm(
+            &PLIVO_KEYS,
+            &mut self.mode,
+            &mut self.callback_base,
+            wants,
+            missing,
+            public_url,
+            in_fleet,
+        )
+    }
+}
+
+fn no_callback(key: &'static str) -> ConfigError {
+    invalid(
+        key,
+        "a warm transfer needs the provider to reach this gateway: set it or server.public_url \
+         (or mode = \"blind\")",
+    )
 }
 
 fn check_http_url(key: &'static str, value: &str) -> Result<(), ConfigError> {
@@ -459,58 +891,123 @@ impl BridgeConfig {
                 check_http_url("bridge.twilio.status_callback", cb)?;
             }
             if t.wants_warm() {
-                if !(1..=600).contains(&t.answer_timeout_s) {
-                    return Err(invalid(
-                        "bridge.twilio.answer_timeout_s",
-                        format!("{} is outside 1..=600", t.answer_timeout_s),
-                    ));
-                }
-                check_non_empty(
-                    "bridge.twilio.caller_id",
-                    t.caller_id.as_deref().unwrap_or(""),
-                )
-                .map_err(|_| {
-                    invalid(
-                        "bridge.twilio.caller_id",
-                        "required with mode = \"warm\" (the agent leg's From); or set mode = \"blind\"",
-                    )
-                })?;
-                if let Some(cb) = &t.callback_base {
-                    check_http_url("bridge.twilio.callback_base", cb)?;
-                }
-                if let Some(h) = &t.hold_url {
-                    check_http_url("bridge.twilio.hold_url", h)?;
-                }
-                for f in &t.fallback {
-                    check_non_empty("bridge.twilio.fallback", f)?;
-                    if let Some(url) = f.strip_prefix("bot:")
-                        && !(url.starts_with("wss://") || url.starts_with("ws://"))
-                    {
-                        return Err(invalid(
-                            "bridge.twilio.fallback",
-                            format!("`{f}`: a bot fallback is bot:wss://…"),
-                        ));
-                    }
-                }
+                validate_warm(
+                    &TWILIO_KEYS,
+                    t.answer_timeout_s,
+                    t.caller_id.as_deref(),
+                    t.callback_base.as_deref(),
+                    t.hold_url.as_deref(),
+                    &t.fallback,
+                )?;
             }
         }
         if let Some(t) = &self.telnyx {
             check_non_empty("bridge.telnyx.api_key", &t.api_key)?;
             check_http_url("bridge.telnyx.api_base", &t.api_base)?;
             check_non_empty("bridge.telnyx.to", &t.to)?;
+            if t.wants_warm() {
+                validate_warm(
+                    &TELNYX_KEYS,
+                    t.answer_timeout_s,
+                    t.caller_id.as_deref(),
+                    t.callback_base.as_deref(),
+                    t.hold_url.as_deref(),
+                    &t.fallback,
+                )?;
+                if t.say.trim().is_empty() && t.hold_url.is_none() {
+                    return Err(invalid(
+                        "bridge.telnyx.say",
+                        "a warm transfer needs the hold line or bridge.telnyx.hold_url",
+                    ));
+                }
+                for (key, v) in [
+                    ("bridge.telnyx.connection_id", &t.connection_id),
+                    ("bridge.telnyx.public_key", &t.public_key),
+                ] {
+                    check_non_empty(key, v.as_deref().unwrap_or("")).map_err(|_| {
+                        invalid(
+                            key,
+                            "required with mode = \"warm\" (the agent leg and its webhooks); \
+                             or set mode = \"blind\"",
+                        )
+                    })?;
+                }
+            }
         }
         if let Some(v) = &self.vonage {
             check_non_empty("bridge.vonage.jwt", &v.jwt)?;
             check_http_url("bridge.vonage.api_base", &v.api_base)?;
             check_non_empty("bridge.vonage.agent", &v.agent)?;
+            if v.wants_warm() {
+                validate_warm(
+                    &VONAGE_KEYS,
+                    v.answer_timeout_s,
+                    v.caller_id.as_deref(),
+                    v.callback_base.as_deref(),
+                    v.hold_url.as_deref(),
+                    &v.fallback,
+                )?;
+                check_non_empty(
+                    "bridge.vonage.signature_secret",
+                    v.signature_secret.as_deref().unwrap_or(""),
+                )?;
+            }
         }
         if let Some(p) = &self.plivo {
             check_non_empty("bridge.plivo.auth_id", &p.auth_id)?;
             check_non_empty("bridge.plivo.auth_token", &p.auth_token)?;
             check_http_url("bridge.plivo.api_base", &p.api_base)?;
-            check_http_url("bridge.plivo.aleg_url", &p.aleg_url)?;
+            if p.wants_warm() {
+                validate_warm(
+                    &PLIVO_KEYS,
+                    p.answer_timeout_s,
+                    p.caller_id.as_deref(),
+                    p.callback_base.as_deref(),
+                    p.hold_url.as_deref(),
+                    &p.fallback,
+                )?;
+                check_non_empty("bridge.plivo.agent", p.agent.as_deref().unwrap_or(""))?;
+            } else {
+                check_http_url("bridge.plivo.aleg_url", &p.aleg_url)?;
+            }
         }
         Ok(())
+    }
+
+    /// Settles every provider's transfer `mode` at start-up (see
+    /// [`TwilioConfig::resolve_mode`]) and returns the warnings to log; a warm provider that
+    /// cannot be called back is an error.
+    pub fn resolve_modes(
+        &mut self,
+        public_url: Option<&str>,
+        in_fleet: bool,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        if let Some(t) = self.twilio.as_mut() {
+            warnings.extend(t.resolve_mode(public_url, in_fleet)?);
+            if t.is_warm() && t.callback_base.is_none() {
+                return Err(no_callback(TWILIO_KEYS.callback_base));
+            }
+        }
+        if let Some(t) = self.telnyx.as_mut() {
+            warnings.extend(t.resolve_mode(public_url, in_fleet)?);
+            if t.is_warm() && t.callback_base.is_none() {
+                return Err(no_callback(TELNYX_KEYS.callback_base));
+            }
+        }
+        if let Some(t) = self.vonage.as_mut() {
+            warnings.extend(t.resolve_mode(public_url, in_fleet)?);
+            if t.is_warm() && t.callback_base.is_none() {
+                return Err(no_callback(VONAGE_KEYS.callback_base));
+            }
+        }
+        if let Some(t) = self.plivo.as_mut() {
+            warnings.extend(t.resolve_mode(public_url, in_fleet)?);
+            if t.is_warm() && t.callback_base.is_none() {
+                return Err(no_callback(PLIVO_KEYS.callback_base));
+            }
+        }
+        Ok(warnings)
     }
 
     /// Timeout of one HTTP attempt.
@@ -623,6 +1120,71 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("bridge.twilio.caller_id"), "{e}");
+    }
+
+    #[test]
+    fn telnyx_auto_is_warm_with_its_keys_and_explicit_warm_requires_them() {
+        let base = TelnyxConfig::new("KEY", "+15551234567");
+        // A config from before Telnyx warm transfers: blind, the warning names what is missing.
+        let mut t = base.clone();
+        let w = t.resolve_mode(Some("wss://gw.example.com"), false).unwrap();
+        let w = w.unwrap_or_default();
+        assert_eq!(t.mode, TransferMode::Blind);
+        for k in ["caller_id", "connection_id", "public_key"] {
+            assert!(w.contains(&format!("bridge.telnyx.{k}")), "{w}");
+        }
+        let full = TelnyxConfig {
+            caller_id: Some("+15550000000".into()),
+            connection_id: Some("c1".into()),
+            public_key: Some("pk".into()),
+            ..base.clone()
+        };
+        let mut t = full.clone();
+        assert_eq!(
+            t.resolve_mode(Some("wss://gw.example.com/x"), false),
+            Ok(None)
+        );
+        assert_eq!(t.mode, TransferMode::Warm);
+        assert_eq!(t.callback_base.as_deref(), Some("https://gw.example.com/x"));
+        assert!(t.is_warm());
+        // In a fleet: auto is blind, explicit warm refused.
+        let mut t = full.clone();
+        assert!(t.resolve_mode(None, true).unwrap().is_some());
+        assert_eq!(t.mode, TransferMode::Blind);
+        let mut t = TelnyxConfig {
+            mode: TransferMode::Warm,
+            ..full.clone()
+        };
+        let e = t.resolve_mode(None, true).unwrap_err().to_string();
+        assert!(e.contains("bridge.telnyx.mode"), "{e}");
+        // Explicit warm without its keys is invalid, naming the key; and without a callback
+        // origin it cannot start.
+        let cfg = |t: TelnyxConfig| BridgeConfig {
+            telnyx: Some(t),
+            ..BridgeConfig::default()
+        };
+        let e = cfg(TelnyxConfig {
+            mode: TransferMode::Warm,
+            caller_id: Some("+1555".into()),
+            ..base.clone()
+        })
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bridge.telnyx.connection_id"), "{e}");
+        let mut c = cfg(TelnyxConfig {
+            mode: TransferMode::Warm,
+            ..full.clone()
+        });
+        c.validate().unwrap();
+        let e = c.resolve_modes(None, false).unwrap_err().to_string();
+        assert!(e.contains("bridge.telnyx.callback_base"), "{e}");
+        assert!(
+            c.clone()
+                .resolve_modes(Some("wss://gw"), false)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

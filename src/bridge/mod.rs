@@ -20,8 +20,11 @@ pub mod target;
 pub mod transfer;
 pub mod wal;
 pub mod warm;
+pub mod warm_plivo;
 pub mod warm_run;
+pub mod warm_telnyx;
 pub mod warm_twilio;
+pub mod warm_vonage;
 pub mod webhook;
 
 pub use config::{

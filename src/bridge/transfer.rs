@@ -10,9 +10,9 @@
 //! | Twilio `client:` | `<Parameter name="handoff_id">` of the `<Client>` |
 //! | Twilio number | `statusCallback` query `handoff_id=…` when `status_callback` is set; otherwise only the webhook (keyed by the same `call_id`) carries it, because `<Number>` has no custom field |
 //! | Twilio `queue:` | TaskRouter task attributes when `workflow_sid` is set; otherwise the webhook only |
-//! | Telnyx | `client_state` = base64(handoff_id), `command_id` = handoff_id, and SIP header `X-Handoff-Id` for `sip:` targets |
-//! | Vonage | SIP header `X-Handoff-Id` for `sip:` agents; numbers: webhook only |
-//! | Plivo | `handoff_id=…` query parameter of `aleg_url` |
+//! | Telnyx | `client_state` = base64(handoff_id), `command_id` = handoff_id, and SIP header `X-Handoff-Id` for `sip:` targets (warm: see [`super::warm_telnyx`]) |
+//! | Vonage | SIP header `X-Handoff-Id` for `sip:` agents; numbers: webhook only (warm: the conversation name and `event_url`, see [`super::warm_vonage`]) |
+//! | Plivo | `handoff_id=…` query parameter of `aleg_url` (warm: see [`super::warm_plivo`]) |
 //!
 //! Twilio `queue:NAME` uses `<Enqueue>` rather than `<Dial><Queue>`: `<Dial><Queue>` is what an
 //! *agent* uses to take a caller out of a queue; a caller is put into one with `<Enqueue>`.
@@ -261,13 +261,18 @@ pub fn telnyx_body(cfg: &TelnyxConfig, handoff_id: &str) -> Value {
     body
 }
 
-/// Telnyx transfer of the call `call_control_id`.
+/// Telnyx transfer of the call `call_control_id`: in warm mode the caller's hold (see
+/// [`super::warm_telnyx::hold`]), in blind mode `actions/transfer` to the agent.
 pub fn telnyx_request(
     client: &reqwest::Client,
     cfg: &TelnyxConfig,
     call_control_id: &str,
     handoff_id: &str,
 ) -> Result<reqwest::RequestBuilder, TransferError> {
+    if cfg.is_warm() {
+        let (url, body) = super::warm_telnyx::hold(cfg, call_control_id, handoff_id)?;
+        return Ok(client.post(url).bearer_auth(&cfg.api_key).json(&body));
+    }
     let url = api_url(
         &cfg.api_base,
         &["v2", "calls", call_control_id, "actions", "transfer"],
@@ -279,24 +284,30 @@ pub fn telnyx_request(
         .json(&telnyx_body(cfg, handoff_id)))
 }
 
-/// Vonage call modify body: transfer to an NCCO that talks one line and connects the agent.
+/// Vonage call modify body: transfer to an NCCO that talks one line and connects the agent; in
+/// warm mode, to the hold in the handoff's conversation (see [`super::warm_vonage::hold_body`]).
 pub fn vonage_body(cfg: &VonageConfig, handoff_id: &str) -> Value {
-    let agent = cfg.agent.trim();
-    let endpoint = if agent
-        .get(..4)
-        .is_some_and(|p| p.eq_ignore_ascii_case("sip:"))
-    {
-        json!({"type": "sip", "uri": agent, "headers": {"X-Handoff-Id": handoff_id}})
-    } else {
-        // Vonage wants E.164 digits without the plus.
-        json!({"type": "phone", "number": agent.trim_start_matches('+')})
-    };
+    if cfg.is_warm() {
+        return super::warm_vonage::hold_body(cfg, handoff_id);
+    }
+    let endpoint = vonage_endpoint(&cfg.agent, handoff_id);
     let mut ncco = Vec::new();
     if !cfg.say.trim().is_empty() {
         ncco.push(json!({"action": "talk", "text": cfg.say}));
     }
     ncco.push(json!({"action": "connect", "endpoint": [endpoint]}));
     json!({"action": "transfer", "destination": {"type": "ncco", "ncco": ncco}})
+}
+
+/// The Vonage endpoint of a number or `sip:` target (the SIP one carries `X-Handoff-Id`).
+pub fn vonage_endpoint(target: &str, handoff_id: &str) -> Value {
+    let t = target.trim();
+    if t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sip:")) {
+        json!({"type": "sip", "uri": t, "headers": {"X-Handoff-Id": handoff_id}})
+    } else {
+        // Vonage wants E.164 digits without the plus.
+        json!({"type": "phone", "number": t.trim_start_matches('+')})
+    }
 }
 
 /// Vonage `PUT /v1/calls/{uuid}`.
@@ -337,10 +348,16 @@ pub fn plivo_request(
         &["v1", "Account", &cfg.auth_id, "Call", call_uuid],
         true,
     )?;
+    // Warm: the A leg goes to warmline's own hold XML (see `warm_plivo`).
+    let form = if cfg.is_warm() {
+        super::warm_plivo::hold_form(cfg, handoff_id)?
+    } else {
+        plivo_form(cfg, handoff_id)?
+    };
     Ok(client
         .post(url)
         .basic_auth(&cfg.auth_id, Some(&cfg.auth_token))
-        .form(&plivo_form(cfg, handoff_id)?))
+        .form(&form))
 }
 
 #[cfg(test)]
@@ -484,12 +501,7 @@ mod tests {
 
     #[test]
     fn telnyx_vonage_plivo_bodies() {
-        let t = TelnyxConfig {
-            api_key: "k".into(),
-            api_base: "https://api.telnyx.com".into(),
-            to: "sip:agent@pbx".into(),
-            public_key: None,
-        };
+        let t = TelnyxConfig::new("k", "sip:agent@pbx");
         let b = telnyx_body(&t, "h1");
         assert_eq!(b["to"], "sip:agent@pbx");
         assert_eq!(b["client_state"], "aDE=");
@@ -497,10 +509,8 @@ mod tests {
         assert_eq!(b["custom_headers"][0]["value"], "h1");
 
         let v = VonageConfig {
-            jwt: "j".into(),
-            api_base: "https://api.nexmo.com".into(),
-            agent: "+15551234567".into(),
             say: "hold".into(),
+            ..VonageConfig::new("j", "+15551234567")
         };
         let b = vonage_body(&v, "h1");
         assert_eq!(b["action"], "transfer");
@@ -511,12 +521,7 @@ mod tests {
             "15551234567"
         );
 
-        let p = PlivoConfig {
-            auth_id: "MA1".into(),
-            auth_token: "t".into(),
-            api_base: "https://api.plivo.com".into(),
-            aleg_url: "https://x.example/agent.xml".into(),
-        };
+        let p = PlivoConfig::new("MA1", "t", "https://x.example/agent.xml");
         let f = plivo_form(&p, "h1").unwrap();
         assert_eq!(f[0], ("legs", "aleg".to_owned()));
         assert_eq!(

@@ -214,6 +214,13 @@ pub enum Action {
         /// The spoken brief.
         whisper: String,
     },
+    /// Join the answered agent leg to the held caller after its brief, where the provider needs
+    /// requests for that (Telnyx: speak the whisper, then bridge); nothing where the agent leg's
+    /// own script does it (Twilio, Vonage, Plivo).
+    JoinCaller {
+        /// The provider's id of the answered leg, if it was reported.
+        leg_id: Option<String>,
+    },
     /// Stop a ringing agent leg nobody needs any more.
     CancelLeg {
         /// The provider's leg id.
@@ -383,6 +390,10 @@ impl WarmTransfer {
             {
                 let idx = *idx;
                 if status == LegStatus::Answered {
+                    let leg_id = match &mut self.stage {
+                        Stage::Ringing { leg_id, .. } => leg_id.take(),
+                        _ => None,
+                    };
                     self.stage = Stage::Connected;
                     out.push(Action::Emit(EventKind::HandoffConnected(
                         TransferConnected {
@@ -392,6 +403,7 @@ impl WarmTransfer {
                             provider: self.provider.clone(),
                         },
                     )));
+                    out.push(Action::JoinCaller { leg_id });
                 } else if let Some(reason) = status.fallback_reason() {
                     self.next(idx, reason, now_ms, &mut out);
                 }
@@ -568,14 +580,17 @@ mod tests {
         };
         assert_eq!(
             t.step(answered, T0 + 4_000),
-            [Action::Emit(EventKind::HandoffConnected(
-                TransferConnected {
+            [
+                Action::Emit(EventKind::HandoffConnected(TransferConnected {
                     handoff_id: "h1".into(),
                     target: "+1555".into(),
                     time_to_agent_ms: 4_000,
                     provider: "twilio".into(),
+                })),
+                Action::JoinCaller {
+                    leg_id: Some("CAagent".into())
                 }
-            ))]
+            ]
         );
         assert_eq!(t.outcome(), Outcome::Connected);
         // The caller leaving a connected call is the normal end, not an abandonment.
@@ -750,7 +765,8 @@ mod tests {
         };
         assert!(matches!(
             t.step(answered, T0 + 3_000).as_slice(),
-            [Action::Emit(EventKind::HandoffConnected(c))] if c.time_to_agent_ms == 3_000
+            [Action::Emit(EventKind::HandoffConnected(c)), Action::JoinCaller { leg_id: None }]
+                if c.time_to_agent_ms == 3_000
         ));
         // The answered leg's creation reported after its answer must not hang it up.
         let created = Input::LegCreated {

@@ -13,10 +13,9 @@
 //! first put the bridge's fsynced outbox, its call update and its retry bookkeeping in front of
 //! every agent leg.
 
-use super::config::{BridgeConfig, TwilioConfig};
+use super::config::{BridgeConfig, PlivoConfig, TelnyxConfig, TwilioConfig, VonageConfig};
 use super::warm::{Action, Input, Outcome, WarmTransfer, whisper_text};
-use super::warm_twilio::{self, Executed};
-use super::{BridgeError, HandoffRequest};
+use super::{BridgeError, HandoffRequest, warm_plivo, warm_telnyx, warm_twilio, warm_vonage};
 use crate::event::{Event, EventKind};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -44,6 +43,128 @@ pub fn now_ms() -> u64 {
 enum Msg {
     Register(Box<WarmTransfer>),
     Input(String, Input),
+    /// What one of the task's own requests gave back, for the transfer `id` of `provider`.
+    Result {
+        id: String,
+        provider: String,
+        input: Input,
+    },
+    /// A report keyed by the caller's call id (a provider that cannot carry the handoff id on
+    /// the caller's own webhooks).
+    CallInput(String, Input),
+    /// A Telnyx step after the agent answered (the transfer itself is already connected).
+    Telnyx(warm_telnyx::Step),
+}
+
+/// What one executed action gave back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executed {
+    /// Nothing to report.
+    Done,
+    /// The agent leg was placed; the provider's id of it.
+    LegCreated(String),
+    /// The agent leg could not be placed.
+    LegRefused(String),
+    /// A request failed (logged; cancel and route failures leave the caller where they are).
+    Failed(String),
+}
+
+/// The provider side of a warm transfer: carries out [`Action`]s as that provider's requests.
+/// How each provider's callbacks become [`Input`]s lives with its routes
+/// (`server::providers_http`), which use the readers of the same `warm_*` modules.
+#[derive(Debug, Clone)]
+pub enum Executor {
+    /// Conference, TwiML whisper, status callbacks.
+    Twilio(TwilioConfig),
+    /// Call Control: hold playback, `POST /v2/calls`, speak, bridge.
+    Telnyx(TelnyxConfig),
+    /// Conference XML served by warmline, `POST Call/`, answer and hang-up URLs.
+    Plivo(PlivoConfig),
+    /// NCCO `conversation`, `POST /v1/calls` with a whisper, signed event webhooks.
+    Vonage(VonageConfig),
+}
+
+impl Executor {
+    /// Sends the requests of one action on the caller's call `call_id` of `handoff_id`.
+    pub async fn execute(
+        &self,
+        client: &reqwest::Client,
+        t: &WarmTransfer,
+        action: &Action,
+    ) -> Executed {
+        match self {
+            Executor::Twilio(c) => {
+                warm_twilio::execute(client, c, &t.call_id, &t.handoff_id, action).await
+            }
+            Executor::Telnyx(c) => warm_telnyx::execute(client, c, t, action).await,
+            Executor::Plivo(c) => warm_plivo::execute(client, c, t, action).await,
+            Executor::Vonage(c) => warm_vonage::execute(client, c, t, action).await,
+        }
+    }
+
+    /// The executors of every provider section in warm mode, by provider name.
+    fn all(cfg: &BridgeConfig) -> HashMap<&'static str, Arc<Executor>> {
+        let mut m = HashMap::new();
+        if let Some(t) = cfg.twilio.clone().filter(TwilioConfig::is_warm) {
+            m.insert("twilio", Arc::new(Executor::Twilio(t)));
+        }
+        if let Some(t) = cfg.telnyx.clone().filter(TelnyxConfig::is_warm) {
+            m.insert("telnyx", Arc::new(Executor::Telnyx(t)));
+        }
+        if let Some(t) = cfg.plivo.clone().filter(PlivoConfig::is_warm) {
+            m.insert("plivo", Arc::new(Executor::Plivo(t)));
+        }
+        if let Some(t) = cfg.vonage.clone().filter(VonageConfig::is_warm) {
+            m.insert("vonage", Arc::new(Executor::Vonage(t)));
+        }
+        m
+    }
+}
+
+/// How a request's answer is read: a plain request is done on 2xx; an agent leg's also names the
+/// new leg, picked out of its JSON answer.
+pub(super) type LegIdOf = Option<fn(&serde_json::Value) -> Option<&str>>;
+
+/// Sends one provider request and reads its answer (see [`LegIdOf`]).
+pub(super) async fn send(req: reqwest::RequestBuilder, leg_id: LegIdOf) -> Executed {
+    let fail = |error: String| match leg_id {
+        Some(_) => Executed::LegRefused(error),
+        None => Executed::Failed(error),
+    };
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        let text: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        return fail(format!("HTTP {}: {}", status.as_u16(), text.trim()));
+    }
+    let Some(leg_id) = leg_id else {
+        return Executed::Done;
+    };
+    match resp.json::<serde_json::Value>().await {
+        Ok(v) => match leg_id(&v) {
+            Some(id) if !id.is_empty() => Executed::LegCreated(id.to_owned()),
+            _ => Executed::LegRefused("agent leg answer without its id".into()),
+        },
+        Err(e) => Executed::LegRefused(format!("agent leg answer is not JSON: {e}")),
+    }
+}
+
+/// The failure of `action`: a refused leg when it placed one, else a logged failure.
+pub(super) fn refused(action: &Action, error: String) -> Executed {
+    if matches!(action, Action::DialAgent { .. }) {
+        Executed::LegRefused(error)
+    } else {
+        Executed::Failed(error)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -69,7 +190,8 @@ impl Outcomes {
 #[derive(Debug, Clone, Default)]
 pub struct WarmTransfers {
     tx: Option<mpsc::Sender<Msg>>,
-    twilio_warm: bool,
+    /// Providers whose handoffs go through the warm flow.
+    warm: Vec<&'static str>,
     outcomes: Arc<StdMutex<Outcomes>>,
 }
 
@@ -100,16 +222,19 @@ pub enum ReportError {
 }
 
 impl WarmTransfers {
-    /// Starts the task when `[bridge.twilio]` is in warm mode (else a disabled handle), loading
-    /// the transfers a previous run left in flight.
+    /// Starts the task when any provider section is in warm mode (else a disabled handle),
+    /// loading the transfers a previous run left in flight.
     pub async fn start(
         cfg: &BridgeConfig,
         client: reqwest::Client,
         events: mpsc::Sender<Event>,
     ) -> Result<(Self, Option<WarmTask>), BridgeError> {
-        let Some(twilio) = cfg.twilio.clone().filter(TwilioConfig::is_warm) else {
+        let executors = Executor::all(cfg);
+        if executors.is_empty() {
             return Ok((Self::default(), None));
-        };
+        }
+        let mut warm: Vec<&'static str> = executors.keys().copied().collect();
+        warm.sort_unstable();
         let dir = cfg.outbox_dir.join("warm");
         let d = dir.clone();
         let loaded = tokio::task::spawn_blocking(move || load(&d))
@@ -135,7 +260,7 @@ impl WarmTransfers {
         }
         let stop = CancellationToken::new();
         let run = Run {
-            twilio,
+            executors,
             client,
             dir,
             events,
@@ -148,7 +273,7 @@ impl WarmTransfers {
         Ok((
             Self {
                 tx: Some(tx),
-                twilio_warm: true,
+                warm,
                 outcomes,
             },
             Some(WarmTask { stop, join }),
@@ -157,33 +282,38 @@ impl WarmTransfers {
 
     /// Whether Twilio handoffs go through the warm flow.
     pub fn twilio_enabled(&self) -> bool {
-        self.twilio_warm
+        self.enabled_for("twilio")
     }
 
-    /// Starts tracking a handoff submitted to the bridge (a no-op for other providers, blind
-    /// mode, and a handoff already tracked).
+    /// Whether handoffs of `provider` (its name) go through the warm flow.
+    pub fn enabled_for(&self, provider: &str) -> bool {
+        self.warm.contains(&provider)
+    }
+
+    /// Starts tracking a handoff submitted to the bridge (a no-op for providers in blind mode
+    /// and a handoff already tracked).
     pub fn register(&self, req: &HandoffRequest, cfg: &BridgeConfig) {
         let (Some(tx), EventKind::Handoff(h)) = (&self.tx, &req.event.kind) else {
             return;
         };
-        let Some(tw) = cfg
-            .twilio
-            .as_ref()
-            .filter(|_| req.provider == crate::protocol::Provider::Twilio)
-        else {
+        let provider = req.provider.name();
+        if !self.enabled_for(provider) {
+            return;
+        }
+        let Some((agent, fallback, answer_timeout_s)) = warm_route(cfg, provider) else {
             return;
         };
-        let mut targets = vec![tw.agent.clone()];
-        targets.extend(tw.fallback.iter().cloned());
+        let mut targets = vec![agent];
+        targets.extend(fallback);
         let t = WarmTransfer::new(
             &h.handoff_id,
             &req.event.call_id,
-            req.provider.name(),
+            provider,
             req.event.t_ms,
             targets,
             &whisper_text(&h.summary),
             now_ms(),
-            tw.answer_timeout_s.saturating_mul(1000),
+            answer_timeout_s.saturating_mul(1000),
         );
         if let Ok(mut o) = self.outcomes.lock() {
             o.set(&h.handoff_id, Outcome::Pending);
@@ -193,13 +323,14 @@ impl WarmTransfers {
         }
     }
 
-    /// Feeds the bridge's delivery results: the Twilio call update is the caller going on hold.
+    /// Feeds the bridge's delivery results: a warm provider's delivery is the caller going on
+    /// hold.
     pub fn on_event(&self, e: &Event) {
         let input = match &e.kind {
-            EventKind::HandoffDelivered(d) if d.target == "twilio" => {
+            EventKind::HandoffDelivered(d) if self.enabled_for(&d.target) => {
                 (d.handoff_id.clone(), Input::CallerMoved)
             }
-            EventKind::HandoffFailed(d) if d.target == "twilio" => (
+            EventKind::HandoffFailed(d) if self.enabled_for(&d.target) => (
                 d.handoff_id.clone(),
                 Input::CallerMoveFailed(d.error.clone().unwrap_or_default()),
             ),
@@ -217,14 +348,53 @@ impl WarmTransfers {
             .map_err(|_| ReportError::Full)
     }
 
+    /// Queues a provider report about the transfer whose caller's call is `call_id` (ignored
+    /// when none is in flight).
+    pub fn report_call(&self, call_id: &str, input: Input) -> Result<(), ReportError> {
+        let tx = self.tx.as_ref().ok_or(ReportError::Disabled)?;
+        tx.try_send(Msg::CallInput(call_id.to_owned(), input))
+            .map_err(|_| ReportError::Full)
+    }
+
+    /// Queues a Telnyx step that follows an answered agent leg.
+    pub fn telnyx_step(&self, step: warm_telnyx::Step) -> Result<(), ReportError> {
+        let tx = self.tx.as_ref().ok_or(ReportError::Disabled)?;
+        tx.try_send(Msg::Telnyx(step))
+            .map_err(|_| ReportError::Full)
+    }
+
     /// The transfer outcome of `handoff_id`, if this gateway tracks or recently tracked it.
     pub fn outcome(&self, handoff_id: &str) -> Option<Outcome> {
         self.outcomes.lock().ok()?.by_id.get(handoff_id).copied()
     }
 }
 
+/// The agent, fallbacks and ring timeout of `provider`'s section.
+fn warm_route(cfg: &BridgeConfig, provider: &str) -> Option<(String, Vec<String>, u64)> {
+    match provider {
+        "twilio" => cfg
+            .twilio
+            .as_ref()
+            .map(|c| (c.agent.clone(), c.fallback.clone(), c.answer_timeout_s)),
+        "telnyx" => cfg
+            .telnyx
+            .as_ref()
+            .map(|c| (c.to.clone(), c.fallback.clone(), c.answer_timeout_s)),
+        "vonage" => cfg
+            .vonage
+            .as_ref()
+            .map(|c| (c.agent.clone(), c.fallback.clone(), c.answer_timeout_s)),
+        "plivo" => cfg.plivo.as_ref().map(|c| {
+            let agent = c.agent.clone().unwrap_or_default();
+            (agent, c.fallback.clone(), c.answer_timeout_s)
+        }),
+        _ => None,
+    }
+}
+
 struct Run {
-    twilio: TwilioConfig,
+    /// Warm providers by name.
+    executors: HashMap<&'static str, Arc<Executor>>,
     client: reqwest::Client,
     dir: PathBuf,
     events: mpsc::Sender<Event>,
@@ -258,7 +428,21 @@ impl Run {
                 () = stop.cancelled() => break,
                 msg = rx.recv() => match msg {
                     Some(Msg::Register(t)) => self.register(*t).await,
-                    Some(Msg::Input(id, input)) => self.apply(&id, input).await,
+                    Some(Msg::Input(id, input)) => self.apply(&id, input, None).await,
+                    Some(Msg::Result { id, provider, input }) => {
+                        self.apply(&id, input, Some(&provider)).await
+                    }
+                    Some(Msg::CallInput(call, input)) => {
+                        let id = self
+                            .transfers
+                            .values()
+                            .find(|t| t.call_id == call)
+                            .map(|t| t.handoff_id.clone());
+                        if let Some(id) = id {
+                            self.apply(&id, input, None).await;
+                        }
+                    }
+                    Some(Msg::Telnyx(step)) => self.telnyx_step(step),
                     None => break,
                 },
                 () = wait => self.tick().await,
@@ -289,13 +473,15 @@ impl Run {
             .map(|t| t.handoff_id.clone())
             .collect();
         for id in due {
-            self.apply(&id, Input::Tick).await;
+            self.apply(&id, Input::Tick, None).await;
         }
     }
 
-    async fn apply(&mut self, id: &str, input: Input) {
+    /// Steps the transfer `id`; `provider` names who answered when the input is the result of
+    /// the task's own request.
+    async fn apply(&mut self, id: &str, input: Input, provider: Option<&str>) {
         let Some(t) = self.transfers.get_mut(id) else {
-            self.orphan(id, input);
+            self.orphan(id, input, provider);
             return;
         };
         let actions = t.step(input, now_ms());
@@ -318,29 +504,25 @@ impl Run {
     /// A report about a transfer that already ended. A leg whose creation comes back only now
     /// rings an agent for nobody, unless the transfer connected (then it may be the answered
     /// leg itself, reported late).
-    fn orphan(&self, id: &str, input: Input) {
+    fn orphan(&self, id: &str, input: Input, provider: Option<&str>) {
         let connected = self
             .outcomes
             .lock()
             .is_ok_and(|o| o.by_id.get(id) == Some(&Outcome::Connected));
-        match input {
-            Input::LegCreated { leg_id, .. } if !connected => {
-                let (client, cfg, permits) = (
-                    self.client.clone(),
-                    self.twilio.clone(),
-                    Arc::clone(&self.permits),
-                );
-                let (id, cancel) = (id.to_owned(), Action::CancelLeg { leg_id });
+        let exec = provider.and_then(|p| self.executors.get(p)).cloned();
+        match (input, exec) {
+            (Input::LegCreated { leg_id, .. }, Some(exec)) if !connected => {
+                let (client, permits) = (self.client.clone(), Arc::clone(&self.permits));
+                let stray = WarmTransfer::new(id, "", "", 0, Vec::new(), "", 0, 0);
+                let cancel = Action::CancelLeg { leg_id };
                 tokio::spawn(async move {
                     let _permit = permits.acquire().await;
-                    if let Executed::Failed(error) =
-                        warm_twilio::execute(&client, &cfg, "", &id, &cancel).await
-                    {
-                        tracing::warn!(handoff_id = %id, %error, "cannot cancel a stray agent leg");
+                    if let Executed::Failed(error) = exec.execute(&client, &stray, &cancel).await {
+                        tracing::warn!(handoff_id = %stray.handoff_id, %error, "cannot cancel a stray agent leg");
                     }
                 });
             }
-            input => {
+            (input, _) => {
                 tracing::debug!(handoff_id = %id, ?input, "report for an unknown warm transfer")
             }
         }
@@ -359,8 +541,12 @@ impl Run {
             }
             return;
         }
-        let (client, cfg, tx) = (self.client.clone(), self.twilio.clone(), self.tx.clone());
-        let (call_id, id) = (t.call_id.clone(), t.handoff_id.clone());
+        let Some(exec) = self.executors.get(t.provider.as_str()).cloned() else {
+            tracing::warn!(handoff_id = %t.handoff_id, provider = %t.provider, "warm transfer of a provider no longer in warm mode");
+            return;
+        };
+        let (client, tx, t) = (self.client.clone(), self.tx.clone(), t.clone());
+        let id = t.handoff_id.clone();
         let permits = Arc::clone(&self.permits);
         tokio::spawn(async move {
             let _permit = permits.acquire().await;
@@ -368,7 +554,7 @@ impl Run {
                 Action::DialAgent { attempt, .. } => *attempt,
                 _ => 0,
             };
-            let input = match warm_twilio::execute(&client, &cfg, &call_id, &id, &action).await {
+            let input = match exec.execute(&client, &t, &action).await {
                 Executed::Done => return,
                 Executed::LegCreated(leg_id) => Input::LegCreated { attempt, leg_id },
                 Executed::LegRefused(error) => {
@@ -380,7 +566,27 @@ impl Run {
                     return;
                 }
             };
-            let _ = tx.send(Msg::Input(id, input)).await;
+            let provider = t.provider;
+            let _ = tx
+                .send(Msg::Result {
+                    id,
+                    provider,
+                    input,
+                })
+                .await;
+        });
+    }
+
+    /// Carries out a Telnyx step after the answer (bridging the briefed agent).
+    fn telnyx_step(&self, step: warm_telnyx::Step) {
+        let Some(Executor::Telnyx(cfg)) = self.executors.get("telnyx").map(|e| e.as_ref()) else {
+            return;
+        };
+        let (client, cfg) = (self.client.clone(), cfg.clone());
+        let permits = Arc::clone(&self.permits);
+        tokio::spawn(async move {
+            let _permit = permits.acquire().await;
+            warm_telnyx::run_step(&client, &cfg, &step).await;
         });
     }
 

@@ -13,6 +13,7 @@
 use super::config::TwilioConfig;
 use super::transfer::{TransferError, api_url, pct, xml_escape};
 use super::warm::{Action, Terminal};
+use super::warm_run::{Executed, refused, send};
 use reqwest::Url;
 
 /// Path of the Twilio status callback route.
@@ -160,21 +161,9 @@ fn calls_url(cfg: &TwilioConfig, call_sid: Option<&str>) -> Result<Url, Transfer
     api_url(&cfg.api_base, &segs, false)
 }
 
-/// What one executed action gave back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Executed {
-    /// Nothing to report.
-    Done,
-    /// The agent leg was placed; its call sid.
-    LegCreated(String),
-    /// The agent leg could not be placed.
-    LegRefused(String),
-    /// A request failed (logged; cancel and route failures leave the caller where they are).
-    Failed(String),
-}
-
 /// Sends the request for one action on the call `call_sid` of handoff `handoff_id`.
-/// [`Action::Emit`] is not a request and gives [`Executed::Done`].
+/// [`Action::Emit`] and [`Action::JoinCaller`] (the agent's TwiML joins by itself) are not
+/// requests and give [`Executed::Done`].
 pub async fn execute(
     client: &reqwest::Client,
     cfg: &TwilioConfig,
@@ -194,51 +183,21 @@ pub async fn execute(
         }
         Action::RouteCaller(t) => calls_url(cfg, Some(call_sid))
             .map(|u| (u, vec![("Twiml", terminal_twiml(t, handoff_id))])),
-        Action::Emit(_) => return Executed::Done,
+        Action::Emit(_) | Action::JoinCaller { .. } => return Executed::Done,
     };
     let (url, form) = match built {
         Ok(b) => b,
         Err(e) => return refused(action, e.to_string()),
     };
-    let resp = client
+    let req = client
         .post(url)
         .basic_auth(&cfg.account_sid, Some(&cfg.auth_token))
-        .form(&form)
-        .send()
-        .await;
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => return refused(action, e.to_string()),
+        .form(&form);
+    let sid: super::warm_run::LegIdOf = match action {
+        Action::DialAgent { .. } => Some(|v| v.get("sid").and_then(|s| s.as_str())),
+        _ => None,
     };
-    let status = resp.status();
-    if !status.is_success() {
-        let text: String = resp
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        return refused(action, format!("HTTP {}: {}", status.as_u16(), text.trim()));
-    }
-    if !matches!(action, Action::DialAgent { .. }) {
-        return Executed::Done;
-    }
-    match resp.json::<serde_json::Value>().await {
-        Ok(v) => match v.get("sid").and_then(|s| s.as_str()) {
-            Some(sid) => Executed::LegCreated(sid.to_owned()),
-            None => Executed::LegRefused("Calls.json answer without `sid`".into()),
-        },
-        Err(e) => Executed::LegRefused(format!("Calls.json answer is not JSON: {e}")),
-    }
-}
-
-fn refused(action: &Action, error: String) -> Executed {
-    if matches!(action, Action::DialAgent { .. }) {
-        Executed::LegRefused(error)
-    } else {
-        Executed::Failed(error)
-    }
+    send(req, sid).await
 }
 
 #[cfg(test)]

@@ -60,25 +60,17 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
         eprintln!("invalid: {e:#}");
         return Ok(ExitCode::from(1));
     }
-    let mut twilio = cfg.bridge.twilio.clone();
-    if let Some(t) = twilio.as_mut() {
-        match t.resolve_mode(cfg.server.public_url.as_deref(), cfg.cluster.is_some()) {
-            Ok(Some(warning)) => eprintln!("warning: {warning}"),
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!("invalid: {e}");
-                return Ok(ExitCode::from(1));
+    let mut resolved = cfg.bridge.clone();
+    match resolved.resolve_modes(cfg.server.public_url.as_deref(), cfg.cluster.is_some()) {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("warning: {w}");
             }
         }
-    }
-    if let Some(t) = twilio.as_ref().filter(|t| t.is_warm())
-        && t.callback_base.is_none()
-    {
-        eprintln!(
-            "invalid: config key `bridge.twilio.callback_base`: a warm transfer needs it or \
-             server.public_url (or mode = \"blind\")"
-        );
-        return Ok(ExitCode::from(1));
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            return Ok(ExitCode::from(1));
+        }
     }
     print!("{}", render(&cfg).map_err(anyhow::Error::msg)?);
     eprintln!("ok: {}", args.file.display());

@@ -22,10 +22,9 @@ pub(crate) fn run(args: DeliverArgs) -> anyhow::Result<ExitCode> {
     let Some(cc) = cfg.cluster.clone() else {
         anyhow::bail!("warmline deliver needs a [cluster] section (nats_url) in the config");
     };
-    // The same Twilio mode the fleet's gateways settle on (blind: see `resolve_mode`).
-    if let Some(t) = cfg.bridge.twilio.as_mut()
-        && let Some(warning) = t.resolve_mode(cfg.server.public_url.as_deref(), true)?
-    {
+    // The same transfer modes the fleet's gateways settle on (blind: see `resolve_mode`).
+    let public_url = cfg.server.public_url.clone();
+    for warning in cfg.bridge.resolve_modes(public_url.as_deref(), true)? {
         tracing::warn!("{warning}");
     }
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;

@@ -77,23 +77,12 @@ impl Gateway {
     pub async fn start(mut cfg: Config, settings: PipelineSettings) -> Result<Self, ServerError> {
         let public_url = cfg.server.public_url.clone();
         let in_fleet = cfg.cluster.is_some();
-        if let Some(t) = cfg.bridge.twilio.as_mut() {
-            let resolved = t
-                .resolve_mode(public_url.as_deref(), in_fleet)
-                .map_err(crate::bridge::BridgeError::Config)?;
-            if let Some(warning) = resolved {
-                tracing::warn!("{warning}");
-            }
-            if t.is_warm() && t.callback_base.is_none() {
-                return Err(ServerError::Bridge(crate::bridge::BridgeError::Config(
-                    crate::bridge::ConfigError::Invalid {
-                        key: "bridge.twilio.callback_base",
-                        reason: "a warm transfer needs Twilio to reach this gateway: set it or \
-                                 server.public_url (or mode = \"blind\")"
-                            .into(),
-                    },
-                )));
-            }
+        let warnings = cfg
+            .bridge
+            .resolve_modes(public_url.as_deref(), in_fleet)
+            .map_err(crate::bridge::BridgeError::Config)?;
+        for warning in warnings {
+            tracing::warn!("{warning}");
         }
         let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
         let (bridge, bridge_task) = Bridge::start(cfg.bridge.clone(), events_tx.clone()).await?;

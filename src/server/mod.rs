@@ -13,6 +13,7 @@ mod gateway;
 pub mod metrics;
 mod playbook;
 mod providers_http;
+mod providers_plivo;
 mod routes;
 mod ws_fault;
 

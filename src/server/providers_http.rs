@@ -9,6 +9,9 @@
 
 use super::AppState;
 use crate::bridge::warm::{Input, LegStatus};
+use crate::bridge::warm_run::ReportError;
+use crate::bridge::warm_telnyx::{self, Webhook};
+use crate::bridge::warm_vonage;
 use crate::detect::TranscriptLine;
 use crate::event::Track;
 use axum::Json;
@@ -376,7 +379,7 @@ pub fn telnyx_transcription(
 }
 
 /// `POST /v1/providers/telnyx/webhook`: Call Control webhooks; `call.transcription` feeds the
-/// call's transcript, the rest is acknowledged (Telnyx's warm transfer is not implemented yet).
+/// call's transcript, the legs of warm transfers go to the warm task, the rest is acknowledged.
 pub(super) async fn telnyx_webhook(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -421,9 +424,83 @@ pub(super) async fn telnyx_webhook(
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_webhook", e.to_string()),
     };
     match telnyx_transcription(&v) {
-        Ok(Some((call, line))) => super::routes::accept_transcript(&st, &call, line).await,
-        Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_transcription", e),
+        Ok(Some((call, line))) => return super::routes::accept_transcript(&st, &call, line).await,
+        Ok(None) => {}
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_transcription", e),
+    }
+    let warm = st.warm();
+    let queued = match warm_telnyx::read_webhook(&v) {
+        Some(Webhook::Inputs { handoff_id, inputs }) => inputs
+            .into_iter()
+            .try_for_each(|i| warm.report(&handoff_id, i)),
+        Some(Webhook::Step(step)) => warm.telnyx_step(step),
+        Some(Webhook::Hangup { call_id }) => warm.report_call(&call_id, Input::CallerLeft),
+        None => Ok(()),
+    };
+    match queued {
+        Ok(()) | Err(ReportError::Disabled) => StatusCode::NO_CONTENT.into_response(),
+        // Telnyx retries a webhook that failed; a 503 says "later".
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+    }
+}
+
+/// `POST /v1/providers/vonage/event[?handoff_id=…&attempt=N]`: the agent legs' events (with
+/// the query warmline gave them) and, when the application's event URL points here, the
+/// callers' own (a held caller's `completed` is an abandonment). Checked by Vonage's signed JWT.
+pub(super) async fn vonage_event(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if body.len() > MAX_CALLBACK_BYTES {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "event body over 64 KiB",
+        );
+    }
+    let Some(secret) = st
+        .config()
+        .bridge
+        .vonage
+        .as_ref()
+        .and_then(|v| v.signature_secret.clone())
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "[bridge.vonage] signature_secret is not configured",
+        );
+    };
+    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing the signed JWT",
+        );
+    };
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Err(why) = warm_vonage::verify_jwt(&secret, auth, &body, now_s) {
+        return error(StatusCode::FORBIDDEN, "unauthorized", why);
+    }
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_event", e.to_string()),
+    };
+    let query = form_pairs(uri.query().unwrap_or(""));
+    let queued = match warm_vonage::read_event(&query, &v) {
+        Some(warm_vonage::Event::Leg { handoff_id, input }) => st.warm().report(&handoff_id, input),
+        Some(warm_vonage::Event::CallEnded { uuid }) => {
+            st.warm().report_call(&uuid, Input::CallerLeft)
+        }
+        None => Ok(()),
+    };
+    match queued {
+        Ok(()) | Err(ReportError::Disabled) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
     }
 }
 

@@ -3,7 +3,10 @@
 //! ([`api_guard`]), the JSON-only rule for posts ([`require_json`]) and the security headers
 //! every response carries.
 
-use super::{AppState, auth, call, conn, dashboard, events, metrics, playbook, providers_http};
+use super::{
+    AppState, auth, call, conn, dashboard, events, metrics, playbook, providers_http,
+    providers_plivo,
+};
 use crate::detect::TranscriptLine;
 use crate::protocol::{AuthRule, Provider};
 use axum::Json;
@@ -45,6 +48,18 @@ pub(super) fn router(state: AppState) -> Router {
         .route(
             "/v1/providers/telnyx/webhook",
             post(providers_http::telnyx_webhook),
+        )
+        .route(
+            "/v1/providers/plivo/xml",
+            get(providers_plivo::plivo_xml).post(providers_plivo::plivo_xml),
+        )
+        .route(
+            "/v1/providers/plivo/status",
+            post(providers_plivo::plivo_status),
+        )
+        .route(
+            "/v1/providers/vonage/event",
+            post(providers_http::vonage_event),
         );
     if state.config().server.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics_text));

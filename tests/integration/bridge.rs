@@ -297,10 +297,8 @@ async fn telnyx_transfer_carries_the_handoff_id() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = BridgeConfig {
         telnyx: Some(TelnyxConfig {
-            api_key: "KEY1".into(),
             api_base: format!("http://{addr}"),
-            to: "sip:agent@pbx.example".into(),
-            public_key: None,
+            ..TelnyxConfig::new("KEY1", "sip:agent@pbx.example")
         }),
         ..base_cfg(dir.path())
     };
@@ -564,16 +562,13 @@ async fn vonage_and_plivo_transfers_hit_their_apis() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = BridgeConfig {
         vonage: Some(VonageConfig {
-            jwt: "JWT1".into(),
             api_base: format!("http://{addr}"),
-            agent: "+15550001111".into(),
             say: String::new(),
+            ..VonageConfig::new("JWT1", "+15550001111")
         }),
         plivo: Some(PlivoConfig {
-            auth_id: "MA1".into(),
-            auth_token: "ptok".into(),
             api_base: format!("http://{addr}"),
-            aleg_url: "https://xml.example/agent".into(),
+            ..PlivoConfig::new("MA1", "ptok", "https://xml.example/agent")
         }),
         ..base_cfg(dir.path())
     };
@@ -950,22 +945,17 @@ async fn hostile_call_ids_never_change_the_provider_api_path() {
     let cfg = BridgeConfig {
         twilio: twilio(addr, "+15550001111"),
         telnyx: Some(TelnyxConfig {
-            api_key: "KEY".into(),
             api_base: format!("http://{addr}"),
-            to: "+15550002222".into(),
-            public_key: None,
+            ..TelnyxConfig::new("KEY", "+15550002222")
         }),
         vonage: Some(VonageConfig {
-            jwt: "JWT1".into(),
             api_base: format!("http://{addr}"),
-            agent: "+15550001111".into(),
             say: String::new(),
+            ..VonageConfig::new("JWT1", "+15550001111")
         }),
         plivo: Some(PlivoConfig {
-            auth_id: "MA1".into(),
-            auth_token: "ptok".into(),
             api_base: format!("http://{addr}"),
-            aleg_url: "https://xml.example/agent".into(),
+            ..PlivoConfig::new("MA1", "ptok", "https://xml.example/agent")
         }),
         ..base_cfg(dir.path())
     };

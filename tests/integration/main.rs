@@ -19,4 +19,5 @@ mod replay;
 mod simulate;
 mod tune;
 mod warm;
+mod warm_providers;
 mod ws_ping;

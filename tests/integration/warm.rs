@@ -223,7 +223,7 @@ async fn ask_for_a_human(server: &TestServer, call: &str) -> (String, Ws) {
     panic!("no handoff for {call}");
 }
 
-async fn wait_event(
+pub(crate) async fn wait_event(
     server: &TestServer,
     call: &str,
     what: &str,
@@ -238,7 +238,7 @@ async fn wait_event(
     panic!("no {what} for {call}: {:#?}", server.events_for(call));
 }
 
-async fn metric(server: &TestServer, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) async fn metric(server: &TestServer, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = reqwest::Client::new()
         .get(format!("http://{}/metrics", server.addr))
         .bearer_auth(TOKEN)
