@@ -215,7 +215,7 @@ impl TwilioConfig {
     /// Whether the warm flow applies: warm mode and an agent that can be whispered to (a
     /// `queue:` agent is enqueued directly).
     pub fn is_warm(&self) -> bool {
-        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+        warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
     }
 
     /// Whether the config asks for the warm flow: `warm`, or `auto` with a `caller_id` (its
@@ -337,6 +337,29 @@ const PLIVO_KEYS: WarmKeys = WarmKeys {
     callback_hint: "bridge.plivo.callback_base (or server.public_url)",
     blind: "the A leg to aleg_url, nothing tracked",
 };
+
+/// The keys of `required` that are unset or blank.
+fn unset(required: &[(&'static str, Option<&str>)]) -> Vec<&'static str> {
+    required
+        .iter()
+        .filter(|(_, v)| v.is_none_or(|c| c.trim().is_empty()))
+        .map(|(k, _)| *k)
+        .collect()
+}
+
+/// Whether a section asks for the warm flow: `warm`, or `auto` with nothing it needs `missing`.
+fn mode_wants_warm(mode: TransferMode, missing: &[&str]) -> bool {
+    match mode {
+        TransferMode::Warm => true,
+        TransferMode::Auto => missing.is_empty(),
+        TransferMode::Blind => false,
+    }
+}
+
+/// Whether the warm flow applies: asked for, and either explicit or with a callback origin.
+fn warm_applies(mode: TransferMode, wants: bool, callback_base: Option<&str>) -> bool {
+    wants && (mode == TransferMode::Warm || callback_base.is_some())
+}
 
 /// Settles a provider section's `mode` at start-up (see [`TwilioConfig::resolve_mode`]):
 /// `callback_base` defaults to `public_url`'s origin; `auto` becomes `warm` when nothing in
@@ -524,28 +547,20 @@ impl TelnyxConfig {
 
     /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
     pub fn is_warm(&self) -> bool {
-        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+        warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
     }
 
     /// `warm`, or `auto` with the keys only a warm transfer uses (`caller_id`, `connection_id`).
     fn wants_warm(&self) -> bool {
-        match self.mode {
-            TransferMode::Warm => true,
-            TransferMode::Auto => self.missing_for_warm().is_empty(),
-            TransferMode::Blind => false,
-        }
+        mode_wants_warm(self.mode, &self.missing_for_warm())
     }
 
     fn missing_for_warm(&self) -> Vec<&'static str> {
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|c| !c.trim().is_empty());
-        [
-            ("bridge.telnyx.caller_id", set(&self.caller_id)),
-            ("bridge.telnyx.connection_id", set(&self.connection_id)),
-            ("bridge.telnyx.public_key", set(&self.public_key)),
-        ]
-        .into_iter()
-        .filter_map(|(k, ok)| (!ok).then_some(k))
-        .collect()
+        unset(&[
+            ("bridge.telnyx.caller_id", self.caller_id.as_deref()),
+            ("bridge.telnyx.connection_id", self.connection_id.as_deref()),
+            ("bridge.telnyx.public_key", self.public_key.as_deref()),
+        ])
     }
 
     /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
@@ -629,30 +644,22 @@ impl VonageConfig {
 
     /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
     pub fn is_warm(&self) -> bool {
-        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+        warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
     }
 
     /// `warm`, or `auto` with the keys only a warm transfer uses.
     fn wants_warm(&self) -> bool {
-        match self.mode {
-            TransferMode::Warm => true,
-            TransferMode::Auto => self.missing_for_warm().is_empty(),
-            TransferMode::Blind => false,
-        }
+        mode_wants_warm(self.mode, &self.missing_for_warm())
     }
 
     fn missing_for_warm(&self) -> Vec<&'static str> {
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|c| !c.trim().is_empty());
-        [
-            ("bridge.vonage.caller_id", set(&self.caller_id)),
+        unset(&[
+            ("bridge.vonage.caller_id", self.caller_id.as_deref()),
             (
                 "bridge.vonage.signature_secret",
-                set(&self.signature_secret),
+                self.signature_secret.as_deref(),
             ),
-        ]
-        .into_iter()
-        .filter_map(|(k, ok)| (!ok).then_some(k))
-        .collect()
+        ])
     }
 
     /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
@@ -740,27 +747,19 @@ impl PlivoConfig {
 
     /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
     pub fn is_warm(&self) -> bool {
-        self.wants_warm() && (self.mode == TransferMode::Warm || self.callback_base.is_some())
+        warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
     }
 
     /// `warm`, or `auto` with the keys only a warm transfer uses (`agent`, `caller_id`).
     fn wants_warm(&self) -> bool {
-        match self.mode {
-            TransferMode::Warm => true,
-            TransferMode::Auto => self.missing_for_warm().is_empty(),
-            TransferMode::Blind => false,
-        }
+        mode_wants_warm(self.mode, &self.missing_for_warm())
     }
 
     fn missing_for_warm(&self) -> Vec<&'static str> {
-        let set = |v: &Option<String>| v.as_deref().is_some_and(|c| !c.trim().is_empty());
-        [
-            ("bridge.plivo.agent", set(&self.agent)),
-            ("bridge.plivo.caller_id", set(&self.caller_id)),
-        ]
-        .into_iter()
-        .filter_map(|(k, ok)| (!ok).then_some(k))
-        .collect()
+        unset(&[
+            ("bridge.plivo.agent", self.agent.as_deref()),
+            ("bridge.plivo.caller_id", self.caller_id.as_deref()),
+        ])
     }
 
     /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
