@@ -103,7 +103,11 @@ impl OutboxError {
     }
 }
 
-fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> OutboxError + 'p {
+/// Maps an I/O error of `op` on `path` to [`OutboxError::Io`].
+pub(super) fn io<'p>(
+    op: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(std::io::Error) -> OutboxError + 'p {
     move |source| OutboxError::Io {
         op,
         path: path.to_owned(),

@@ -11,7 +11,7 @@
 //! of an absent file is fine). A torn last line (a crash mid-append) was never acknowledged and
 //! is dropped.
 
-use super::outbox::{Op, Outbox, OutboxError};
+use super::outbox::{Op, Outbox, OutboxError, io};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read as _, Write};
 use std::path::{Path, PathBuf};
@@ -45,11 +45,7 @@ impl BatchLog {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|source| OutboxError::Io {
-                op: "open",
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(io("open", &path))?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Self {
             path,
@@ -64,17 +60,10 @@ impl BatchLog {
     pub fn append(&mut self, ops: &[Op]) -> Result<(), OutboxError> {
         self.line.clear();
         for op in ops {
-            serde_json::to_writer(&mut self.line, op).map_err(|e| OutboxError::Io {
-                op: "encode",
-                path: self.path.clone(),
-                source: std::io::Error::other(e),
-            })?;
+            serde_json::to_writer(&mut self.line, op)
+                .map_err(|e| io("encode", &self.path)(std::io::Error::other(e)))?;
             self.line.push(b'\n');
         }
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |source| OutboxError::Io { op, path, source }
-        };
         self.file
             .write_all(&self.line)
             .map_err(io("write", &self.path))?;
@@ -112,11 +101,7 @@ impl BatchLog {
 fn truncate(file: &File, path: &Path) -> Result<(), OutboxError> {
     file.set_len(0)
         .and_then(|()| file.sync_all())
-        .map_err(|source| OutboxError::Io {
-            op: "truncate",
-            path: path.to_owned(),
-            source,
-        })
+        .map_err(io("truncate", path))
 }
 
 /// Applies what a previous run left in the log of `outbox` (durably), then empties it. Returns
@@ -126,13 +111,7 @@ pub fn recover(outbox: &Outbox) -> Result<usize, OutboxError> {
     let file = match File::options().read(true).write(true).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(source) => {
-            return Err(OutboxError::Io {
-                op: "open",
-                path,
-                source,
-            });
-        }
+        Err(e) => return Err(io("open", &path)(e)),
     };
     let ops = read_ops(&file);
     if !ops.is_empty()
