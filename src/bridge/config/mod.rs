@@ -122,7 +122,7 @@ pub use vonage::VonageConfig;
 pub use warm::{TransferMode, http_origin};
 use warm::{
     WarmKeys, default_answer_timeout_s, default_say, mode_wants_warm, resolve_warm, unset,
-    validate_warm, warm_applies,
+    validate_warm, warm_applies, warm_section,
 };
 
 fn no_callback(key: &'static str) -> ConfigError {

@@ -82,40 +82,11 @@ impl PlivoConfig {
         }
     }
 
-    /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
-    pub fn is_warm(&self) -> bool {
-        warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
-    }
-
-    /// `warm`, or `auto` with the keys only a warm transfer uses (`agent`, `caller_id`).
-    fn wants_warm(&self) -> bool {
-        mode_wants_warm(self.mode, &self.missing_for_warm())
-    }
-
     fn missing_for_warm(&self) -> Vec<&'static str> {
         unset(&[
             ("bridge.plivo.agent", self.agent.as_deref()),
             ("bridge.plivo.caller_id", self.caller_id.as_deref()),
         ])
-    }
-
-    /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
-    /// `agent`, `caller_id` and a callback origin are there.
-    pub fn resolve_mode(
-        &mut self,
-        public_url: Option<&str>,
-        in_fleet: bool,
-    ) -> Result<Option<String>, ConfigError> {
-        let (wants, missing) = (self.wants_warm(), self.missing_for_warm());
-        resolve_warm(
-            &PLIVO_KEYS,
-            &mut self.mode,
-            &mut self.callback_base,
-            wants,
-            missing,
-            public_url,
-            in_fleet,
-        )
     }
 
     /// Checks this section's keys (part of [`BridgeConfig::validate`]).
@@ -124,31 +95,13 @@ impl PlivoConfig {
         check_non_empty("bridge.plivo.auth_token", &self.auth_token)?;
         check_http_url("bridge.plivo.api_base", &self.api_base)?;
         if self.wants_warm() {
-            validate_warm(
-                &PLIVO_KEYS,
-                self.answer_timeout_s,
-                self.caller_id.as_deref(),
-                self.callback_base.as_deref(),
-                self.hold_url.as_deref(),
-                &self.fallback,
-            )?;
+            self.check_warm()?;
             check_non_empty("bridge.plivo.agent", self.agent.as_deref().unwrap_or(""))?;
         } else {
             check_http_url("bridge.plivo.aleg_url", &self.aleg_url)?;
         }
         Ok(())
     }
-
-    /// [`Self::resolve_mode`]; a warm section that cannot be called back is an error.
-    pub(super) fn settle(
-        &mut self,
-        public_url: Option<&str>,
-        in_fleet: bool,
-    ) -> Result<Option<String>, ConfigError> {
-        let warning = self.resolve_mode(public_url, in_fleet)?;
-        if self.is_warm() && self.callback_base.is_none() {
-            return Err(no_callback(PLIVO_KEYS.callback_base));
-        }
-        Ok(warning)
-    }
 }
+
+warm_section!(PlivoConfig, PLIVO_KEYS, auto);

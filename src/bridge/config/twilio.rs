@@ -86,12 +86,6 @@ impl TwilioConfig {
         }
     }
 
-    /// Whether the warm flow applies: warm mode and an agent that can be whispered to (a
-    /// `queue:` agent is enqueued directly).
-    pub fn is_warm(&self) -> bool {
-        warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
-    }
-
     /// Whether the config asks for the warm flow: `warm`, or `auto` with a `caller_id` (its
     /// warm keys are then checked); a `queue:` agent never is.
     fn wants_warm(&self) -> bool {
@@ -154,28 +148,10 @@ impl TwilioConfig {
             check_http_url("bridge.twilio.status_callback", cb)?;
         }
         if self.wants_warm() {
-            validate_warm(
-                &TWILIO_KEYS,
-                self.answer_timeout_s,
-                self.caller_id.as_deref(),
-                self.callback_base.as_deref(),
-                self.hold_url.as_deref(),
-                &self.fallback,
-            )?;
+            self.check_warm()?;
         }
         Ok(())
     }
-
-    /// [`Self::resolve_mode`]; a warm section that cannot be called back is an error.
-    pub(super) fn settle(
-        &mut self,
-        public_url: Option<&str>,
-        in_fleet: bool,
-    ) -> Result<Option<String>, ConfigError> {
-        let warning = self.resolve_mode(public_url, in_fleet)?;
-        if self.is_warm() && self.callback_base.is_none() {
-            return Err(no_callback(TWILIO_KEYS.callback_base));
-        }
-        Ok(warning)
-    }
 }
+
+warm_section!(TwilioConfig, TWILIO_KEYS, custom);

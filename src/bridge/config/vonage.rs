@@ -78,16 +78,6 @@ impl VonageConfig {
         }
     }
 
-    /// Whether the warm flow applies (see [`TwilioConfig::is_warm`]).
-    pub fn is_warm(&self) -> bool {
-        warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
-    }
-
-    /// `warm`, or `auto` with the keys only a warm transfer uses.
-    fn wants_warm(&self) -> bool {
-        mode_wants_warm(self.mode, &self.missing_for_warm())
-    }
-
     fn missing_for_warm(&self) -> Vec<&'static str> {
         unset(&[
             ("bridge.vonage.caller_id", self.caller_id.as_deref()),
@@ -98,39 +88,13 @@ impl VonageConfig {
         ])
     }
 
-    /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm when
-    /// `caller_id`, `signature_secret` and a callback origin are there.
-    pub fn resolve_mode(
-        &mut self,
-        public_url: Option<&str>,
-        in_fleet: bool,
-    ) -> Result<Option<String>, ConfigError> {
-        let (wants, missing) = (self.wants_warm(), self.missing_for_warm());
-        resolve_warm(
-            &VONAGE_KEYS,
-            &mut self.mode,
-            &mut self.callback_base,
-            wants,
-            missing,
-            public_url,
-            in_fleet,
-        )
-    }
-
     /// Checks this section's keys (part of [`BridgeConfig::validate`]).
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         check_non_empty("bridge.vonage.jwt", &self.jwt)?;
         check_http_url("bridge.vonage.api_base", &self.api_base)?;
         check_non_empty("bridge.vonage.agent", &self.agent)?;
         if self.wants_warm() {
-            validate_warm(
-                &VONAGE_KEYS,
-                self.answer_timeout_s,
-                self.caller_id.as_deref(),
-                self.callback_base.as_deref(),
-                self.hold_url.as_deref(),
-                &self.fallback,
-            )?;
+            self.check_warm()?;
             check_non_empty(
                 "bridge.vonage.signature_secret",
                 self.signature_secret.as_deref().unwrap_or(""),
@@ -138,17 +102,6 @@ impl VonageConfig {
         }
         Ok(())
     }
-
-    /// [`Self::resolve_mode`]; a warm section that cannot be called back is an error.
-    pub(super) fn settle(
-        &mut self,
-        public_url: Option<&str>,
-        in_fleet: bool,
-    ) -> Result<Option<String>, ConfigError> {
-        let warning = self.resolve_mode(public_url, in_fleet)?;
-        if self.is_warm() && self.callback_base.is_none() {
-            return Err(no_callback(VONAGE_KEYS.callback_base));
-        }
-        Ok(warning)
-    }
 }
+
+warm_section!(VonageConfig, VONAGE_KEYS, auto);

@@ -172,3 +172,75 @@ pub fn http_origin(public_url: &str) -> String {
         u.to_owned()
     }
 }
+
+/// The warm-key methods every provider section has, from the shared field names (`mode`,
+/// `answer_timeout_s`, `caller_id`, `callback_base`, `hold_url`, `fallback`) and its
+/// [`WarmKeys`]. `auto` also writes `wants_warm` (warm, or auto with nothing in
+/// `missing_for_warm()`) and `resolve_mode`; `custom` leaves both to the section.
+macro_rules! warm_section {
+    ($ty:ident, $keys:ident, auto) => {
+        impl $ty {
+            /// `warm`, or `auto` with every key only a warm transfer uses.
+            fn wants_warm(&self) -> bool {
+                mode_wants_warm(self.mode, &self.missing_for_warm())
+            }
+
+            /// Settles the mode at start-up, as [`TwilioConfig::resolve_mode`]: `auto` is warm
+            /// when nothing in `missing_for_warm()` is unset and a callback origin is there.
+            pub fn resolve_mode(
+                &mut self,
+                public_url: Option<&str>,
+                in_fleet: bool,
+            ) -> Result<Option<String>, ConfigError> {
+                let (wants, missing) = (self.wants_warm(), self.missing_for_warm());
+                resolve_warm(
+                    &$keys,
+                    &mut self.mode,
+                    &mut self.callback_base,
+                    wants,
+                    missing,
+                    public_url,
+                    in_fleet,
+                )
+            }
+        }
+        warm_section!($ty, $keys, custom);
+    };
+    ($ty:ident, $keys:ident, custom) => {
+        impl $ty {
+            /// Whether the warm flow applies: asked for, and explicit or with a callback origin.
+            pub fn is_warm(&self) -> bool {
+                warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
+            }
+
+            /// The shared warm keys, checked when the section asks for warm transfers.
+            fn check_warm(&self) -> Result<(), ConfigError> {
+                if !self.wants_warm() {
+                    return Ok(());
+                }
+                validate_warm(
+                    &$keys,
+                    self.answer_timeout_s,
+                    self.caller_id.as_deref(),
+                    self.callback_base.as_deref(),
+                    self.hold_url.as_deref(),
+                    &self.fallback,
+                )
+            }
+
+            /// [`Self::resolve_mode`]; a warm section that cannot be called back is an error.
+            pub(super) fn settle(
+                &mut self,
+                public_url: Option<&str>,
+                in_fleet: bool,
+            ) -> Result<Option<String>, ConfigError> {
+                let warning = self.resolve_mode(public_url, in_fleet)?;
+                if self.is_warm() && self.callback_base.is_none() {
+                    return Err(no_callback($keys.callback_base));
+                }
+                Ok(warning)
+            }
+        }
+    };
+}
+pub(super) use warm_section;
