@@ -277,21 +277,27 @@ async fn a_gone_channel_fails_at_once_without_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ari_down_is_retried_until_it_comes_back() {
-    // A port nobody listens on yet: attempts are refused until the fake ARI starts on it.
-    let api = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // ARI is "down" for the first two connections (accepted and closed at once, before a byte
+    // of answer), then up: no timing assumption about when the attempts happen.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
     let server = TestServer::with_config(gateway_config(api, AriMode::Continue)).await;
     let call = "8b2c3d4e-5f60-4b7c-9d8e-0f1a2b3c4d5e";
     let hid = audiosocket_call(&server, call).await;
-    // Long enough for the first attempts (backoff 50 ms, doubling to 200 ms) to be refused.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let listener = tokio::net::TcpListener::bind(api).await.unwrap();
+    for _ in 0..2 {
+        let (sock, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("the gateway attempts delivery")
+            .unwrap();
+        drop(sock);
+    }
     let ari = FakeAri::serve(listener, StatusCode::NO_CONTENT);
     let (kind, d) = verdict(&server, &hid).await;
     assert_eq!(kind, "delivered", "{d:?}");
-    assert!(d.attempts >= 2, "{d:?}");
+    assert!(
+        d.attempts >= 3,
+        "two refused attempts, then the good one: {d:?}"
+    );
     // Exactly one whole sequence reached ARI: the continue went out once.
     let reqs = ari.settle(3).await;
     assert_sequence(&reqs, call, &hid, "continue");
