@@ -13,7 +13,7 @@
 //! Delivered handoffs are removed. Synchronous `std::fs`; the async bridge reaches it through the
 //! journal's writer thread.
 //!
-//! Size: ~640 lines of code in one file because the write-ahead log, its recovery and its group
+//! Size: ~710 lines of code in one file because the write-ahead log, its recovery and its group
 //! commit share one invariant (a decided handoff is on disk before it is announced) that is
 //! easier to check in one place; the rest is its crash and corruption tests.
 

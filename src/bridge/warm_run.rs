@@ -303,8 +303,7 @@ impl WarmTransfers {
         let Some((agent, fallback, answer_timeout_s)) = warm_route(cfg, provider) else {
             return;
         };
-        let mut targets = vec![agent];
-        targets.extend(fallback);
+        let targets = warm_targets(agent, fallback, h.route.as_ref());
         let t = WarmTransfer::new(
             &h.handoff_id,
             &req.event.call_id,
@@ -367,6 +366,24 @@ impl WarmTransfers {
     pub fn outcome(&self, handoff_id: &str) -> Option<Outcome> {
         self.outcomes.lock().ok()?.by_id.get(handoff_id).copied()
     }
+}
+
+/// The targets a warm transfer tries in order. A `[[routing]]` rule that chose this handoff's
+/// human replaces the section's agent, and its own `fallback` (when it has one) replaces the
+/// section's chain, as the contract says: "tried in order when the target does not answer".
+fn warm_targets(
+    agent: String,
+    fallback: Vec<String>,
+    route: Option<&crate::event::Route>,
+) -> Vec<String> {
+    let (agent, fallback) = match route {
+        Some(r) if r.fallback.is_empty() => (r.target.clone(), fallback),
+        Some(r) => (r.target.clone(), r.fallback.clone()),
+        None => (agent, fallback),
+    };
+    let mut targets = vec![agent];
+    targets.extend(fallback);
+    targets
 }
 
 /// The agent, fallbacks and ring timeout of `provider`'s section.

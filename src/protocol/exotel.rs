@@ -7,9 +7,9 @@
 use super::Track;
 use super::{
     Adapter, LenientParams, LenientString, LenientU64, ProtocolError, Provider, ProviderEvent,
-    RenderSpec, StreamStart, WireMessage, b64, channels, check_rate, codec_from_encoding,
-    for_each_chunk, media_event, parse_as, parse_envelope, rate_from_content_type,
-    tracks_from_names, unknown_event,
+    RenderSpec, StreamStart, WireMessage, audio_x_encoding, b64, channels, check_rate,
+    codec_from_encoding, for_each_chunk, media_event, parse_as, parse_envelope,
+    rate_from_content_type, tracks_from_names, unknown_event,
 };
 use super::{AuthRule, ProviderSpec};
 use super::{CallIdRule, call_id as valid_call_id};
@@ -147,16 +147,6 @@ impl Adapter for ExotelAdapter {
     }
 }
 
-/// The `media_format.encoding` for `codec`: Exotel's `audio/x-l16` for PCM16, the Beta
-/// path's content types for G.711 (A-law is not offered by Exotel; named in the same style).
-fn encoding_name(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Mulaw => "audio/x-mulaw",
-        Codec::Alaw => "audio/x-alaw",
-        Codec::L16 | Codec::L16Be => "audio/x-l16",
-    }
-}
-
 /// Renders a call as Exotel sends it: `connected`, snake_case `start` (rate as a string, as
 /// Exotel does), `media` chunks of `spec.chunk_ms` (use 100 for realism) with string counters,
 /// `timestamp` the ms at the chunk's end, no track (Exotel streams the caller only, so `agent`
@@ -176,7 +166,7 @@ pub fn render(spec: &RenderSpec, caller: &[i16], _agent: Option<&[i16]>) -> Vec<
             "start":{"stream_sid":spec.stream_id,"call_sid":spec.call_id,
             "account_sid":"acmecorp1","from":"+919876543210","to":"08047491899",
             "custom_parameters":spec.custom_parameters,
-            "media_format":{"encoding":encoding_name(spec.codec),
+            "media_format":{"encoding":audio_x_encoding(spec.codec),
             "sample_rate":spec.sample_rate_hz.to_string(),"bit_rate":bit_rate}}})
         .to_string(),
     ));

@@ -4,7 +4,7 @@
 
 use super::{
     CallId, CallIdRule, LenientU64, MediaChunk, Payload, ProtocolError, Provider, ProviderEvent,
-    RenderSpec, Track,
+    RenderSpec, Track, WireMessage,
 };
 use crate::codec::Codec;
 use serde::Deserialize;
@@ -148,6 +148,60 @@ pub(crate) fn for_each_chunk(
             emit(track, i as u64, &wire);
         }
     }
+}
+
+/// The `audio/x-…` encoding names (Twilio, Exotel, Plivo). A provider that sends only some of
+/// these codecs still has the others named in its style, so a render with any codec round-trips.
+pub(crate) fn audio_x_encoding(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Mulaw => "audio/x-mulaw",
+        Codec::Alaw => "audio/x-alaw",
+        Codec::L16 | Codec::L16Be => "audio/x-l16",
+    }
+}
+
+/// How a provider spells the envelope keys of its `media` messages.
+pub(crate) struct MediaKeys {
+    /// `sequenceNumber` or `sequence_number`.
+    pub sequence: &'static str,
+    /// `streamSid` or `stream_id`.
+    pub stream: &'static str,
+}
+
+/// Appends the interleaved `media` messages of a stream that counts chunks per track and stamps
+/// them in ms since the start, every number a string (Twilio, Telnyx); `seq` continues from its
+/// value and ends at the last message's.
+pub(crate) fn render_media_strings(
+    spec: &RenderSpec,
+    caller: &[i16],
+    agent: Option<&[i16]>,
+    keys: &MediaKeys,
+    seq: &mut u64,
+    out: &mut Vec<WireMessage>,
+) {
+    let mut chunk_no = [0u64; 2];
+    for_each_chunk(spec, caller, agent, |track, i, wire| {
+        *seq += 1;
+        let c = &mut chunk_no[track.index()];
+        *c += 1;
+        let name = if track == Track::Caller {
+            "inbound"
+        } else {
+            "outbound"
+        };
+        let mut msg = serde_json::Map::new();
+        msg.insert("event".into(), "media".into());
+        msg.insert(keys.sequence.into(), seq.to_string().into());
+        msg.insert(keys.stream.into(), spec.stream_id.clone().into());
+        msg.insert(
+            "media".into(),
+            serde_json::json!({"track":name,"chunk":c.to_string(),
+                "timestamp":(i * u64::from(spec.chunk_ms)).to_string(),"payload":b64(wire)}),
+        );
+        out.push(WireMessage::Text(
+            serde_json::Value::Object(msg).to_string(),
+        ));
+    });
 }
 
 /// The next binary frame of a stream that numbers frames itself (mod_audio_fork,

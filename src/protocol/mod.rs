@@ -277,9 +277,10 @@ pub trait Adapter: Send {
 #[cfg(test)]
 pub(crate) use framing::unb64;
 pub(crate) use framing::{
-    b64, call_id, channels, check_rate, codec_from_encoding, dtmf_event, for_each_chunk, malformed,
-    mark_event, media_event, missing, parse_as, parse_envelope, rate_from_content_type, raw_frame,
-    tracks_from_names, unknown_event,
+    MediaKeys, audio_x_encoding, b64, call_id, channels, check_rate, codec_from_encoding,
+    dtmf_event, for_each_chunk, malformed, mark_event, media_event, missing, parse_as,
+    parse_envelope, rate_from_content_type, raw_frame, render_media_strings, tracks_from_names,
+    unknown_event,
 };
 pub(crate) use lenient::{LenientParams, LenientString, LenientU64};
 

@@ -7,9 +7,9 @@
 use super::Track;
 use super::{
     Adapter, LenientParams, LenientString, LenientU64, ProtocolError, Provider, ProviderEvent,
-    RenderSpec, StreamStart, WireMessage, b64, channels, check_rate, codec_from_encoding,
-    for_each_chunk, media_event, parse_as, parse_envelope, rate_from_content_type,
-    tracks_from_names, unknown_event,
+    RenderSpec, StreamStart, WireMessage, audio_x_encoding, b64, channels, check_rate,
+    codec_from_encoding, for_each_chunk, media_event, parse_as, parse_envelope,
+    rate_from_content_type, tracks_from_names, unknown_event,
 };
 use super::{AuthRule, ProviderSpec};
 use super::{CallIdRule, call_id as valid_call_id};
@@ -147,16 +147,6 @@ impl Adapter for PlivoAdapter {
     }
 }
 
-/// The `mediaFormat.encoding` Plivo uses for `codec`. Plivo offers L16 (8/16 kHz) and mu-law
-/// (8 kHz); A-law is named in the same style so a render with it still round-trips.
-fn encoding_name(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Mulaw => "audio/x-mulaw",
-        Codec::Alaw => "audio/x-alaw",
-        Codec::L16 | Codec::L16Be => "audio/x-l16",
-    }
-}
-
 /// Renders a call as Plivo sends it: `start` first (no `connected`), interleaved `media` per
 /// track (numeric `sequenceNumber` and per-track `chunk` from 1, `timestamp` epoch ms as a
 /// string from [`RENDER_EPOCH_MS`]), `extra_headers` as a `k=v;…` string, then `{"event":"stop"}`
@@ -179,7 +169,7 @@ pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<W
         json!({"event":"start","sequenceNumber":seq,
             "start":{"callId":spec.call_id,"streamId":spec.stream_id,
             "accountId":"MAXXXXXXXXXXXXXXXXXX","tracks":tracks,
-            "mediaFormat":{"encoding":encoding_name(spec.codec),"sampleRate":spec.sample_rate_hz}},
+            "mediaFormat":{"encoding":audio_x_encoding(spec.codec),"sampleRate":spec.sample_rate_hz}},
             "extra_headers":extra_headers})
         .to_string(),
     ));

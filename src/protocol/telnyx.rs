@@ -5,9 +5,9 @@
 
 use super::Track;
 use super::{
-    Adapter, LenientParams, LenientString, LenientU64, ProtocolError, Provider, ProviderEvent,
-    RenderSpec, StreamStart, WireMessage, b64, channels, check_rate, codec_from_encoding,
-    for_each_chunk, media_event, parse_as, parse_envelope, tracks_from_names, unknown_event,
+    Adapter, LenientParams, LenientString, LenientU64, MediaKeys, ProtocolError, Provider,
+    ProviderEvent, RenderSpec, StreamStart, WireMessage, channels, check_rate, codec_from_encoding,
+    media_event, parse_as, parse_envelope, render_media_strings, tracks_from_names, unknown_event,
 };
 use super::{AuthRule, ProviderSpec};
 use super::{CallIdRule, call_id as valid_call_id};
@@ -197,23 +197,11 @@ pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<W
             "sample_rate":spec.sample_rate_hz,"channels":1}}})
         .to_string(),
     ));
-    let mut chunk_no = [0u64; 2];
-    for_each_chunk(spec, caller, agent, |track, i, wire| {
-        seq += 1;
-        let c = &mut chunk_no[track.index()];
-        *c += 1;
-        let name = if track == Track::Caller {
-            "inbound"
-        } else {
-            "outbound"
-        };
-        out.push(WireMessage::Text(
-            json!({"event":"media","sequence_number":seq.to_string(),"stream_id":spec.stream_id,
-                "media":{"track":name,"chunk":c.to_string(),
-                "timestamp":(i * u64::from(spec.chunk_ms)).to_string(),"payload":b64(wire)}})
-            .to_string(),
-        ));
-    });
+    let keys = MediaKeys {
+        sequence: "sequence_number",
+        stream: "stream_id",
+    };
+    render_media_strings(spec, caller, agent, &keys, &mut seq, &mut out);
     if spec.send_stop {
         seq += 1;
         out.push(WireMessage::Text(

@@ -4,9 +4,10 @@
 use super::CallIdRule;
 use super::Track;
 use super::{
-    Adapter, LenientParams, LenientU64, ProtocolError, Provider, ProviderEvent, RenderSpec,
-    StreamStart, WireMessage, b64, call_id, channels, check_rate, codec_from_encoding,
-    for_each_chunk, media_event, parse_as, parse_envelope, tracks_from_names, unknown_event,
+    Adapter, LenientParams, LenientU64, MediaKeys, ProtocolError, Provider, ProviderEvent,
+    RenderSpec, StreamStart, WireMessage, audio_x_encoding, call_id, channels, check_rate,
+    codec_from_encoding, media_event, parse_as, parse_envelope, render_media_strings,
+    tracks_from_names, unknown_event,
 };
 use super::{AuthRule, ProviderSpec};
 use super::{dtmf_event, mark_event};
@@ -117,16 +118,6 @@ impl Adapter for TwilioAdapter {
     }
 }
 
-/// The encoding name Twilio would use for `codec`. Twilio only ever sends mu-law; the others are
-/// named in the same style so a render with another codec still round-trips.
-fn encoding_name(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Mulaw => "audio/x-mulaw",
-        Codec::Alaw => "audio/x-alaw",
-        Codec::L16 | Codec::L16Be => "audio/x-l16",
-    }
-}
-
 /// Renders a call as Twilio sends it: `connected`, `start`, interleaved 20 ms `media` per track
 /// (chunk counters per track, timestamps in ms since start), then `stop`.
 pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<WireMessage> {
@@ -144,26 +135,14 @@ pub fn render(spec: &RenderSpec, caller: &[i16], agent: Option<&[i16]>) -> Vec<W
         json!({"event":"start","sequenceNumber":seq.to_string(),"streamSid":spec.stream_id,
             "start":{"streamSid":spec.stream_id,"accountSid":"AC00000000000000000000000000000000",
             "callSid":spec.call_id,"tracks":tracks,"customParameters":spec.custom_parameters,
-            "mediaFormat":{"encoding":encoding_name(spec.codec),"sampleRate":spec.sample_rate_hz,"channels":1}}})
+            "mediaFormat":{"encoding":audio_x_encoding(spec.codec),"sampleRate":spec.sample_rate_hz,"channels":1}}})
         .to_string(),
     ));
-    let mut chunk_no = [0u64; 2];
-    for_each_chunk(spec, caller, agent, |track, i, wire| {
-        seq += 1;
-        let c = &mut chunk_no[track.index()];
-        *c += 1;
-        let name = if track == Track::Caller {
-            "inbound"
-        } else {
-            "outbound"
-        };
-        out.push(WireMessage::Text(
-            json!({"event":"media","sequenceNumber":seq.to_string(),"streamSid":spec.stream_id,
-                "media":{"track":name,"chunk":c.to_string(),
-                "timestamp":(i * u64::from(spec.chunk_ms)).to_string(),"payload":b64(wire)}})
-            .to_string(),
-        ));
-    });
+    let keys = MediaKeys {
+        sequence: "sequenceNumber",
+        stream: "streamSid",
+    };
+    render_media_strings(spec, caller, agent, &keys, &mut seq, &mut out);
     if spec.send_stop {
         seq += 1;
         out.push(WireMessage::Text(

@@ -25,6 +25,44 @@ use subtle::ConstantTimeEq;
 /// Largest callback body read; Twilio's are a few hundred bytes.
 pub(super) const MAX_CALLBACK_BYTES: usize = 64 * 1024;
 
+/// 413 for a callback body over [`MAX_CALLBACK_BYTES`]: checked before anything is parsed.
+pub(super) fn check_callback_size(body: &[u8]) -> Result<(), Response> {
+    if body.len() > MAX_CALLBACK_BYTES {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "callback body over 64 KiB",
+        ));
+    }
+    Ok(())
+}
+
+/// The secret a route verifies its callbacks with, or 404 naming the key that turns it on.
+fn configured(secret: Option<String>, missing: &'static str) -> Result<String, Response> {
+    secret.ok_or_else(|| error(StatusCode::NOT_FOUND, "not_configured", missing))
+}
+
+/// The verified body as JSON, or 400 with `code`.
+fn json_body(body: &[u8], code: &'static str) -> Result<serde_json::Value, Response> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, code, e.to_string()))
+}
+
+/// Seconds since the epoch, for the signatures' freshness windows.
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A callback handed to the warm task: 204 (also when warm transfers are off); 503 when its
+/// queue is full, which the providers retry later.
+fn queued_response(queued: Result<(), ReportError>) -> Response {
+    match queued {
+        Ok(()) | Err(ReportError::Disabled) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+    }
+}
+
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
@@ -107,13 +145,7 @@ fn twilio_form(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, Response> {
-    if body.len() > MAX_CALLBACK_BYTES {
-        return Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "callback body over 64 KiB",
-        ));
-    }
+    check_callback_size(body)?;
     let Ok(text) = std::str::from_utf8(body) else {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -385,25 +417,17 @@ pub(super) async fn telnyx_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if body.len() > MAX_CALLBACK_BYTES {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "webhook body over 64 KiB",
-        );
-    }
-    let Some(key) = st
+    let secret = st
         .config()
         .bridge
         .telnyx
         .as_ref()
-        .and_then(|t| t.public_key.clone())
-    else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_configured",
-            "[bridge.telnyx] public_key is not configured",
-        );
+        .and_then(|t| t.public_key.clone());
+    let key = match check_callback_size(&body)
+        .and_then(|()| configured(secret, "[bridge.telnyx] public_key is not configured"))
+    {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
     let (Some(sig), Some(ts)) = (h("telnyx-signature-ed25519"), h("telnyx-timestamp")) else {
@@ -413,15 +437,12 @@ pub(super) async fn telnyx_webhook(
             "missing telnyx-signature-ed25519 or telnyx-timestamp",
         );
     };
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if let Err(why) = telnyx_signed(&key, sig, ts, &body, now_s) {
+    if let Err(why) = telnyx_signed(&key, sig, ts, &body, now_s()) {
         return error(StatusCode::FORBIDDEN, "unauthorized", why);
     }
-    let v: serde_json::Value = match serde_json::from_slice(&body) {
+    let v = match json_body(&body, "bad_webhook") {
         Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_webhook", e.to_string()),
+        Err(r) => return r,
     };
     match telnyx_transcription(&v) {
         Ok(Some((call, line))) => return super::routes::accept_transcript(&st, &call, line).await,
@@ -429,19 +450,14 @@ pub(super) async fn telnyx_webhook(
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_transcription", e),
     }
     let warm = st.warm();
-    let queued = match warm_telnyx::read_webhook(&v) {
+    queued_response(match warm_telnyx::read_webhook(&v) {
         Some(Webhook::Inputs { handoff_id, inputs }) => inputs
             .into_iter()
             .try_for_each(|i| warm.report(&handoff_id, i)),
         Some(Webhook::Step(step)) => warm.telnyx_step(step),
         Some(Webhook::Hangup { call_id }) => warm.report_call(&call_id, Input::CallerLeft),
         None => Ok(()),
-    };
-    match queued {
-        Ok(()) | Err(ReportError::Disabled) => StatusCode::NO_CONTENT.into_response(),
-        // Telnyx retries a webhook that failed; a 503 says "later".
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
-    }
+    })
 }
 
 /// `POST /v1/providers/vonage/event[?handoff_id=…&attempt=N]`: the agent legs' events (with
@@ -453,25 +469,17 @@ pub(super) async fn vonage_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if body.len() > MAX_CALLBACK_BYTES {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "event body over 64 KiB",
-        );
-    }
-    let Some(secret) = st
+    let secret = st
         .config()
         .bridge
         .vonage
         .as_ref()
-        .and_then(|v| v.signature_secret.clone())
-    else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "not_configured",
-            "[bridge.vonage] signature_secret is not configured",
-        );
+        .and_then(|v| v.signature_secret.clone());
+    let secret = match check_callback_size(&body)
+        .and_then(|()| configured(secret, "[bridge.vonage] signature_secret is not configured"))
+    {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return error(
@@ -480,28 +488,21 @@ pub(super) async fn vonage_event(
             "missing the signed JWT",
         );
     };
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if let Err(why) = warm_vonage::verify_jwt(&secret, auth, &body, now_s) {
+    if let Err(why) = warm_vonage::verify_jwt(&secret, auth, &body, now_s()) {
         return error(StatusCode::FORBIDDEN, "unauthorized", why);
     }
-    let v: serde_json::Value = match serde_json::from_slice(&body) {
+    let v = match json_body(&body, "bad_event") {
         Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_event", e.to_string()),
+        Err(r) => return r,
     };
     let query = form_pairs(uri.query().unwrap_or(""));
-    let queued = match warm_vonage::read_event(&query, &v) {
+    queued_response(match warm_vonage::read_event(&query, &v) {
         Some(warm_vonage::Event::Leg { handoff_id, input }) => st.warm().report(&handoff_id, input),
         Some(warm_vonage::Event::CallEnded { uuid }) => {
             st.warm().report_call(&uuid, Input::CallerLeft)
         }
         None => Ok(()),
-    };
-    match queued {
-        Ok(()) | Err(ReportError::Disabled) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::AppState;
-use super::providers_http::{MAX_CALLBACK_BYTES, form_pairs};
+use super::providers_http::{check_callback_size, form_pairs};
 use crate::bridge::PlivoConfig;
 use crate::bridge::warm::{Input, LegStatus, Outcome};
 use crate::bridge::warm_plivo::{self, XmlRequest};
@@ -104,12 +104,8 @@ pub(super) async fn plivo_status(
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
-    if body.len() > MAX_CALLBACK_BYTES {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "callback body over 64 KiB",
-        );
+    if let Err(r) = check_callback_size(&body) {
+        return r;
     }
     let q = match verified(&st, &uri, warm_plivo::STATUS_PATH) {
         Ok((_, q)) => q,

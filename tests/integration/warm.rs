@@ -18,6 +18,7 @@ use std::time::Duration;
 use warmline::bridge::TwilioConfig;
 use warmline::bridge::warm::Outcome;
 use warmline::codec::Codec;
+use warmline::detect::playbook::RoutingRule;
 use warmline::event::{Event, EventKind};
 use warmline::protocol::{Provider, RenderSpec};
 use warmline::server::auth::twilio_signature;
@@ -169,9 +170,20 @@ async fn gateway(
     answer_timeout_s: u64,
     outbox: Option<std::path::PathBuf>,
 ) -> TestServer {
+    gateway_routed(api, fallback, answer_timeout_s, outbox, Vec::new()).await
+}
+
+async fn gateway_routed(
+    api: SocketAddr,
+    fallback: &[&str],
+    answer_timeout_s: u64,
+    outbox: Option<std::path::PathBuf>,
+    routing: Vec<RoutingRule>,
+) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut cfg = test_config();
+    cfg.routing = routing;
     if let Some(o) = outbox {
         cfg.bridge.outbox_dir = o;
     }
@@ -426,6 +438,59 @@ async fn no_answer_falls_back_to_the_next_target_which_answers() {
         )
         .await,
         1.0
+    );
+    server.stop().await;
+}
+
+/// A `[[routing]]` rule that chose the human replaces the section's agent and fallback chain in
+/// warm mode too: its target is dialled first, its own fallback next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routing_rule_chooses_the_warm_agent_and_its_fallback() {
+    let (fake, api) = FakeTwilio::start(&[Leg::NoAnswer, Leg::Answer]).await;
+    let rule = RoutingRule {
+        name: "front_desk".into(),
+        when: vec!["reason:human_request".into()],
+        target: "client:frontdesk".into(),
+        fallback: vec!["sip:desk@pbx.example".into()],
+    };
+    let server = gateway_routed(api, &["sip:b@pbx.example"], 30, None, vec![rule]).await;
+    let (hid, _ws) = ask_for_a_human(&server, "CAroute1").await;
+    wait_event(
+        &server,
+        "CAroute1",
+        "handoff_connected",
+        |e| matches!(&e.kind, EventKind::HandoffConnected(c) if c.target == "sip:desk@pbx.example"),
+    )
+    .await;
+    let fb: Vec<_> = server
+        .events_for("CAroute1")
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::HandoffFallback(f) => Some((f.from, f.to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fb,
+        [(
+            "client:frontdesk".to_owned(),
+            "sip:desk@pbx.example".to_owned()
+        )]
+    );
+    let reqs = settle(&fake, 3).await;
+    let legs = agent_legs(&reqs);
+    assert_eq!(legs.len(), 2, "{reqs:#?}");
+    assert_agent_leg(
+        legs[0],
+        &format!("client:frontdesk?handoff_id={hid}"),
+        1,
+        &hid,
+    );
+    assert_agent_leg(
+        legs[1],
+        &format!("sip:desk@pbx.example?X-Handoff-Id={hid}"),
+        2,
+        &hid,
     );
     server.stop().await;
 }
