@@ -256,23 +256,29 @@ impl WindowAnalysis {
             *r = acf * scale / ((e1 * e2).sqrt() + floor);
         }
         for (k, w) in self.nccf[lo..=hi].windows(3).enumerate() {
-            let &[a, b, c] = w else { continue };
-            if b < MIN_CANDIDATE_NCCF || b < a || b <= c {
-                continue;
-            }
-            let curv = a - 2.0 * b + c;
-            let (delta, peak) = if curv < 0.0 {
-                let d = (0.5 * (a - c) / curv).clamp(-0.5, 0.5);
-                (d, b - 0.25 * (a - c) * d)
-            } else {
-                (0.0, b)
-            };
-            let tau = TAU_LO + k;
-            let f0 = ANALYSIS_RATE_HZ as f32 / (tau as f32 + delta);
-            if (F0_MIN_HZ * 0.97..=F0_MAX_HZ * 1.03).contains(&f0) {
-                out.insert(f0.clamp(F0_MIN_HZ, F0_MAX_HZ), peak.min(1.0));
+            if let &[a, b, c] = w {
+                peak_candidate(out, TAU_LO + k, [a, b, c]);
             }
         }
+    }
+}
+
+/// Adds the NCCF peak at lag `tau` (its value `b` between neighbours `a` and `c`), refined by
+/// parabolic interpolation, when it is a strong enough local maximum in the F0 range.
+fn peak_candidate(out: &mut Candidates, tau: usize, [a, b, c]: [f32; 3]) {
+    if b < MIN_CANDIDATE_NCCF || b < a || b <= c {
+        return;
+    }
+    let curv = a - 2.0 * b + c;
+    let (delta, peak) = if curv < 0.0 {
+        let d = (0.5 * (a - c) / curv).clamp(-0.5, 0.5);
+        (d, b - 0.25 * (a - c) * d)
+    } else {
+        (0.0, b)
+    };
+    let f0 = ANALYSIS_RATE_HZ as f32 / (tau as f32 + delta);
+    if (F0_MIN_HZ * 0.97..=F0_MAX_HZ * 1.03).contains(&f0) {
+        out.insert(f0.clamp(F0_MIN_HZ, F0_MAX_HZ), peak.min(1.0));
     }
 }
 
@@ -378,7 +384,8 @@ mod tests {
     use super::*;
 
     /// The NCCF and peak-picking loops as they were written before the zipped-slice form
-    /// (per-lag indexing), kept as the reference the fast form must match bit for bit.
+    /// (per-lag indexing), kept as the reference the fast form must match bit for bit (the
+    /// peak interpolation itself did not change and is shared).
     fn reference_candidates(w: &mut WindowAnalysis, out: &mut Candidates) {
         out.n = 0;
         let total = w.cum[WINDOW_LEN];
@@ -402,21 +409,7 @@ mod tests {
             w.nccf[tau] = w.time[tau] * scale / ((e1 * e2).sqrt() + floor);
         }
         for tau in TAU_LO..=TAU_HI {
-            let (a, b, c) = (w.nccf[tau - 1], w.nccf[tau], w.nccf[tau + 1]);
-            if b < MIN_CANDIDATE_NCCF || b < a || b <= c {
-                continue;
-            }
-            let curv = a - 2.0 * b + c;
-            let (delta, peak) = if curv < 0.0 {
-                let d = (0.5 * (a - c) / curv).clamp(-0.5, 0.5);
-                (d, b - 0.25 * (a - c) * d)
-            } else {
-                (0.0, b)
-            };
-            let f0 = ANALYSIS_RATE_HZ as f32 / (tau as f32 + delta);
-            if (F0_MIN_HZ * 0.97..=F0_MAX_HZ * 1.03).contains(&f0) {
-                out.insert(f0.clamp(F0_MIN_HZ, F0_MAX_HZ), peak.min(1.0));
-            }
+            peak_candidate(out, tau, [w.nccf[tau - 1], w.nccf[tau], w.nccf[tau + 1]]);
         }
     }
 
