@@ -11,6 +11,9 @@ use crate::protocol::Provider;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod wav;
+pub use wav::{WavStream, read_wav};
+
 /// A replay input could not be (fully) read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -113,67 +116,6 @@ pub fn read_transcript(path: &Path) -> Result<Vec<TranscriptLine>, ReplayError> 
     Ok(lines)
 }
 
-/// Reads a WAV file as 16-bit PCM channels at its own rate.
-pub fn read_wav(path: &Path) -> Result<(u32, Vec<Vec<i16>>), ReplayError> {
-    let wav_err = |detail: String| ReplayError::Wav {
-        path: path.to_owned(),
-        detail,
-    };
-    let meta = std::fs::metadata(path).map_err(|source| ReplayError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    if meta.len() == 0 {
-        return Err(ReplayError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    let mut reader = hound::WavReader::open(path).map_err(|e| wav_err(e.to_string()))?;
-    let spec = reader.spec();
-    let channels = usize::from(spec.channels);
-    if channels == 0 || channels > 2 {
-        return Err(wav_err(format!(
-            "{channels} channels (expected mono, or stereo = caller left, agent right)"
-        )));
-    }
-    if !(8000..=48000).contains(&spec.sample_rate) {
-        return Err(wav_err(format!(
-            "sample rate {} Hz (expected 8000..=48000)",
-            spec.sample_rate
-        )));
-    }
-    let mut out = vec![Vec::with_capacity(reader.duration() as usize); channels];
-    let mut push = |i: usize, s: i16| out[i % channels].push(s);
-    match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Int, 16) => {
-            for (i, s) in reader.samples::<i16>().enumerate() {
-                push(i, s.map_err(|e| wav_err(e.to_string()))?);
-            }
-        }
-        (hound::SampleFormat::Int, bits @ (8 | 24 | 32)) => {
-            let shift = i32::from(bits) - 16;
-            for (i, s) in reader.samples::<i32>().enumerate() {
-                let s = s.map_err(|e| wav_err(e.to_string()))?;
-                let v = if shift >= 0 { s >> shift } else { s << -shift };
-                push(i, v.clamp(-32768, 32767) as i16);
-            }
-        }
-        (hound::SampleFormat::Float, 32) => {
-            for (i, s) in reader.samples::<f32>().enumerate() {
-                let s = s.map_err(|e| wav_err(e.to_string()))?;
-                push(i, (s * 32767.0).clamp(-32768.0, 32767.0) as i16);
-            }
-        }
-        (f, b) => return Err(wav_err(format!("unsupported sample format {f:?} {b}-bit"))),
-    }
-    if out[0].is_empty() {
-        return Err(ReplayError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    Ok((spec.sample_rate, out))
-}
-
 /// Replays one input through the pipeline.
 pub fn replay_file(
     input: &Path,
@@ -213,16 +155,42 @@ fn replay_wav(
     settings: &Arc<PipelineSettings>,
     trace: bool,
 ) -> Result<CallReport, ReplayError> {
-    let (rate, channels) = read_wav(path)?;
+    let mut wav = WavStream::open(path)?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("call");
     // A file name may hold anything; events, logs and outbox entries get a safe id.
     let call_id = crate::protocol::CallId::from_name(name);
-    replay_pcm(call_id.as_str(), rate, &channels, lines, settings, trace).map_err(|e| {
-        ReplayError::Wav {
+    let rate = wav.sample_rate_hz();
+    let channels = wav.channels();
+    let chunk = chunk_samples(rate);
+    let mut read_any = false;
+    let report = drive(
+        call_id.as_str(),
+        rate,
+        channels,
+        lines,
+        settings,
+        trace,
+        |e| ReplayError::Wav {
             path: path.to_owned(),
             detail: e.to_string(),
-        }
-    })
+        },
+        |block| {
+            let more = wav.read_block(chunk, block)?;
+            read_any |= more;
+            Ok(more)
+        },
+    )?;
+    if !read_any {
+        return Err(ReplayError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(report)
+}
+
+/// Samples per 20 ms chunk at `rate`, the size every driver feeds the pipeline in.
+fn chunk_samples(rate: u32) -> usize {
+    (rate as usize / 50).max(1)
 }
 
 /// Replays decoded PCM (one channel: the caller; two: caller and agent) through
@@ -236,8 +204,47 @@ pub fn replay_pcm(
     settings: &PipelineSettings,
     trace: bool,
 ) -> Result<CallReport, crate::dsp::DspError> {
+    let chunk = chunk_samples(rate);
+    let mut start = 0usize;
+    drive(
+        call_id,
+        rate,
+        channels.len(),
+        lines,
+        settings,
+        trace,
+        |e| e,
+        |block| {
+            let mut more = false;
+            for (ch, out) in channels.iter().zip(block.iter_mut()) {
+                out.clear();
+                if let Some(s) = ch.get(start..(start + chunk).min(ch.len())) {
+                    out.extend_from_slice(s);
+                    more |= !s.is_empty();
+                }
+            }
+            start += chunk;
+            Ok(more)
+        },
+    )
+}
+
+/// The one loop that feeds PCM to [`CallPipeline`]: `next` fills one 20 ms block per channel
+/// (caller first, then agent; a channel that ran out is left empty) and says whether there was
+/// any audio; the transcript lines go in first, stamped with their own media time.
+#[allow(clippy::too_many_arguments)]
+fn drive<E>(
+    call_id: &str,
+    rate: u32,
+    channels: usize,
+    lines: Vec<TranscriptLine>,
+    settings: &PipelineSettings,
+    trace: bool,
+    dsp_error: impl FnOnce(crate::dsp::DspError) -> E,
+    mut next: impl FnMut(&mut [Vec<i16>]) -> Result<bool, E>,
+) -> Result<CallReport, E> {
     let call_id = crate::protocol::CallId::from_name(call_id);
-    let tracks: Vec<Track> = if channels.len() == 2 {
+    let tracks: Vec<Track> = if channels == 2 {
         vec![Track::Caller, Track::Agent]
     } else {
         vec![Track::Caller]
@@ -251,7 +258,7 @@ pub fn replay_pcm(
         stream_id: None,
         custom_parameters: Default::default(),
     };
-    let (mut p, started) = CallPipeline::new(info, settings)?;
+    let (mut p, started) = CallPipeline::new(info, settings).map_err(dsp_error)?;
     if trace {
         p.enable_trace();
     }
@@ -259,13 +266,12 @@ pub fn replay_pcm(
     for line in lines {
         p.push_transcript(line, &mut events);
     }
-    let chunk = (rate as usize / 50).max(1);
-    let n = channels.iter().map(Vec::len).max().unwrap_or(0);
+    let mut block = vec![Vec::with_capacity(chunk_samples(rate)); tracks.len()];
     let mut frames = 0u64;
-    for start in (0..n).step_by(chunk) {
-        for (ch, t) in channels.iter().zip(&tracks) {
-            if start < ch.len() {
-                p.push_audio(*t, &ch[start..(start + chunk).min(ch.len())], &mut events);
+    while next(&mut block)? {
+        for (samples, t) in block.iter().zip(&tracks) {
+            if !samples.is_empty() {
+                p.push_audio(*t, samples, &mut events);
                 frames += 1;
             }
         }
