@@ -153,15 +153,18 @@ async fn deliver_entry(shared: Arc<Shared>, state: Arc<Mutex<OutboxEntry>>) {
             return;
         }
     };
-    let agent = match &entry.request.event.kind {
-        crate::event::EventKind::Handoff(h) => h.route.as_ref().map(|r| r.target.clone()),
-        _ => None,
+    let (agent, reason) = match &entry.request.event.kind {
+        crate::event::EventKind::Handoff(h) => {
+            (h.route.as_ref().map(|r| r.target.clone()), short_reason(h))
+        }
+        _ => (None, String::new()),
     };
     let prepared = Arc::new(Prepared {
         handoff_id: handoff_id.clone(),
         call_id: entry.request.event.call_id.clone(),
         body,
         agent,
+        reason,
     });
     let t_ms = entry.request.event.t_ms;
     let names: Vec<String> = entry
@@ -194,6 +197,16 @@ async fn deliver_entry(shared: Arc<Shared>, state: Arc<Mutex<OutboxEntry>>) {
     }
     // Else: aborted by shutdown; the file stays pending and the next start resumes it.
     shared.release(&handoff_id);
+}
+
+/// The strongest signal's name (`human_request`, `tone`, …), `pre_call` for a handoff decided
+/// before the conversation, else `handoff`.
+fn short_reason(h: &crate::event::Handoff) -> String {
+    match h.reasons.first() {
+        Some(r) => r.signal.name().to_owned(),
+        None if h.pre_call => "pre_call".to_owned(),
+        None => "handoff".to_owned(),
+    }
 }
 
 /// Attempts one target until it is delivered, fails for good, or the bridge aborts.

@@ -11,6 +11,7 @@
 //! never called again, also after a restart; an attempt cut short by a crash or by the end of the
 //! shutdown grace is repeated, so receivers deduplicate on `Idempotency-Key` (= `handoff_id`).
 
+pub mod ari;
 pub mod config;
 mod deliver;
 pub mod journal;
@@ -28,8 +29,8 @@ pub mod warm_vonage;
 pub mod webhook;
 
 pub use config::{
-    BridgeConfig, ConfigError, PlivoConfig, TelnyxConfig, TransferMode, TwilioConfig, VonageConfig,
-    WebhookConfig,
+    AriMode, AsteriskConfig, BridgeConfig, ConfigError, PlivoConfig, TelnyxConfig, TransferMode,
+    TwilioConfig, VonageConfig, WebhookConfig,
 };
 pub use target::Target;
 pub use warm_run::{WarmTask, WarmTransfers};

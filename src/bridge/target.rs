@@ -2,7 +2,7 @@
 
 use super::config::BridgeConfig;
 use super::retry::{StatusClass, classify_status};
-use super::{transfer, webhook};
+use super::{ari, transfer, webhook};
 use crate::protocol::Provider;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,19 +26,22 @@ pub enum Target {
     Vonage,
     /// Plivo call transfer.
     Plivo,
+    /// Asterisk ARI: channel variables, then continue or redirect.
+    Asterisk,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::Webhook,
         Target::Twilio,
         Target::Telnyx,
         Target::Vonage,
         Target::Plivo,
+        Target::Asterisk,
     ];
 
-    /// `webhook`, `twilio`, `telnyx`, `vonage` or `plivo`.
+    /// `webhook`, `twilio`, `telnyx`, `vonage`, `plivo` or `asterisk`.
     pub fn name(self) -> &'static str {
         match self {
             Target::Webhook => "webhook",
@@ -46,6 +49,7 @@ impl Target {
             Target::Telnyx => "telnyx",
             Target::Vonage => "vonage",
             Target::Plivo => "plivo",
+            Target::Asterisk => "asterisk",
         }
     }
 
@@ -62,12 +66,13 @@ impl Target {
             Target::Telnyx => cfg.telnyx.is_some(),
             Target::Vonage => cfg.vonage.is_some(),
             Target::Plivo => cfg.plivo.is_some(),
+            Target::Asterisk => cfg.asterisk.is_some(),
         }
     }
 
     /// The targets a handoff from `provider` goes to: the webhook when configured, plus the
     /// transfer hook its adapter names, when configured (a Twilio call can only be moved by
-    /// Twilio; FreeSWITCH and Asterisk name none: the webhook only).
+    /// Twilio; FreeSWITCH names none: the webhook only).
     pub fn for_provider(cfg: &BridgeConfig, provider: Provider) -> Vec<Target> {
         Self::ALL
             .into_iter()
@@ -89,6 +94,9 @@ pub struct Prepared {
     /// The handoff's route target (`[[routing]]`), replacing the configured agent of the
     /// Twilio, Telnyx and Vonage transfers for this handoff (Plivo's `aleg_url` stays).
     pub agent: Option<String>,
+    /// A short reason (the strongest signal's name), for transfers that carry one
+    /// (Asterisk's `WARMLINE_REASON`).
+    pub reason: String,
 }
 
 /// `cfg` with its agent replaced by the handoff's route target, when it has one.
@@ -153,41 +161,76 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Makes one attempt at `target`.
+/// The requests of one attempt at `target`, in order: one for most targets, the variables and
+/// then continue/redirect for Asterisk ARI.
+fn build(
+    client: &reqwest::Client,
+    cfg: &BridgeConfig,
+    target: Target,
+    p: &Prepared,
+) -> Option<Result<Vec<reqwest::RequestBuilder>, transfer::TransferError>> {
+    let one = |r: Result<reqwest::RequestBuilder, transfer::TransferError>| r.map(|r| vec![r]);
+    match target {
+        Target::Webhook => cfg.webhook.as_ref().map(|w| {
+            Ok(vec![webhook::request(
+                client,
+                w,
+                &p.handoff_id,
+                &p.body,
+                unix_now_s(),
+            )])
+        }),
+        Target::Twilio => cfg.twilio.as_ref().map(|c| {
+            let c = with_agent(c, p.agent.as_deref(), |c, a| c.agent = a);
+            one(transfer::twilio_request(
+                client,
+                &c,
+                &p.call_id,
+                &p.handoff_id,
+            ))
+        }),
+        Target::Telnyx => cfg.telnyx.as_ref().map(|c| {
+            let c = with_agent(c, p.agent.as_deref(), |c, a| c.to = a);
+            one(transfer::telnyx_request(
+                client,
+                &c,
+                &p.call_id,
+                &p.handoff_id,
+            ))
+        }),
+        Target::Vonage => cfg.vonage.as_ref().map(|c| {
+            let c = with_agent(c, p.agent.as_deref(), |c, a| c.agent = a);
+            one(transfer::vonage_request(
+                client,
+                &c,
+                &p.call_id,
+                &p.handoff_id,
+            ))
+        }),
+        Target::Plivo => cfg.plivo.as_ref().map(|c| {
+            one(transfer::plivo_request(
+                client,
+                c,
+                &p.call_id,
+                &p.handoff_id,
+            ))
+        }),
+        Target::Asterisk => cfg
+            .asterisk
+            .as_ref()
+            .map(|c| ari::requests(client, c, &p.call_id, &p.handoff_id, &p.reason)),
+    }
+}
+
+/// Makes one attempt at `target`: its requests in order, stopping at the first that is not
+/// delivered (a later step never runs before an earlier one succeeded).
 pub async fn attempt(
     client: &reqwest::Client,
     cfg: &BridgeConfig,
     target: Target,
     p: &Prepared,
 ) -> AttemptOutcome {
-    let built = match target {
-        Target::Webhook => cfg.webhook.as_ref().map(|w| {
-            Ok(webhook::request(
-                client,
-                w,
-                &p.handoff_id,
-                &p.body,
-                unix_now_s(),
-            ))
-        }),
-        Target::Twilio => cfg.twilio.as_ref().map(|c| {
-            let c = with_agent(c, p.agent.as_deref(), |c, a| c.agent = a);
-            transfer::twilio_request(client, &c, &p.call_id, &p.handoff_id)
-        }),
-        Target::Telnyx => cfg.telnyx.as_ref().map(|c| {
-            let c = with_agent(c, p.agent.as_deref(), |c, a| c.to = a);
-            transfer::telnyx_request(client, &c, &p.call_id, &p.handoff_id)
-        }),
-        Target::Vonage => cfg.vonage.as_ref().map(|c| {
-            let c = with_agent(c, p.agent.as_deref(), |c, a| c.agent = a);
-            transfer::vonage_request(client, &c, &p.call_id, &p.handoff_id)
-        }),
-        Target::Plivo => cfg
-            .plivo
-            .as_ref()
-            .map(|c| transfer::plivo_request(client, c, &p.call_id, &p.handoff_id)),
-    };
-    let request = match built {
+    let requests = match build(client, cfg, target, p) {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             return AttemptOutcome::Permanent {
@@ -202,6 +245,64 @@ pub async fn attempt(
             };
         }
     };
+    let mut outcome = AttemptOutcome::Permanent {
+        status: None,
+        error: format!("target `{}` has nothing to send", target.name()),
+    };
+    for request in requests {
+        outcome = send(request, cfg).await;
+        if let (Target::Asterisk, Some(a)) = (target, cfg.asterisk.as_ref()) {
+            outcome = ari_outcome(outcome, a);
+        }
+        if !matches!(outcome, AttemptOutcome::Delivered { .. }) {
+            break;
+        }
+    }
+    outcome
+}
+
+/// ARI's refusals named; a 409 (the channel is not in the Stasis app) is final here, unlike
+/// other APIs' conflicts: the channel does not re-enter the app by itself.
+fn ari_outcome(
+    outcome: AttemptOutcome,
+    cfg: &crate::bridge::config::AsteriskConfig,
+) -> AttemptOutcome {
+    let status = match &outcome {
+        AttemptOutcome::Retry {
+            status: Some(s), ..
+        }
+        | AttemptOutcome::Permanent {
+            status: Some(s), ..
+        } => *s,
+        _ => return outcome,
+    };
+    let Some(why) = ari::explain(status, cfg) else {
+        return outcome;
+    };
+    match outcome {
+        AttemptOutcome::Retry { error, .. } if status == 409 => AttemptOutcome::Permanent {
+            status: Some(status),
+            error: format!("{why}: {error}"),
+        },
+        AttemptOutcome::Retry {
+            error,
+            retry_after_s,
+            ..
+        } => AttemptOutcome::Retry {
+            status: Some(status),
+            error: format!("{why}: {error}"),
+            retry_after_s,
+        },
+        AttemptOutcome::Permanent { error, .. } => AttemptOutcome::Permanent {
+            status: Some(status),
+            error: format!("{why}: {error}"),
+        },
+        other => other,
+    }
+}
+
+/// Sends one request and reads what its answer means.
+async fn send(request: reqwest::RequestBuilder, cfg: &BridgeConfig) -> AttemptOutcome {
     let resp = match request.send().await {
         Ok(r) => r,
         Err(e) => {

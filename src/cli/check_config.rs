@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Keys whose values are secrets wherever they appear.
-const SECRET_KEYS: [&str; 6] = [
+const SECRET_KEYS: [&str; 7] = [
     "auth_token",
+    "password",
     "secret",
     "client_secret",
     "api_key",

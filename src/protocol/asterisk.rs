@@ -31,7 +31,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     two_tracks: false,
     auth: AuthRule::Token { headers: &[] },
     subprotocols: &[],
-    transfer: None,
+    transfer: Some("asterisk"),
     detect: |head| head.contains("MEDIA_START"),
     adapter: |_| Box::new(AsteriskAdapter::default()),
     render,

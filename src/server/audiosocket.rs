@@ -2,7 +2,9 @@
 //! plain TCP, one connection per call. Each connection is admitted under the same
 //! `[server] max_calls` as a WebSocket call and runs the same call task (first-message and
 //! idle deadlines, media lead, transcript feed, handoff, `call_ended`, graceful shutdown); only
-//! reading and closing differ ([`TcpMedia`]). Reads are one fixed buffer at a time and a frame
+//! reading and closing differ ([`TcpMedia`]). Each connection also holds one of the
+//! `[server] max_connections` places the HTTP listener takes from, so the descriptor budget
+//! counts both listeners. Reads are one fixed buffer at a time and a frame
 //! is capped from its header, so a peer cannot make a connection hold more than one frame.
 //!
 //! AudioSocket has no authentication and no control channel back: the listener belongs on a
@@ -14,6 +16,7 @@
 
 use super::AppState;
 use super::call::{self, CallTask, End, MediaSocket};
+use super::conn;
 use crate::config::ServerConfig;
 use crate::pipeline::CallError;
 use crate::protocol::Provider;
@@ -30,6 +33,7 @@ const READ_BYTES: usize = 4096;
 pub(super) async fn serve(listener: TcpListener, st: AppState) {
     let token = st.shutdown_token();
     let max_payload_bytes = st.config().server.max_message_bytes.min(MAX_PAYLOAD_BYTES);
+    let slots = st.connection_slots();
     loop {
         let (stream, peer) = tokio::select! {
             () = token.cancelled() => break,
@@ -46,6 +50,12 @@ pub(super) async fn serve(listener: TcpListener, st: AppState) {
         if token.is_cancelled() {
             break;
         }
+        // A connection place first, as the HTTP listener takes one: AudioSocket connections
+        // count toward `max_connections` (the descriptor budget) like WebSocket ones.
+        let Some(slot) = conn::take_slot(&slots, st.metrics()) else {
+            tracing::warn!(%peer, "refused AudioSocket connection: max_connections reached");
+            continue;
+        };
         let Ok(permit) = st.inner.admission.clone().try_acquire_owned() else {
             st.metrics().admission_rejections.inc();
             tracing::warn!(%peer, max_calls = st.config().server.max_calls, "refused AudioSocket connection: at capacity");
@@ -54,6 +64,7 @@ pub(super) async fn serve(listener: TcpListener, st: AppState) {
         };
         let _ = stream.set_nodelay(true);
         let media = TcpMedia {
+            _slot: slot,
             stream,
             frames: FrameStream::new(max_payload_bytes),
             buf: vec![0; READ_BYTES].into_boxed_slice(),
@@ -66,6 +77,8 @@ pub(super) async fn serve(listener: TcpListener, st: AppState) {
 
 /// One AudioSocket connection as the call task's socket.
 struct TcpMedia {
+    /// Its place under `max_connections`, freed when the connection is dropped.
+    _slot: conn::ConnectionSlot,
     stream: TcpStream,
     frames: FrameStream,
     buf: Box<[u8]>,

@@ -39,10 +39,24 @@ impl Drop for SlotGuard {
     }
 }
 
+/// A place under `max_connections` from `slots` (shared by every listener of the gateway:
+/// HTTP/WebSocket and AudioSocket), counted open; `None` (counted refused) when all are taken.
+pub(crate) fn take_slot(slots: &Arc<Semaphore>, metrics: &Metrics) -> Option<ConnectionSlot> {
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        metrics.connections_refused.inc();
+        return None;
+    };
+    metrics.connections_open.inc();
+    Some(ConnectionSlot(Arc::new(SlotGuard {
+        _permit: permit,
+        open: metrics.connections_open.clone(),
+    })))
+}
+
 /// Accept-loop settings.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
-    /// Connections open at once.
+    /// Connections open at once (the size of the shared slots).
     pub max_connections: usize,
     /// Time allowed for a complete request head.
     pub header_read_timeout: Duration,
@@ -50,15 +64,16 @@ pub(super) struct Limits {
     pub shutdown_grace: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
+/// Serves `router` on `listener` until `shutdown` is cancelled, each connection holding one of
+/// `slots` (see [`take_slot`]).
 pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    slots: Arc<Semaphore>,
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
@@ -83,18 +98,12 @@ pub(super) async fn serve(
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics.connections_refused.inc();
+        let Some(slot) = take_slot(&slots, metrics) else {
             // Closed at once: the peer sees the refusal instead of a stall, and the
             // descriptor is free again before the next accept.
             drop(stream);
             continue;
         };
-        metrics.connections_open.inc();
-        let slot = ConnectionSlot(Arc::new(SlotGuard {
-            _permit: permit,
-            open: metrics.connections_open.clone(),
-        }));
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let http = http.clone();

@@ -45,7 +45,15 @@ pub async fn serve(listener: TcpListener, state: AppState) -> Result<(), ServerE
             "max_connections is below max_calls: at most max_connections calls can be open"
         );
     }
-    conn::serve(listener, app, limits, state.metrics(), token.clone()).await;
+    conn::serve(
+        listener,
+        app,
+        limits,
+        state.connection_slots(),
+        state.metrics(),
+        token.clone(),
+    )
+    .await;
     // Upgraded WebSockets are not tracked by hyper: wait for the call tasks ourselves.
     state.inner.tracker.close();
     let grace = Duration::from_millis(state.config().server.shutdown_grace_ms);

@@ -81,6 +81,9 @@ struct Inner {
     recorder: Mutex<crate::store::recorder::Recorder>,
     /// Fleet membership, with `[cluster]`.
     cluster: std::sync::OnceLock<crate::cluster::Cluster>,
+    /// The `max_connections` places every listener (HTTP/WebSocket, AudioSocket) takes from,
+    /// so the descriptor budget holds whichever way calls arrive; sized on first use.
+    connection_slots: std::sync::OnceLock<Arc<Semaphore>>,
 }
 
 impl AppState {
@@ -129,6 +132,7 @@ impl AppState {
                 store,
                 recorder,
                 cluster: std::sync::OnceLock::new(),
+                connection_slots: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -148,6 +152,14 @@ impl AppState {
             let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
             crate::config::derived_max_connections(soft)
         })
+    }
+
+    /// The connection places shared by every listener (see `Inner::connection_slots`).
+    pub(crate) fn connection_slots(&self) -> Arc<Semaphore> {
+        self.inner
+            .connection_slots
+            .get_or_init(|| Arc::new(Semaphore::new(self.max_connections())))
+            .clone()
     }
 
     /// Checks a Twilio `start` against `[auth.twilio]`: the account, and the per-call token

@@ -18,17 +18,27 @@ use warmline::protocol::audiosocket::{self, KIND_AUDIO, KIND_UUID, frame, parse_
 
 const CALL: &str = "0d6c2b54-8f3e-4f0a-9b1d-3c2e7a9f5e10";
 
-fn demo(name: &str) -> std::path::PathBuf {
+pub(crate) fn demo(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/demo")
         .join(name)
 }
 
 /// The demo call's caller audio (8 kHz mono 16-bit).
-fn demo_pcm() -> Vec<i16> {
+pub(crate) fn demo_pcm() -> Vec<i16> {
     let mut r = hound::WavReader::open(demo("escalating.wav")).expect("fixtures/demo wav");
     assert_eq!(r.spec().sample_rate, 8000);
     r.samples::<i16>().map(|s| s.expect("sample")).collect()
+}
+
+/// The demo call's transcript, one JSON line each.
+pub(crate) fn demo_transcript() -> Vec<String> {
+    std::fs::read_to_string(demo("escalating.transcript.jsonl"))
+        .expect("fixtures/demo transcript")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A webhook receiver that answers 200 and keeps every body.
@@ -50,13 +60,13 @@ async fn webhook_receiver() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>) 
     (addr, bodies)
 }
 
-fn audiosocket_config() -> warmline::config::Config {
+pub(crate) fn audiosocket_config() -> warmline::config::Config {
     let mut cfg = test_config();
     cfg.server.audiosocket_listen = Some("127.0.0.1:0".into());
     cfg
 }
 
-async fn dial(server: &TestServer) -> TcpStream {
+pub(crate) async fn dial(server: &TestServer) -> TcpStream {
     let addr = server.audiosocket.expect("the AudioSocket listener is on");
     TcpStream::connect(addr).await.expect("connect")
 }
@@ -68,6 +78,17 @@ async fn start_call(server: &TestServer, call: &str) -> TcpStream {
     let start = [frame(KIND_UUID, &uuid), frame(KIND_AUDIO, &[0; 320])].concat();
     tcp.write_all(&start).await.expect("write");
     tcp
+}
+
+/// Waits until `call` has its first event (it is registered), up to 5 s.
+async fn wait_started(server: &TestServer, call: &str) {
+    for _ in 0..250 {
+        if !server.events_for(call).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("call {call} never started");
 }
 
 /// The `call_ended` among `events`.
@@ -82,7 +103,7 @@ fn call_ended(events: &[warmline::event::Event]) -> warmline::event::CallEnded {
 }
 
 /// Reads until the server closes the connection (EOF or reset), up to 10 s.
-async fn closed_by_server(tcp: &mut TcpStream) -> bool {
+pub(crate) async fn closed_by_server(tcp: &mut TcpStream) -> bool {
     let mut buf = [0u8; 256];
     let read = async {
         loop {
@@ -98,7 +119,7 @@ async fn closed_by_server(tcp: &mut TcpStream) -> bool {
 }
 
 /// Posts transcript lines until the call is registered (the first 202), then the rest.
-async fn post_transcript(server: &TestServer, call: &str, lines: &[String]) {
+pub(crate) async fn post_transcript(server: &TestServer, call: &str, lines: &[String]) {
     let http = reqwest::Client::new();
     let url = format!("http://{}/v1/calls/{call}/transcript", server.addr);
     for (i, line) in lines.iter().enumerate() {
@@ -141,13 +162,7 @@ async fn the_demo_call_over_audiosocket_is_handed_off_through_the_webhook() {
     let mut tcp = dial(&server).await;
     // The UUID and the first audio frame start the call (the audio kind names the rate).
     tcp.write_all(&frames[..2].concat()).await.unwrap();
-    let transcript: Vec<String> = std::fs::read_to_string(demo("escalating.transcript.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect();
-    post_transcript(&server, CALL, &transcript).await;
+    post_transcript(&server, CALL, &demo_transcript()).await;
     // The rest in writes that cut frames anywhere, as TCP may deliver them.
     let rest = frames[2..].concat();
     for piece in rest.chunks(1000) {
@@ -263,12 +278,24 @@ async fn audiosocket_calls_share_max_calls_and_the_first_message_deadline() {
     let mut b = dial(&server).await;
     assert!(closed_by_server(&mut b).await, "over max_calls");
     assert_eq!(server.state.metrics().admission_rejections.get(), 1);
+    // The first call goes on: a second of audio after the refusal is all heard.
+    let more = render(
+        &parse_uuid(first).unwrap(),
+        8000,
+        20,
+        &[700i16; 8000],
+        false,
+    )
+    .unwrap();
+    a.write_all(&more[1..].concat()).await.unwrap();
     // The first call goes on until it says nothing for too long (idle) or hangs up.
     a.write_all(&frame(audiosocket::KIND_HANGUP, &[]))
         .await
         .unwrap();
     assert!(closed_by_server(&mut a).await);
-    server.wait_ended(first).await;
+    let ended = call_ended(&server.wait_ended(first).await);
+    assert_eq!(ended.reason, "stop");
+    assert_eq!(server.audio(first, Track::Caller).len(), 160 + 8000);
     // A connection that never sends its UUID is closed at the first-message deadline.
     let mut silent = dial(&server).await;
     let t0 = std::time::Instant::now();
@@ -286,15 +313,59 @@ async fn shutdown_ends_an_open_audiosocket_call_with_its_call_ended() {
     let server = TestServer::with_config(audiosocket_config()).await;
     let call = "b4d2f1e3-6c7e-4f80-9102-b3c4d5e6f708";
     let mut tcp = start_call(&server, call).await;
-    for _ in 0..250 {
-        if !server.events_for(call).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_started(&server, call).await;
     server.state.shutdown_token().cancel();
     assert!(closed_by_server(&mut tcp).await);
     let events = server.wait_ended(call).await;
     assert_eq!(call_ended(&events).reason, "shutdown");
+    server.stop().await;
+}
+
+/// AudioSocket connections hold a place under `[server] max_connections` like HTTP and
+/// WebSocket connections do (one descriptor budget for both listeners): with one place, an open
+/// AudioSocket call leaves none for a WebSocket or a second AudioSocket connection; when it
+/// ends, the place is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audiosocket_connections_count_toward_max_connections() {
+    let mut cfg = audiosocket_config();
+    cfg.server.max_connections = Some(1);
+    cfg.server.max_calls = 4;
+    let server = TestServer::with_config(cfg).await;
+    let first = "c5e3a2f4-7d8e-4f91-a213-c4d5e6f70819";
+    let mut a = start_call(&server, first).await;
+    wait_started(&server, first).await;
+    let refused = || server.state.metrics().connections_refused.get();
+    assert_eq!(refused(), 0);
+    // An HTTP connection (the one a WebSocket upgrade starts on) finds no place: it is
+    // closed before its request is read.
+    let http = reqwest::get(format!("http://{}/healthz", server.addr)).await;
+    assert!(
+        http.is_err(),
+        "an HTTP connection beyond max_connections: {http:?}"
+    );
+    assert_eq!(refused(), 1);
+    // Nor does a second AudioSocket connection.
+    let mut b = dial(&server).await;
+    assert!(closed_by_server(&mut b).await, "over max_connections");
+    assert_eq!(refused(), 2);
+    assert_eq!(server.state.metrics().admission_rejections.get(), 0);
+    // The first call's end frees the place for the next one.
+    a.write_all(&frame(audiosocket::KIND_HANGUP, &[]))
+        .await
+        .unwrap();
+    assert!(closed_by_server(&mut a).await);
+    server.wait_ended(first).await;
+    let second = "d6f4b3a5-8e9f-4a02-b324-d5e6f708192a";
+    let mut c = None;
+    for _ in 0..50 {
+        let tcp = start_call(&server, second).await;
+        c = Some(tcp);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        if !server.events_for(second).is_empty() {
+            break;
+        }
+    }
+    assert!(!server.events_for(second).is_empty(), "the place came back");
+    drop(c);
     server.stop().await;
 }

@@ -100,7 +100,13 @@ fn the_example_config_loads_and_names_every_key_at_its_default() {
         (tw.mode, tw.answer_timeout_s, &tw.api_base, &tw.say),
         (td.mode, td.answer_timeout_s, &td.api_base, &td.say)
     );
-    assert!(b.webhook.is_some() && b.telnyx.is_some() && b.vonage.is_some() && b.plivo.is_some());
+    assert!(
+        b.webhook.is_some()
+            && b.telnyx.is_some()
+            && b.vonage.is_some()
+            && b.plivo.is_some()
+            && b.asterisk.is_some()
+    );
 }
 
 #[test]
@@ -109,6 +115,7 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
         .args(["check-config"])
         .arg(example_path())
         .env("WARMLINE_BRIDGE_WEBHOOK_SECRET", "from-the-env")
+        .env("WARMLINE_BRIDGE_ASTERISK_PASSWORD", "ari-from-the-env")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -119,6 +126,9 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
     );
     assert!(!stdout.contains("from-the-env"), "{stdout}");
     assert!(stdout.contains("secret = \"***\""), "{stdout}");
+    // The ARI password too (basic auth), from the file or the environment.
+    assert!(!stdout.contains("ari-from-the-env"), "{stdout}");
+    assert!(stdout.contains("password = \"***\""), "{stdout}");
     assert!(stdout.contains("mode = \"auto\""), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway on a loopback port, real WebSocket and HTTP clients,
 //! fixtures generated in-process (nothing outside the repo is read).
 
+mod ari;
 mod audiosocket;
 mod bridge;
 mod cluster_startup;

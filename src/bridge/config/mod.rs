@@ -2,8 +2,9 @@
 //!
 //! Owns parsing defaults and validation only; nothing here does I/O.
 //!
-//! One file per provider section ([`twilio`], [`telnyx`], [`vonage`], [`plivo`]); [`warm`] holds
-//! the warm-transfer keys they share (mode, fallback chain, callback origin, validation).
+//! One file per provider section ([`twilio`], [`telnyx`], [`vonage`], [`plivo`],
+//! [`asterisk`]); [`warm`] holds the warm-transfer keys the first four share (mode, fallback
+//! chain, callback origin, validation).
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub struct BridgeConfig {
     pub vonage: Option<VonageConfig>,
     /// Plivo call transfer (used for calls that came from Plivo).
     pub plivo: Option<PlivoConfig>,
+    /// Asterisk ARI continue/redirect (calls from `chan_websocket` and AudioSocket).
+    pub asterisk: Option<AsteriskConfig>,
 }
 
 impl Default for BridgeConfig {
@@ -75,6 +78,7 @@ impl Default for BridgeConfig {
             telnyx: None,
             vonage: None,
             plivo: None,
+            asterisk: None,
         }
     }
 }
@@ -109,12 +113,14 @@ impl WebhookConfig {
     }
 }
 
+mod asterisk;
 mod plivo;
 mod telnyx;
 mod twilio;
 mod vonage;
 mod warm;
 
+pub use asterisk::{AriMode, AsteriskConfig};
 pub use plivo::PlivoConfig;
 pub use telnyx::TelnyxConfig;
 pub use twilio::TwilioConfig;
@@ -183,6 +189,12 @@ impl BridgeConfig {
         if let (Some(t), Some(v)) = (self.plivo.as_mut(), env("WARMLINE_BRIDGE_PLIVO_AUTH_TOKEN")) {
             t.auth_token = v;
         }
+        if let (Some(a), Some(v)) = (
+            self.asterisk.as_mut(),
+            env("WARMLINE_BRIDGE_ASTERISK_PASSWORD"),
+        ) {
+            a.password = v;
+        }
     }
 
     /// Checks every value, naming the first bad key.
@@ -232,6 +244,9 @@ impl BridgeConfig {
         }
         if let Some(p) = &self.plivo {
             p.validate()?;
+        }
+        if let Some(a) = &self.asterisk {
+            a.validate()?;
         }
         Ok(())
     }
