@@ -285,12 +285,15 @@ impl Core {
         self.prev_periodic = self.cands.nccf[..self.cands.n]
             .iter()
             .any(|&r| r > self.voicing_threshold);
-        // Undo the NCCF loss from stationary noise (see `DspConfig::noise_compensation`).
-        let noise = 10f32.powf(nf / 10.0);
-        let signal = (10f32.powf(window_db / 10.0) - noise).max(1e-12);
-        let comp = (1.0 + noise / signal).min(self.noise_compensation);
-        for r in &mut self.cands.nccf[..self.cands.n] {
-            *r = (*r * comp).min(1.0);
+        // Undo the NCCF loss from stationary noise (see `DspConfig::noise_compensation`);
+        // the two powers are only worth computing when there is a candidate to scale.
+        if self.cands.n > 0 {
+            let noise = 10f32.powf(nf / 10.0);
+            let signal = (10f32.powf(window_db / 10.0) - noise).max(1e-12);
+            let comp = (1.0 + noise / signal).min(self.noise_compensation);
+            for r in &mut self.cands.nccf[..self.cands.n] {
+                *r = (*r * comp).min(1.0);
+            }
         }
         let quiet = ((self.peak_db - QUIET_BELOW_PEAK_DB - window_db) / 10.0).clamp(0.0, 1.0);
         let decided = self.tracker.push(&self.cands, quiet);
