@@ -123,16 +123,7 @@ impl TwilioConfig {
         } else {
             vec!["bridge.twilio.caller_id"]
         };
-        let wants = self.wants_warm();
-        resolve_warm(
-            &TWILIO_KEYS,
-            &mut self.mode,
-            &mut self.callback_base,
-            wants,
-            missing,
-            public_url,
-            in_fleet,
-        )
+        self.settle_warm(self.wants_warm(), missing, public_url, in_fleet)
     }
 
     /// Checks this section's keys (part of [`BridgeConfig::validate`]).

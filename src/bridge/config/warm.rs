@@ -192,13 +192,9 @@ macro_rules! warm_section {
                 public_url: Option<&str>,
                 in_fleet: bool,
             ) -> Result<Option<String>, ConfigError> {
-                let (wants, missing) = (self.wants_warm(), self.missing_for_warm());
-                resolve_warm(
-                    &$keys,
-                    &mut self.mode,
-                    &mut self.callback_base,
-                    wants,
-                    missing,
+                self.settle_warm(
+                    self.wants_warm(),
+                    self.missing_for_warm(),
                     public_url,
                     in_fleet,
                 )
@@ -211,6 +207,25 @@ macro_rules! warm_section {
             /// Whether the warm flow applies: asked for, and explicit or with a callback origin.
             pub fn is_warm(&self) -> bool {
                 warm_applies(self.mode, self.wants_warm(), self.callback_base.as_deref())
+            }
+
+            /// [`resolve_warm`] on this section's mode and callback origin.
+            fn settle_warm(
+                &mut self,
+                wants: bool,
+                missing: Vec<&'static str>,
+                public_url: Option<&str>,
+                in_fleet: bool,
+            ) -> Result<Option<String>, ConfigError> {
+                resolve_warm(
+                    &$keys,
+                    &mut self.mode,
+                    &mut self.callback_base,
+                    wants,
+                    missing,
+                    public_url,
+                    in_fleet,
+                )
             }
 
             /// The shared warm keys, checked when the section asks for warm transfers.
